@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { controlRequest, controlSocketPath, isAlive } from '../../control/client.js';
+import { PreforkError, UsageError } from '../../errors/index.js';
+import { resolveMaster } from '../master-target.js';
+import { addRootOptions, integer } from '../options.js';
+
+/** Waits until `pid` has exited, polling, up to `timeoutMs`. */
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return !isAlive(pid);
+}
+
+function signalCommand(
+  program: Command,
+  name: string,
+  signal: NodeJS.Signals,
+  description: string,
+): void {
+  const command = program.command(name).description(description);
+  addRootOptions(command);
+  command.action(async (options: Record<string, unknown>) => {
+    const { master } = await resolveMaster(options);
+    process.kill(master.pid, signal);
+    process.stdout.write(`prefork: sent ${signal} to master ${master.pid}\n`);
+  });
+}
+
+/** Registers `reload`, `reopen-logs`, `scale` and `stop`: signals for people who'd rather not `kill`. */
+export function registerSignalCommands(program: Command): void {
+  signalCommand(program, 'reload', 'SIGHUP', 'HUP: reload config and current release, replacing workers safely');
+  signalCommand(program, 'reopen-logs', 'SIGUSR1', 'USR1: reopen log files in the master and every worker');
+
+  const scale = program
+    .command('scale')
+    .description('set the number of workers (TTIN/TTOU): N, +N or -N')
+    .argument('<n>', 'N, +N or -N');
+  addRootOptions(scale);
+  scale.action(async (amount: string, options: Record<string, unknown>) => {
+    if (!/^[+-]?\d+$/.test(amount)) throw new UsageError(`scale "${amount}": expected N, +N or -N`);
+    const { config, master } = await resolveMaster(options);
+    const target = /^[+-]/.test(amount) ? master.desiredWorkers + integer(amount) : integer(amount);
+    if (target < 1) throw new UsageError(`scale ${amount}: would leave ${target} workers; at least 1 is needed`);
+    const result = await controlRequest<{ workers: number }>(
+      controlSocketPath(config.root, master.pid),
+      { cmd: 'scale', workers: target },
+    );
+    process.stdout.write(`prefork: master ${master.pid} now runs ${result.workers} workers\n`);
+  });
+
+  const stop = program
+    .command('stop')
+    .description('QUIT: graceful shutdown (workers drain); --quick: TERM')
+    .option('--quick', 'quick shutdown (TERM) instead of draining');
+  addRootOptions(stop);
+  stop.action(async (options: Record<string, unknown>) => {
+    const { config, master } = await resolveMaster(options);
+    process.kill(master.pid, options.quick ? 'SIGTERM' : 'SIGQUIT');
+    const waitMs = (options.quick ? 5 : config.gracefulTimeout) * 1000 + 10_000;
+    if (!(await waitForExit(master.pid, waitMs))) {
+      throw new PreforkError(`master ${master.pid} is still running after ${waitMs / 1000} s`);
+    }
+    process.stdout.write(`prefork: master ${master.pid} stopped\n`);
+  });
+}

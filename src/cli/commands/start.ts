@@ -1,0 +1,105 @@
+import { openSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { queryMaster } from '../../control/client.js';
+import { PreforkError, UsageError } from '../../errors/index.js';
+import { startMaster } from '../../master/start-master.js';
+import { ENV_READY_FD, INTERNAL_ENV } from '../../protocol/index.js';
+import { pointCurrent, readCurrentRelease } from '../../release/current-link.js';
+import { readReleaseInRoot } from '../../release/read-release.js';
+import { readPidfile } from '../../state/pidfile.js';
+import { type MasterCommand, spawnMaster } from '../../upgrade/spawn-master.js';
+import { addMasterOptions, addRootOptions, configFromOptions } from '../options.js';
+
+/**
+ * The command line a master re-execs with: the same Node flags, script and arguments, less
+ * the `start` release argument (a re-exec'd master starts from `current`) and, for the
+ * detached master of `--daemon`, less `--daemon`.
+ */
+export function masterArgs(argv: string[], command: Command, release: string | undefined, dropDaemon: boolean): string[] {
+  const valueFlags = new Set(
+    command.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]),
+  );
+  const startAt = argv.indexOf('start', 1);
+  const out = argv.slice(0, startAt + 1);
+  let droppedRelease = release === undefined;
+  for (let i = startAt + 1; i < argv.length; i += 1) {
+    const token = argv[i] as string;
+    if (dropDaemon && (token === '--daemon' || token === '-D')) continue;
+    if (token.startsWith('-') && !token.includes('=') && valueFlags.has(token)) {
+      out.push(token, argv[i + 1] as string);
+      i += 1;
+      continue;
+    }
+    if (!droppedRelease && !token.startsWith('-') && token === release) {
+      droppedRelease = true;
+      continue;
+    }
+    out.push(token);
+  }
+  return out;
+}
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of INTERNAL_ENV) delete env[name];
+  return env;
+}
+
+/** `start --daemon`: run the master detached and return once it is ready. */
+async function daemonize(command: MasterCommand, logFile: string | undefined): Promise<void> {
+  const out = logFile === undefined ? 'ignore' : openSync(logFile, 'a', 0o600);
+  const spawned = spawnMaster(command, { sockets: [], stdout: out, stderr: out });
+  const message = await spawned.ready;
+  spawned.child.unref();
+  if (message?.ready) {
+    process.stdout.write(`prefork: master ${message.pid} is ready\n`);
+    return;
+  }
+  const why = message?.error ?? `it exited before it was ready${logFile ? ` (see ${logFile})` : ''}`;
+  throw new PreforkError(`the master did not start: ${why}`);
+}
+
+/** Registers `prefork start [release]`. */
+export function registerStart(program: Command): void {
+  const command = program
+    .command('start')
+    .description('run a master in the foreground (--daemon to detach); with [release], point current at it first')
+    .argument('[release]', 'release to point current at first (releases/<name>)');
+  addRootOptions(command);
+  addMasterOptions(command);
+  command.action(async (release: string | undefined, options: Record<string, unknown>) => {
+    const root = resolve(String(options.root));
+    const configSources = {
+      root,
+      configFile: options.config as string | undefined,
+      cli: configFromOptions(options),
+    };
+    const config = loadConfig(configSources);
+    const runningPid = readPidfile(config.pid);
+    if (runningPid !== undefined && process.env[ENV_READY_FD] === undefined) {
+      if (await queryMaster(root, runningPid)) {
+        throw new UsageError(
+          `a master is already running (pid ${runningPid}): use "prefork reload" or "prefork deploy", or stop it first`,
+        );
+      }
+    }
+    const target = release === undefined ? undefined : readReleaseInRoot(root, release);
+    if (target !== undefined) pointCurrent(root, target.dir);
+    const current = readCurrentRelease(root);
+    const masterCommand: MasterCommand = {
+      execPath: process.execPath,
+      args: [...process.execArgv, ...masterArgs(process.argv.slice(1), command, release, config.daemon)],
+      cwd: process.cwd(),
+      env: cleanEnv(),
+    };
+    // A master spawned by prefork (the detached half of --daemon, or USR2's new master) never
+    // detaches again, even with "daemon": true in the config file.
+    if (config.daemon && process.env[ENV_READY_FD] === undefined) {
+      await daemonize(masterCommand, config.logFile);
+      return;
+    }
+    await startMaster({ config, configSources, release: current, command: masterCommand });
+  });
+}

@@ -1,0 +1,75 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import { queryMaster } from '../../control/client.js';
+import { type MasterStatus, OLDBIN_SUFFIX } from '../../protocol/index.js';
+import { readCurrentTarget } from '../../release/current-link.js';
+import { readPidfile } from '../../state/pidfile.js';
+import { addRootOptions } from '../options.js';
+
+/** What `status` reports for one pidfile. */
+interface PidfileReport {
+  pidfile: string;
+  pid: number | undefined;
+  master: MasterStatus | undefined;
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function describeMaster(report: PidfileReport): string[] {
+  if (report.pid === undefined) return [];
+  const m = report.master;
+  if (m === undefined) {
+    return [`${report.pidfile}: pid ${report.pid} is not a prefork master of this root (stale pidfile)`];
+  }
+  const lines = [
+    `master ${m.pid} [${m.release}] version ${m.version}: ${m.state}${m.workersStopped ? ' (workers stopped by WINCH)' : ''}, up ${m.uptime}s, rss ${megabytes(m.rss)}, ${m.workers.length}/${m.desiredWorkers} workers, pidfile ${m.pidfile}`,
+    `  listening: ${m.binds.join(', ')}`,
+  ];
+  if (m.childPid !== null) lines.push(`  upgrade in flight: new master ${m.childPid}`);
+  for (const w of m.workers) {
+    lines.push(
+      `  worker ${w.pid} [${w.release}] ${w.state.padEnd(8)} requests ${String(w.requests).padStart(7)}  rss ${megabytes(w.rss).padStart(9)}  age ${w.age}s`,
+    );
+  }
+  return lines;
+}
+
+/** Registers `prefork status [--json]`. */
+export function registerStatus(program: Command): void {
+  const command = program
+    .command('status')
+    .description('show the masters, their release and workers, and any upgrade in flight')
+    .option('--json', 'print one JSON document');
+  addRootOptions(command);
+  command.action(async (options: Record<string, unknown>) => {
+    const config = loadConfig({
+      root: resolve(String(options.root)),
+      configFile: options.config as string | undefined,
+      cli: options.pid === undefined ? {} : { pid: String(options.pid) },
+    });
+    const reports: PidfileReport[] = [];
+    for (const pidfile of [config.pid, config.pid + OLDBIN_SUFFIX]) {
+      const pid = readPidfile(pidfile);
+      reports.push({
+        pidfile,
+        pid,
+        master: pid === undefined ? undefined : await queryMaster(config.root, pid),
+      });
+    }
+    const current = readCurrentTarget(config.root);
+    if (options.json) {
+      process.stdout.write(
+        `${JSON.stringify({ root: config.root, current: current ?? null, pidfiles: reports }, null, 2)}\n`,
+      );
+    } else {
+      const lines = [`root ${config.root}, current -> ${current ?? '(none)'}`];
+      for (const report of reports) lines.push(...describeMaster(report));
+      if (reports.every((r) => r.pid === undefined)) lines.push('no master running');
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+    process.exitCode = reports[0]?.master !== undefined || reports[1]?.master !== undefined ? 0 : 1;
+  });
+}

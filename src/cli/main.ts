@@ -1,0 +1,39 @@
+/**
+ * `prefork <command>`: the command line. Each command lives in `commands/`; errors meant for
+ * the user are printed as one line and end the process with their exit code (SPEC §3).
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { EXIT, PreforkError } from '../errors/index.js';
+import { registerSignalCommands } from './commands/signals.js';
+import { registerStart } from './commands/start.js';
+import { registerStatus } from './commands/status.js';
+
+const { version } = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+) as { version: string };
+
+const program = new Command('prefork')
+  .description('zero-downtime prefork master and release upgrades for Node.js services')
+  .version(version)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerStart(program);
+registerStatus(program);
+registerSignalCommands(program);
+for (const command of program.commands) command.exitOverride();
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exit(error.exitCode === 0 ? 0 : EXIT.usage);
+  }
+  if (error instanceof PreforkError) {
+    process.stderr.write(`prefork: ${error.message}\n`);
+    process.exit(error.exitCode);
+  }
+  process.stderr.write(`prefork: unexpected error (a bug, please report it): ${(error as Error)?.stack ?? String(error)}\n`);
+  process.exit(EXIT.failedRolledBack);
+}

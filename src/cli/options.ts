@@ -1,0 +1,72 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { PartialConfig } from '../config/schema.js';
+import { LOG_LEVELS } from '../config/schema.js';
+
+/** Parses a whole number option value. */
+export function integer(value: string): number {
+  if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
+  return Number(value);
+}
+
+/** Parses a number of seconds (fractions allowed). */
+export function seconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) {
+    throw new InvalidArgumentError('expected a number of seconds');
+  }
+  return n;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** `--root`, `--pid`, `--config`: every command that finds an app root takes them. */
+export function addRootOptions(command: Command): Command {
+  return command
+    .option('--root <dir>', 'app root (holds releases/, current, prefork.pid)', '.')
+    .option('--pid <file>', 'pidfile of the serving master (default: <root>/prefork.pid)')
+    .option('--config <file>', 'config file (default: <root>/prefork.config.json when present)');
+}
+
+/** Every master setting, as `start` takes it. */
+export function addMasterOptions(command: Command): Command {
+  return command
+    .option(
+      '-b, --bind <address>',
+      'listen address, repeatable: HOST:PORT, :PORT, [::1]:PORT, unix:/path (default: 127.0.0.1:8000)',
+      collect,
+    )
+    .option('-w, --workers <n>', 'number of worker processes (default: number of cores)', integer)
+    .option('--timeout <seconds>', 'kill a worker silent this long (blocked event loop) (default: 30)', seconds)
+    .option('--graceful-timeout <seconds>', 'how long a draining worker may finish requests (default: 30)', seconds)
+    .option('--boot-timeout <seconds>', 'how long a new worker may take to become ready (default: 60)', seconds)
+    .option('--max-requests <n>', 'recycle a worker after this many requests, 0 = never (default: 0)', integer)
+    .option('--max-requests-jitter <n>', 'add 0..n to maxRequests per worker (default: 0)', integer)
+    .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
+    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
+    .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
+    .option('-D, --daemon', 'detach: return once the master is ready, run it in the background');
+}
+
+const CONFIG_KEYS = [
+  'bind',
+  'workers',
+  'timeout',
+  'gracefulTimeout',
+  'bootTimeout',
+  'maxRequests',
+  'maxRequestsJitter',
+  'logFile',
+  'logLevel',
+  'forceWinch',
+  'daemon',
+  'pid',
+] as const;
+
+/** The settings given on the command line, as a partial configuration. */
+export function configFromOptions(options: Record<string, unknown>): PartialConfig {
+  const config: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) if (options[key] !== undefined) config[key] = options[key];
+  return config as PartialConfig;
+}

@@ -1,0 +1,96 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { z } from 'zod';
+import { UsageError } from '../errors/index.js';
+import { CONFIG_FILE, PIDFILE } from '../protocol/index.js';
+import { parseBind } from './bind.js';
+import { type Config, configSchema, defaults, type PartialConfig } from './schema.js';
+
+/** Where the settings come from: the app root, an explicit config file, command-line values. */
+export interface ConfigSources {
+  root: string;
+  /** `--config FILE`; without it `<root>/prefork.config.json` is read when it exists. */
+  configFile?: string | undefined;
+  /** Values given on the command line (already typed); they win over the file. */
+  cli: PartialConfig;
+}
+
+/** The kebab-case option a camelCase key is given with on the command line. */
+function optionName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** One line per problem, each naming the key and what it allows. */
+function describeIssues(issues: z.core.$ZodIssue[], where: 'file' | 'cli'): string {
+  const allowed = Object.keys(configSchema.shape).join(', ');
+  return issues
+    .map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return `unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')} (allowed keys: ${allowed})`;
+      }
+      const key = String(issue.path[0] ?? '');
+      const label = where === 'cli' ? optionName(key) : `"${issue.path.join('.')}"`;
+      return `${label}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/** Validates a partial configuration, throwing a {@link UsageError} that names every bad key. */
+export function validatePartial(value: unknown, origin: string, where: 'file' | 'cli'): PartialConfig {
+  const parsed = configSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new UsageError(`${origin}: ${describeIssues(parsed.error.issues, where)}`);
+  }
+  return parsed.data;
+}
+
+/** Reads and validates a JSON config file. */
+export function readConfigFile(file: string): PartialConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read config file ${file}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${file} is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new UsageError(`${file} must hold a JSON object of settings`);
+  }
+  return validatePartial(json, file, 'file');
+}
+
+/**
+ * The effective configuration: defaults, then the config file, then the command line.
+ * Relative paths in the file and on the command line are taken from the app root.
+ * Every bind is parsed, so a bad one fails here, before anything starts.
+ */
+export function loadConfig(sources: ConfigSources): Config {
+  const root = resolve(sources.root);
+  const cli = validatePartial(sources.cli, 'command line', 'cli');
+  const explicit = sources.configFile !== undefined;
+  const configFile = explicit
+    ? resolve(root, sources.configFile as string)
+    : existsSync(join(root, CONFIG_FILE))
+      ? join(root, CONFIG_FILE)
+      : undefined;
+  const file = configFile ? readConfigFile(configFile) : {};
+  const merged = { ...defaults(), ...file, ...cli };
+  for (const bind of merged.bind) parseBind(bind);
+  const inRoot = (path: string): string => (isAbsolute(path) ? path : resolve(root, path));
+  return {
+    ...merged,
+    root,
+    configFile,
+    pid: inRoot(merged.pid ?? PIDFILE),
+    logFile: merged.logFile === undefined ? undefined : inRoot(merged.logFile),
+  };
+}

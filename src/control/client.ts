@@ -1,0 +1,90 @@
+import net from 'node:net';
+import { join } from 'node:path';
+import { UsageError } from '../errors/index.js';
+import {
+  type ControlReply,
+  type ControlRequest,
+  controlSocketName,
+  type MasterStatus,
+} from '../protocol/index.js';
+import { readPidfile } from '../state/pidfile.js';
+import { stateDirPath } from '../state/state-dir.js';
+
+/** Path of the control socket of the master with `pid` in `root`. */
+export function controlSocketPath(root: string, pid: number): string {
+  return join(stateDirPath(root), controlSocketName(pid));
+}
+
+/** Sends one request to a control socket and returns the result, or throws its error. */
+export function controlRequest<T>(
+  socketPath: string,
+  request: ControlRequest,
+  timeoutMs = 5000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.setTimeout(timeoutMs, () => {
+      socket.destroy();
+      reject(new Error(`no answer from ${socketPath} within ${timeoutMs} ms`));
+    });
+    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    socket.on('error', reject);
+    socket.on('end', () => {
+      try {
+        const reply = JSON.parse(text) as ControlReply<T>;
+        if (reply.ok) resolve(reply.result);
+        else reject(new Error(reply.error));
+      } catch {
+        reject(new Error(`malformed answer from ${socketPath}`));
+      }
+    });
+  });
+}
+
+/**
+ * The status of the master with `pid`, if it is a live prefork master of `root` (it answers on
+ * its control socket with the same pid and root); undefined otherwise. Never signals anything.
+ */
+export async function queryMaster(root: string, pid: number): Promise<MasterStatus | undefined> {
+  try {
+    const status = await controlRequest<MasterStatus>(controlSocketPath(root, pid), {
+      cmd: 'status',
+    });
+    return status.pid === pid && status.root === root ? status : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The master a pidfile names, verified to be a prefork master of `root` before anyone
+ * signals it. Throws a {@link UsageError} saying why not, otherwise.
+ */
+export async function findMaster(root: string, pidfile: string): Promise<MasterStatus> {
+  const pid = readPidfile(pidfile);
+  if (pid === undefined) {
+    throw new UsageError(`no master is running: ${pidfile} is missing or holds no pid (start one with "prefork start")`);
+  }
+  const status = await queryMaster(root, pid);
+  if (status === undefined) {
+    throw new UsageError(
+      `pid ${pid} in ${pidfile} is not a prefork master of ${root} (stale pidfile?): nothing was signalled; remove the pidfile or start a master`,
+    );
+  }
+  return status;
+}
+
+/** True when a process with `pid` exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

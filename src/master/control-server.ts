@@ -1,0 +1,91 @@
+import { chmodSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import {
+  CONTROL_MAX_REQUEST,
+  type ControlReply,
+  type ControlRequest,
+} from '../protocol/index.js';
+
+/** Answers one control request; throwing replies `{ ok: false, error }`. */
+export type ControlHandler = (request: ControlRequest) => unknown;
+
+function parseRequest(line: string): ControlRequest {
+  const value = JSON.parse(line) as { cmd?: unknown; workers?: unknown };
+  if (value?.cmd === 'status') return { cmd: 'status' };
+  if (value?.cmd === 'scale' && Number.isInteger(value.workers)) {
+    return { cmd: 'scale', workers: value.workers as number };
+  }
+  throw new Error('unknown request: expected {"cmd":"status"} or {"cmd":"scale","workers":N}');
+}
+
+/**
+ * The master's control socket: a Unix socket (mode 0600) that takes one JSON line per
+ * connection and answers one JSON line. Malformed or oversized requests get an error reply;
+ * they never reach the master's state.
+ */
+export class ControlServer {
+  private readonly server: net.Server;
+
+  private constructor(
+    readonly path: string,
+    handler: ControlHandler,
+  ) {
+    this.server = net.createServer((socket) => {
+      let buffer = '';
+      const reply = (body: ControlReply) => {
+        socket.end(`${JSON.stringify(body)}\n`);
+      };
+      socket.setEncoding('utf8');
+      socket.setTimeout(5000, () => socket.destroy());
+      socket.on('error', () => socket.destroy());
+      socket.on('data', (chunk: string) => {
+        buffer += chunk;
+        if (buffer.length > CONTROL_MAX_REQUEST) {
+          socket.removeAllListeners('data');
+          reply({ ok: false, error: `request larger than ${CONTROL_MAX_REQUEST} bytes` });
+          return;
+        }
+        const newline = buffer.indexOf('\n');
+        if (newline < 0) return;
+        socket.removeAllListeners('data');
+        try {
+          reply({ ok: true, result: handler(parseRequest(buffer.slice(0, newline))) });
+        } catch (error) {
+          reply({ ok: false, error: (error as Error).message });
+        }
+      });
+    });
+  }
+
+  /** Listens on `path` with owner-only permissions (the umask covers the bind itself). */
+  static async listen(path: string, handler: ControlHandler): Promise<ControlServer> {
+    const control = new ControlServer(path, handler);
+    try {
+      unlinkSync(path);
+    } catch {
+      // no stale socket
+    }
+    const umask = process.umask(0o077);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        control.server.once('error', reject);
+        control.server.listen(path, () => resolve());
+      });
+    } finally {
+      process.umask(umask);
+    }
+    chmodSync(path, 0o600);
+    control.server.unref();
+    return control;
+  }
+
+  /** Stops listening and removes the socket file. */
+  close(): void {
+    this.server.close();
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // gone already
+    }
+  }
+}

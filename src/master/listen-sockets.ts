@@ -1,0 +1,199 @@
+import { lookup } from 'node:dns/promises';
+import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { type Bind, formatAddress, parseBind } from '../config/bind.js';
+import { PreforkError, UsageError } from '../errors/index.js';
+import type { InheritedFd } from '../upgrade/inherited-fds.js';
+
+/**
+ * The libuv handle of a bound socket. The master holds it without ever listening or
+ * accepting on it: its fd is given to every worker, which listens and accepts itself.
+ */
+interface ServerHandle {
+  fd: number;
+  getsockname?(out: Record<string, unknown>): number;
+  close(callback?: () => void): void;
+}
+
+type CreateServerHandle = (
+  address: string | undefined,
+  port: number | undefined,
+  addressType: number | undefined,
+  fd?: number,
+  flags?: number,
+) => ServerHandle | number;
+
+/**
+ * `net._createServerHandle`, the function Node's cluster module uses to bind a socket in the
+ * primary (SCHED_NONE) without listening on it. Semi-private; `test/unit/listen-sockets`
+ * pins its behaviour so a Node upgrade that changes it fails loudly.
+ */
+const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })
+  ._createServerHandle;
+
+/** A bound listen socket a master owns (or shares with an old or new master). */
+export interface ListenSocket {
+  /** The bind it serves (its canonical name matches inherited sockets across upgrades). */
+  bind: Bind;
+  /** The fd workers get at 3, 4, ... */
+  fd: number;
+  /** Where it really listens: `127.0.0.1:41234` or `unix:/run/app.sock`. */
+  address: string;
+  /** TCP port (after port 0 was resolved), for health checks and logs. */
+  port: number | undefined;
+  /** Inherited from an old master or systemd rather than bound here. */
+  inherited: boolean;
+  /** From systemd socket activation: never unlinked by prefork. */
+  systemd: boolean;
+  handle: ServerHandle;
+}
+
+function bindError(bind: Bind, errno: number): PreforkError {
+  const code = getSystemErrorName(errno);
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the address is already in use: stop whatever listens there, or pick another --bind',
+    EACCES: 'permission denied: ports below 1024 need root (use --user/--group to drop it)',
+    EADDRNOTAVAIL: 'no interface has that address: bind an address of this machine',
+  };
+  return new UsageError(`cannot bind ${bind.name}: ${why[code] ?? code} (${code})`);
+}
+
+function addressOf(handle: ServerHandle, bind: Bind): { address: string; port?: number } {
+  if (bind.kind === 'unix') return { address: bind.name };
+  const out: Record<string, unknown> = {};
+  handle.getsockname?.(out);
+  const port = Number(out.port);
+  return { address: formatAddress(String(out.address), port), port };
+}
+
+/** A Unix socket file left by a master that died: nothing accepts on it any more. */
+async function removeStaleUnixSocket(bind: Extract<Bind, { kind: 'unix' }>): Promise<void> {
+  if (!existsSync(bind.path)) return;
+  if (!lstatSync(bind.path).isSocket()) {
+    throw new UsageError(`cannot bind ${bind.name}: ${bind.path} exists and is not a socket`);
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(bind.path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) {
+    throw new UsageError(
+      `cannot bind ${bind.name}: another process listens on it; stop it or pick another path`,
+    );
+  }
+  unlinkSync(bind.path);
+}
+
+async function bindNew(bind: Bind): Promise<ListenSocket> {
+  let result: ServerHandle | number;
+  if (bind.kind === 'unix') {
+    await removeStaleUnixSocket(bind);
+    result = createServerHandle(bind.path, -1, -1);
+  } else {
+    let host = bind.host;
+    let family: number | undefined;
+    if (host !== undefined) {
+      family = net.isIP(host);
+      if (family === 0) {
+        try {
+          const found = await lookup(host);
+          host = found.address;
+          family = found.family;
+        } catch {
+          throw new UsageError(`cannot bind ${bind.name}: cannot resolve host "${bind.host}"`);
+        }
+      }
+    }
+    result = createServerHandle(host, bind.port, family);
+  }
+  if (typeof result === 'number') throw bindError(bind, result);
+  const { address, port } = addressOf(result, bind);
+  return {
+    bind,
+    fd: result.fd,
+    address,
+    port,
+    inherited: false,
+    systemd: false,
+    handle: result,
+  };
+}
+
+function adopt(inherited: InheritedFd): ListenSocket {
+  const result = createServerHandle(undefined, undefined, undefined, inherited.fd);
+  if (typeof result === 'number') {
+    throw new PreforkError(
+      `inherited fd ${inherited.fd} (${inherited.name ?? 'unnamed'}) is not a usable socket: ${getSystemErrorName(result)}`,
+    );
+  }
+  const out: Record<string, unknown> = {};
+  const isTcp = result.getsockname?.(out) === 0 && out.port !== undefined;
+  const actual = isTcp ? formatAddress(String(out.address), Number(out.port)) : undefined;
+  const name = inherited.name ?? (actual ? `${actual}` : `fd:${inherited.fd}`);
+  let bind: Bind;
+  try {
+    bind = parseBind(name);
+  } catch {
+    bind = { kind: 'unix', path: name, name };
+  }
+  return {
+    bind,
+    fd: result.fd,
+    address: actual ?? bind.name,
+    port: isTcp ? Number(out.port) : undefined,
+    inherited: true,
+    systemd: inherited.systemd,
+    handle: result,
+  };
+}
+
+/**
+ * Opens the listen sockets for `binds`: an inherited socket whose name matches a bind is
+ * reused (same socket, no rebind), inherited sockets no bind asks for are closed (systemd's are
+ * always kept), and the remaining binds are bound anew. On failure everything opened here is
+ * closed again.
+ */
+export async function openListenSockets(
+  binds: Bind[],
+  inherited: InheritedFd[],
+): Promise<ListenSocket[]> {
+  const sockets: ListenSocket[] = [];
+  try {
+    const adopted = inherited.map(adopt);
+    for (const socket of adopted) {
+      const wanted = socket.systemd || binds.some((b) => b.name === socket.bind.name);
+      if (wanted) sockets.push(socket);
+      else socket.handle.close();
+    }
+    for (const bind of binds) {
+      if (sockets.some((s) => s.bind.name === bind.name)) continue;
+      sockets.push(await bindNew(bind));
+    }
+    return sockets;
+  } catch (error) {
+    closeListenSockets(sockets, { unlink: true });
+    throw error;
+  }
+}
+
+/**
+ * Closes this process's handles on the sockets. `unlink` removes the Unix socket files this
+ * master bound; it must be false while another master still serves them.
+ */
+export function closeListenSockets(sockets: ListenSocket[], { unlink }: { unlink: boolean }): void {
+  for (const socket of sockets) {
+    socket.handle.close();
+    if (unlink && socket.bind.kind === 'unix' && !socket.systemd) {
+      try {
+        unlinkSync(socket.bind.path);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}

@@ -1,0 +1,690 @@
+import type { ChildProcess } from 'node:child_process';
+import type { Logger } from 'pino';
+import { type ConfigSources, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { messageOf } from '../errors/index.js';
+import type { Log } from '../log/logger.js';
+import {
+  type ControlRequest,
+  type MasterStatus,
+  masterTitle,
+  OLDBIN_SUFFIX,
+  type WorkerMessage,
+} from '../protocol/index.js';
+import { readCurrentRelease } from '../release/current-link.js';
+import type { Release } from '../release/read-release.js';
+import { movePidfileIfOurs, removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
+import type { ReadyPipe } from '../upgrade/ready-pipe.js';
+import { type MasterCommand, spawnMaster } from '../upgrade/spawn-master.js';
+import type { ControlServer } from './control-server.js';
+import { CRASH_HEALTHY_MS, CrashBackoff } from './crash-backoff.js';
+import { closeListenSockets, type ListenSocket } from './listen-sockets.js';
+import { signalWorker, spawnWorker, type WorkerRecord } from './worker-process.js';
+
+/** How often the master checks heartbeats, boot and drain deadlines and backoff timers. */
+const TICK_MS = 250;
+/** Extra time a draining worker gets past the graceful timeout before SIGKILL. */
+const KILL_GRACE_MS = 5000;
+/** Time workers get to exit on a quick shutdown before SIGKILL. */
+const QUICK_KILL_MS = 5000;
+
+/** The signals a master handles; each has one handler below (`handleHup`, ...). */
+export const MASTER_SIGNALS = [
+  'SIGTERM',
+  'SIGINT',
+  'SIGQUIT',
+  'SIGHUP',
+  'SIGTTIN',
+  'SIGTTOU',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGWINCH',
+] as const;
+type MasterSignal = (typeof MASTER_SIGNALS)[number];
+
+/** Everything a master loop reacts to. All state changes happen while handling one of these. */
+type MasterEvent =
+  | { kind: 'signal'; signal: MasterSignal }
+  | { kind: 'worker-message'; pid: number; message: WorkerMessage }
+  | { kind: 'worker-exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
+  | { kind: 'child-ready'; pid: number; error: string | undefined }
+  | { kind: 'child-exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
+  | { kind: 'tick' };
+
+/** What a master is built from (see `start-master.ts`). */
+export interface MasterParts {
+  config: Config;
+  /** Where the configuration came from, to read it again on HUP. */
+  configSources: ConfigSources;
+  release: Release;
+  sockets: ListenSocket[];
+  log: Log;
+  /** How this master was started; USR2 starts the next one the same way. */
+  command: MasterCommand;
+  /** Environment for workers: the original one, less prefork's own variables. */
+  workerEnv: NodeJS.ProcessEnv;
+  readyPipe: ReadyPipe;
+  /** The old master, when this one was started by USR2. */
+  parentPid: number | undefined;
+  /** In the foreground of a terminal: WINCH is a window resize, not a command. */
+  interactive: boolean;
+  control: ControlServer | undefined;
+}
+
+/**
+ * The master: one loop over a queue of events (signals, worker messages and exits, the new
+ * master's readiness, a timer tick). Each signal has one handler, so the signal table in
+ * `docs/signals.md` maps 1:1 to the code. After every event `reconcile()` brings the workers
+ * in line with the desired state: spawn the missing, drain the extra and the outdated.
+ */
+export class Master {
+  private config: Config;
+  private release: Release;
+  private readonly logger: Logger;
+  private readonly workers = new Map<number, WorkerRecord>();
+  private readonly events: MasterEvent[] = [];
+  private scheduled = false;
+  private generation = 1;
+  private desired: number;
+  private state: 'booting' | 'running' | 'stopping' = 'booting';
+  private workersStopped = false;
+  /** The generation a HUP replaces, to go back to if the new workers fail to boot. */
+  private reload: { generation: number; release: Release; config: Config } | undefined;
+  private readonly backoff = new CrashBackoff();
+  private nextSpawnAt = 0;
+  private exitCode = 0;
+  private pidPath: string;
+  private child: ChildProcess | undefined;
+  private readonly startedAt = Date.now();
+  private tick: NodeJS.Timeout | undefined;
+  private killAllAt: number | undefined;
+
+  constructor(private readonly parts: MasterParts) {
+    this.config = parts.config;
+    this.release = parts.release;
+    this.desired = parts.config.workers;
+    this.pidPath = parts.config.pid;
+    this.logger = parts.log.logger;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The loop
+  // -------------------------------------------------------------------------------------------
+
+  /** Installs the signal handlers, starts the first workers and runs until exit. */
+  run(): void {
+    for (const signal of MASTER_SIGNALS) {
+      process.on(signal, () => this.enqueue({ kind: 'signal', signal }));
+    }
+    this.tick = setInterval(() => this.enqueue({ kind: 'tick' }), TICK_MS);
+    this.setTitle();
+    this.logger.info(
+      {
+        release: this.release.name,
+        version: this.release.version,
+        binds: this.parts.sockets.map((s) => s.address),
+        workers: this.desired,
+      },
+      `starting master with pid: ${process.pid}`,
+    );
+    for (const socket of this.parts.sockets) {
+      this.logger.info(
+        { inherited: socket.inherited },
+        `listening at ${socket.bind.kind === 'unix' ? socket.address : `http://${socket.address}`}`,
+      );
+    }
+    this.reconcile();
+  }
+
+  private enqueue(event: MasterEvent): void {
+    this.events.push(event);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      for (let event = this.events.shift(); event; event = this.events.shift()) {
+        try {
+          this.handle(event);
+        } catch (error) {
+          this.logger.error({ err: error, event: event.kind }, 'error while handling an event');
+        }
+      }
+      this.reconcile();
+    });
+  }
+
+  private handle(event: MasterEvent): void {
+    switch (event.kind) {
+      case 'signal':
+        this.logger.info(`handling signal: ${event.signal.slice(3).toLowerCase()}`);
+        this.signalHandlers[event.signal]();
+        return;
+      case 'worker-message':
+        return this.onWorkerMessage(event.pid, event.message);
+      case 'worker-exit':
+        return this.onWorkerExit(event.pid, event.code, event.signal);
+      case 'child-ready':
+        return this.onChildReady(event.pid, event.error);
+      case 'child-exit':
+        return this.onChildExit(event.pid, event.code, event.signal);
+      case 'tick':
+        return this.onTick();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Signals: one handler each
+  // -------------------------------------------------------------------------------------------
+
+  private readonly signalHandlers: Record<MasterSignal, () => void> = {
+    SIGTERM: () => this.handleTerm(),
+    SIGINT: () => this.handleInt(),
+    SIGQUIT: () => this.handleQuit(),
+    SIGHUP: () => this.handleHup(),
+    SIGTTIN: () => this.handleTtin(),
+    SIGTTOU: () => this.handleTtou(),
+    SIGUSR1: () => this.handleUsr1(),
+    SIGUSR2: () => this.handleUsr2(),
+    SIGWINCH: () => this.handleWinch(),
+  };
+
+  /** TERM: quick shutdown. */
+  private handleTerm(): void {
+    this.quickShutdown();
+  }
+
+  /** INT: quick shutdown, as TERM. */
+  private handleInt(): void {
+    this.quickShutdown();
+  }
+
+  /** QUIT: graceful shutdown — workers drain, then the master exits. */
+  private handleQuit(): void {
+    if (this.state === 'stopping') return;
+    this.state = 'stopping';
+    this.killAllAt = undefined;
+    for (const worker of this.workers.values()) this.drainWorker(worker, 'graceful shutdown');
+  }
+
+  /**
+   * HUP: reload. Re-read the configuration and `current`, start a new generation of workers,
+   * and drain the old one only once the new one is ready. During an upgrade (a new master is
+   * running) it restarts this master's workers on its own release instead, reloading nothing.
+   */
+  private handleHup(): void {
+    if (this.state !== 'running') {
+      this.logger.warn(`HUP ignored: the master is ${this.state}`);
+      return;
+    }
+    if (this.child !== undefined) {
+      this.logger.info(
+        { release: this.release.name },
+        'upgrade in flight: restarting workers on this master’s own release, nothing reloaded',
+      );
+      this.startGeneration(this.release, this.config);
+      return;
+    }
+    let config: Config;
+    let release: Release;
+    try {
+      config = loadConfig(this.parts.configSources);
+      release = readCurrentRelease(this.config.root);
+    } catch (error) {
+      this.logger.error(
+        `reload refused: ${messageOf(error)}; keeping the running configuration and release`,
+      );
+      return;
+    }
+    for (const key of ['bind', 'pid', 'logFile'] as const) {
+      if (JSON.stringify(config[key]) !== JSON.stringify(this.config[key])) {
+        this.logger.warn(`"${key}" changed: it takes effect on the next USR2 upgrade or restart`);
+      }
+    }
+    this.logger.info(
+      { release: release.name, version: release.version, workers: config.workers },
+      'hang up: reloading',
+    );
+    this.parts.log.logger.level = config.logLevel;
+    this.startGeneration(release, { ...config, bind: this.config.bind, pid: this.config.pid });
+  }
+
+  /** TTIN: one worker more. */
+  private handleTtin(): void {
+    this.desired += 1;
+    this.logger.info(`workers: ${this.desired}`);
+  }
+
+  /** TTOU: one worker fewer, never below one. */
+  private handleTtou(): void {
+    if (this.desired <= 1) {
+      this.logger.warn('TTOU ignored: already at one worker');
+      return;
+    }
+    this.desired -= 1;
+    this.logger.info(`workers: ${this.desired}`);
+  }
+
+  /** USR1: reopen the log file here and in every worker. */
+  private handleUsr1(): void {
+    this.parts.log.reopen();
+    this.logger.info('reopened log file');
+    for (const worker of this.workers.values()) signalWorker(worker, 'SIGUSR1');
+  }
+
+  /**
+   * USR2: binary upgrade. Move the pidfile to `.oldbin`, become `master (old)`, and start a
+   * new master the way this one was started, handing it the listen sockets.
+   */
+  private handleUsr2(): void {
+    const refuse = (why: string) => this.logger.warn(`USR2 refused: ${why}`);
+    if (this.child !== undefined) {
+      return refuse(`an upgrade is already in flight (new master pid ${this.child.pid})`);
+    }
+    if (this.parentAlive()) {
+      return refuse(
+        `this master is itself the new master of an upgrade; its old master (pid ${this.parts.parentPid}) still runs — QUIT it first`,
+      );
+    }
+    if (this.state !== 'running') return refuse(`the master is ${this.state}`);
+    const oldbin = this.config.pid + OLDBIN_SUFFIX;
+    try {
+      if (movePidfileIfOurs(this.config.pid, oldbin, process.pid)) this.pidPath = oldbin;
+    } catch (error) {
+      return refuse(`cannot rename the pidfile to ${oldbin}: ${messageOf(error)}`);
+    }
+    this.pidPath = oldbin;
+    const spawned = spawnMaster(this.parts.command, {
+      sockets: this.parts.sockets,
+      parentPid: process.pid,
+      stdout: 'inherit',
+      stderr: 'inherit',
+    });
+    const pid = spawned.child.pid;
+    if (pid === undefined) {
+      this.restorePidfile();
+      return refuse('the new master could not be spawned');
+    }
+    this.child = spawned.child;
+    this.setTitle();
+    this.logger.info({ newMaster: pid }, `upgrade: started new master with pid: ${pid}`);
+    spawned.child.on('exit', (code, signal) =>
+      this.enqueue({ kind: 'child-exit', pid, code, signal }),
+    );
+    void spawned.ready.then((message) => {
+      if (message?.ready) this.enqueue({ kind: 'child-ready', pid, error: undefined });
+      else if (message) this.enqueue({ kind: 'child-ready', pid, error: message.error });
+    });
+  }
+
+  /**
+   * WINCH: drain every worker and keep the master and its sockets, spawning none until HUP
+   * (or until the new master of an upgrade exits). Ignored in the foreground of a terminal,
+   * where resizing the window sends it, unless `forceWinch` is set.
+   */
+  private handleWinch(): void {
+    if (this.parts.interactive && !this.config.forceWinch) {
+      this.logger.info('WINCH ignored: the master runs in the foreground of a terminal (set forceWinch to honour it)');
+      return;
+    }
+    if (this.state !== 'running') {
+      this.logger.warn(`WINCH ignored: the master is ${this.state}`);
+      return;
+    }
+    this.workersStopped = true;
+    this.abandonReload('WINCH');
+    for (const worker of this.workers.values()) this.drainWorker(worker, 'WINCH');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Workers
+  // -------------------------------------------------------------------------------------------
+
+  private onWorkerMessage(pid: number, message: WorkerMessage): void {
+    const worker = this.workers.get(pid);
+    if (worker === undefined) return;
+    worker.lastBeat = Date.now();
+    switch (message.type) {
+      case 'ready':
+        if (worker.state === 'booting') {
+          worker.state = 'ready';
+          worker.readyAt = Date.now();
+          this.logger.debug({ worker: pid }, 'worker ready');
+        }
+        return;
+      case 'heartbeat':
+        worker.requests = message.requests;
+        worker.rss = message.rss;
+        return;
+      case 'boot-error':
+        worker.failure = message.message;
+        return;
+      case 'retire':
+        worker.requests = message.requests;
+        if (!worker.retiring) {
+          worker.retiring = true;
+          this.logger.info({ worker: pid, requests: message.requests }, 'worker reached maxRequests: replacing it');
+        }
+        return;
+    }
+  }
+
+  private onWorkerExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    const worker = this.workers.get(pid);
+    if (worker === undefined) return;
+    this.workers.delete(pid);
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    if (worker.state === 'draining' || this.state === 'stopping') {
+      this.logger.info({ worker: pid }, `worker exited (pid: ${pid}, ${how})`);
+      return;
+    }
+    const reason = worker.failure ?? `exited with ${how}`;
+    this.logger.error(
+      { worker: pid, release: worker.release.name, state: worker.state },
+      `worker ${pid} died: ${reason}`,
+    );
+    if (this.state === 'booting') {
+      this.failBoot(`worker ${pid} failed before the master became ready: ${reason}`);
+      return;
+    }
+    if (this.reload !== undefined && worker.generation === this.generation && worker.state === 'booting') {
+      this.abandonReload(`a new worker failed to boot: ${reason}`);
+      return;
+    }
+    if (worker.generation !== this.generation) return;
+    const delay = this.backoff.recordDeath(Date.now() - worker.bornAt);
+    if (delay > 0) {
+      this.nextSpawnAt = Date.now() + delay;
+      this.logger.warn(
+        { deaths: this.backoff.deaths, delayMs: delay },
+        `workers are crash-looping: next spawn in ${delay} ms`,
+      );
+    }
+  }
+
+  private onTick(): void {
+    const now = Date.now();
+    for (const worker of this.workers.values()) {
+      if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
+        this.killWorker(worker, `did not become ready within bootTimeout (${this.config.bootTimeout} s)`);
+      } else if (worker.state === 'ready' && now - worker.lastBeat > this.config.timeout * 1000) {
+        this.killWorker(worker, `no heartbeat for ${this.config.timeout} s (blocked event loop?)`);
+      } else if (worker.killAt !== undefined && now > worker.killAt) {
+        this.killWorker(worker, 'still draining past the graceful timeout');
+      } else if (worker.state === 'ready' && worker.readyAt && now - worker.readyAt > CRASH_HEALTHY_MS) {
+        if (this.backoff.deaths > 0 && worker.generation === this.generation) this.backoff.recordHealthy();
+      }
+    }
+    if (this.killAllAt !== undefined && now > this.killAllAt) {
+      for (const worker of this.workers.values()) this.killWorker(worker, 'quick shutdown timed out');
+      this.killAllAt = undefined;
+    }
+  }
+
+  private spawn(): void {
+    const jitter = this.config.maxRequestsJitter;
+    const worker = spawnWorker({
+      release: this.release,
+      generation: this.generation,
+      fds: this.parts.sockets.map((s) => s.fd),
+      env: this.parts.workerEnv,
+      worker: {
+        sockets: this.parts.sockets.map((s) => s.bind.name),
+        gracefulTimeoutMs: this.config.gracefulTimeout * 1000,
+        heartbeatMs: Math.max(50, Math.min(1000, (this.config.timeout * 1000) / 4)),
+        maxRequests:
+          this.config.maxRequests > 0
+            ? this.config.maxRequests + Math.floor(Math.random() * (jitter + 1))
+            : 0,
+        logLevel: this.config.logLevel,
+        logFile: this.config.logFile,
+      },
+      onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
+      onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
+    });
+    this.workers.set(worker.pid, worker);
+    this.logger.info(
+      { worker: worker.pid, release: this.release.name },
+      `booting worker with pid: ${worker.pid}`,
+    );
+  }
+
+  /** Graceful stop of one worker: QUIT, and SIGKILL past the graceful timeout. */
+  private drainWorker(worker: WorkerRecord, reason: string): void {
+    if (worker.state === 'draining') return;
+    worker.state = 'draining';
+    worker.killAt = Date.now() + this.config.gracefulTimeout * 1000 + KILL_GRACE_MS;
+    this.logger.info({ worker: worker.pid, reason }, `draining worker ${worker.pid} (${reason})`);
+    signalWorker(worker, 'SIGQUIT');
+  }
+
+  private killWorker(worker: WorkerRecord, reason: string): void {
+    worker.failure = reason;
+    worker.killAt = undefined;
+    this.logger.error({ worker: worker.pid }, `killing worker ${worker.pid}: ${reason}`);
+    signalWorker(worker, 'SIGKILL');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Generations (HUP)
+  // -------------------------------------------------------------------------------------------
+
+  private startGeneration(release: Release, config: Config): void {
+    this.abandonReload('superseded by a new reload');
+    this.reload = { generation: this.generation, release: this.release, config: this.config };
+    this.generation += 1;
+    this.release = release;
+    this.config = config;
+    this.desired = config.workers;
+    this.workersStopped = false;
+    this.backoff.recordHealthy();
+    this.nextSpawnAt = 0;
+  }
+
+  /** Gives up an unfinished reload: back to the generation it was replacing. */
+  private abandonReload(reason: string): void {
+    const previous = this.reload;
+    if (previous === undefined) return;
+    this.reload = undefined;
+    for (const worker of this.workers.values()) {
+      if (worker.generation === this.generation) this.drainWorker(worker, 'reload abandoned');
+    }
+    this.generation = previous.generation;
+    this.release = previous.release;
+    this.config = previous.config;
+    this.desired = previous.config.workers;
+    if (reason !== 'WINCH' && reason !== 'superseded by a new reload') {
+      this.logger.error(
+        { release: this.release.name },
+        `reload failed: ${reason}; keeping the workers of release ${this.release.name}`,
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reconcile
+  // -------------------------------------------------------------------------------------------
+
+  private reconcile(): void {
+    if (this.state === 'stopping') {
+      if (this.workers.size === 0) this.exit();
+      return;
+    }
+    const current = [...this.workers.values()].filter(
+      (w) => w.generation === this.generation && !w.retiring && w.state !== 'draining',
+    );
+    if (!this.workersStopped) {
+      if (current.length < this.desired && Date.now() >= this.nextSpawnAt) {
+        const count = this.backoff.deaths > 1 ? 1 : this.desired - current.length;
+        for (let i = 0; i < count; i += 1) this.spawn();
+        if (this.backoff.delay() > 0) this.nextSpawnAt = Date.now() + this.backoff.delay();
+      }
+      const extra = current.length - this.desired;
+      if (extra > 0) {
+        const byPreference = current.sort(
+          (a, b) => Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
+        );
+        for (const worker of byPreference.slice(0, extra)) this.drainWorker(worker, 'TTOU');
+      }
+    }
+    const ready = current.filter((w) => w.state === 'ready').length;
+    if (ready < this.desired || this.workersStopped) return;
+    for (const worker of this.workers.values()) {
+      if (worker.generation !== this.generation) this.drainWorker(worker, 'replaced by a new generation');
+      else if (worker.retiring) this.drainWorker(worker, 'maxRequests reached');
+    }
+    if (this.reload !== undefined) {
+      this.reload = undefined;
+      this.logger.info({ release: this.release.name }, 'reload complete: new workers ready');
+    }
+    if (this.state === 'booting') this.becomeReady();
+  }
+
+  /** All workers ready for the first time: write the pidfile, tell whoever waits. */
+  private becomeReady(): void {
+    this.state = 'running';
+    try {
+      writePidfile(this.config.pid, process.pid);
+    } catch (error) {
+      this.failBoot(`cannot write the pidfile ${this.config.pid}: ${messageOf(error)}`);
+      return;
+    }
+    this.pidPath = this.config.pid;
+    this.parts.readyPipe.send({ ready: true, pid: process.pid });
+    this.logger.info(
+      { workers: this.desired, pidfile: this.config.pid },
+      `master ready (pid: ${process.pid}, release ${this.release.name})`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The new master of an upgrade
+  // -------------------------------------------------------------------------------------------
+
+  private onChildReady(pid: number, error: string | undefined): void {
+    if (this.child?.pid !== pid) return;
+    if (error === undefined) this.logger.info({ newMaster: pid }, `new master ${pid} is ready`);
+    else this.logger.error({ newMaster: pid }, `new master ${pid} failed to start: ${error}`);
+  }
+
+  /** The new master is gone: take the service back, as nginx does. */
+  private onChildExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child?.pid !== pid) return;
+    this.child = undefined;
+    this.logger.warn(
+      { newMaster: pid },
+      `new master ${pid} exited (${signal ? `signal ${signal}` : `code ${code}`}): this master serves again`,
+    );
+    this.restorePidfile();
+    this.setTitle();
+    if (this.workersStopped && this.state === 'running') {
+      this.workersStopped = false;
+      this.logger.info('restarting the workers WINCH stopped');
+    }
+  }
+
+  private restorePidfile(): void {
+    const oldbin = this.config.pid + OLDBIN_SUFFIX;
+    try {
+      if (!movePidfileIfOurs(oldbin, this.config.pid, process.pid)) {
+        writePidfile(this.config.pid, process.pid);
+      }
+      this.pidPath = this.config.pid;
+    } catch (error) {
+      this.logger.error(`cannot restore the pidfile ${this.config.pid}: ${messageOf(error)}`);
+    }
+  }
+
+  private parentAlive(): boolean {
+    const parent = this.parts.parentPid;
+    if (parent === undefined) return false;
+    try {
+      process.kill(parent, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private setTitle(): void {
+    process.title = masterTitle(this.release.name, this.child !== undefined);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Shutdown
+  // -------------------------------------------------------------------------------------------
+
+  private quickShutdown(): void {
+    this.state = 'stopping';
+    this.killAllAt = Date.now() + QUICK_KILL_MS;
+    for (const worker of this.workers.values()) {
+      worker.state = 'draining';
+      signalWorker(worker, 'SIGTERM');
+    }
+  }
+
+  /** Gives up booting: reports why, stops the workers, exits non-zero. */
+  private failBoot(reason: string): void {
+    this.logger.error(reason);
+    this.parts.readyPipe.send({ ready: false, error: reason });
+    this.exitCode = 1;
+    this.quickShutdown();
+  }
+
+  private exit(): void {
+    if (this.tick) clearInterval(this.tick);
+    this.parts.control?.close();
+    removePidfileIfOurs(this.config.pid, process.pid);
+    removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
+    // A new master that inherited the sockets still serves them: leave its Unix socket files.
+    closeListenSockets(this.parts.sockets, { unlink: this.child === undefined });
+    this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
+    this.parts.log.flush();
+    process.exit(this.exitCode);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Control socket
+  // -------------------------------------------------------------------------------------------
+
+  /** Answers a control-socket request. */
+  control(request: ControlRequest): unknown {
+    if (request.cmd === 'scale') {
+      if (request.workers < 1) throw new Error('workers must be at least 1');
+      this.desired = request.workers;
+      this.logger.info(`scale: workers: ${this.desired}`);
+      this.enqueue({ kind: 'tick' });
+      return { workers: this.desired };
+    }
+    return this.status();
+  }
+
+  /** This master's state, as `prefork status` shows it. */
+  status(): MasterStatus {
+    const now = Date.now();
+    return {
+      pid: process.pid,
+      root: this.config.root,
+      release: this.release.name,
+      version: this.release.version,
+      releaseDir: this.release.dir,
+      state: this.state === 'running' && this.child !== undefined ? 'old' : this.state,
+      workersStopped: this.workersStopped,
+      desiredWorkers: this.desired,
+      uptime: Math.round((now - this.startedAt) / 1000),
+      rss: process.memoryUsage.rss(),
+      binds: this.parts.sockets.map((s) => s.address),
+      parentPid: this.parentAlive() ? (this.parts.parentPid ?? null) : null,
+      childPid: this.child?.pid ?? null,
+      pidfile: this.pidPath,
+      workers: [...this.workers.values()].map((w) => ({
+        pid: w.pid,
+        release: w.release.name,
+        generation: w.generation,
+        state: w.state,
+        requests: w.requests,
+        rss: w.rss,
+        age: Math.round((now - w.bornAt) / 1000),
+      })),
+    };
+  }
+}

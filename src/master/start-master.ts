@@ -1,0 +1,80 @@
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseBind } from '../config/bind.js';
+import type { ConfigSources } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { isAlive } from '../control/client.js';
+import { messageOf } from '../errors/index.js';
+import { createLog } from '../log/logger.js';
+import { controlSocketName, ENV_PARENT_PID, INTERNAL_ENV } from '../protocol/index.js';
+import type { Release } from '../release/read-release.js';
+import { ensureStateDir } from '../state/state-dir.js';
+import { readInheritedFds } from '../upgrade/inherited-fds.js';
+import { ReadyPipe } from '../upgrade/ready-pipe.js';
+import type { MasterCommand } from '../upgrade/spawn-master.js';
+import { ControlServer } from './control-server.js';
+import { openListenSockets } from './listen-sockets.js';
+import { Master } from './master.js';
+
+/** What `prefork start` hands over once the configuration and release check out. */
+export interface StartMasterOptions {
+  config: Config;
+  configSources: ConfigSources;
+  release: Release;
+  command: MasterCommand;
+}
+
+/** Removes control sockets of masters that died without cleaning up. */
+function removeStaleControlSockets(stateDir: string): void {
+  for (const name of readdirSync(stateDir)) {
+    const pid = /^master-(\d+)\.sock$/.exec(name)?.[1];
+    if (pid !== undefined && !isAlive(Number(pid))) {
+      rmSync(join(stateDir, name), { force: true });
+    }
+  }
+}
+
+/**
+ * Turns this process into a master: take the listen sockets (inherited or bound), open the
+ * control socket, and run the master loop. Resolves once the loop runs; the process then lives
+ * until a signal ends it. A failure before that is reported on the ready pipe and thrown.
+ */
+export async function startMaster(options: StartMasterOptions): Promise<void> {
+  const { config } = options;
+  const readyPipe = new ReadyPipe(process.env);
+  const inherited = readInheritedFds(process.env);
+  const parentRaw = process.env[ENV_PARENT_PID];
+  const parentPid = parentRaw && /^\d+$/.test(parentRaw) ? Number(parentRaw) : undefined;
+  for (const name of INTERNAL_ENV) delete process.env[name];
+  try {
+    const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });
+    const stateDir = ensureStateDir(config.root);
+    removeStaleControlSockets(stateDir);
+    const sockets = await openListenSockets(config.bind.map(parseBind), inherited);
+    let master: Master | undefined;
+    const control = await ControlServer.listen(
+      join(stateDir, controlSocketName(process.pid)),
+      (request) => {
+        if (master === undefined) throw new Error('the master is starting');
+        return master.control(request);
+      },
+    );
+    master = new Master({
+      config,
+      configSources: options.configSources,
+      release: options.release,
+      sockets,
+      log,
+      command: options.command,
+      workerEnv: { ...process.env },
+      readyPipe,
+      parentPid,
+      interactive: process.stdin.isTTY === true,
+      control,
+    });
+    master.run();
+  } catch (error) {
+    readyPipe.send({ ready: false, error: messageOf(error) });
+    throw error;
+  }
+}

@@ -1,0 +1,90 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ENV_WORKER_OPTIONS, type WorkerMessage, type WorkerOptions } from '../protocol/index.js';
+import type { Release } from '../release/read-release.js';
+
+/** The worker entry script, next to this folder in `dist/`. */
+const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+
+/** A master's record of one worker process. */
+export interface WorkerRecord {
+  pid: number;
+  child: ChildProcess;
+  /** Workers of an older generation are drained once the current one is ready (HUP). */
+  generation: number;
+  release: Release;
+  state: 'booting' | 'ready' | 'draining';
+  bornAt: number;
+  readyAt: number | undefined;
+  lastBeat: number;
+  requests: number;
+  rss: number;
+  /** Asked to be replaced (max requests reached). */
+  retiring: boolean;
+  /** Deadline after which a draining worker is killed. */
+  killAt: number | undefined;
+  /** Why the master killed it, or what it reported when it failed to boot. */
+  failure: string | undefined;
+}
+
+/** Everything a worker spawn needs. */
+export interface SpawnWorkerOptions {
+  release: Release;
+  generation: number;
+  /** fds of the listen sockets, placed at 3, 4, ... in the worker. */
+  fds: number[];
+  env: NodeJS.ProcessEnv;
+  worker: Omit<WorkerOptions, 'releaseDir' | 'entry' | 'release'>;
+  onMessage: (pid: number, message: WorkerMessage) => void;
+  onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
+}
+
+/**
+ * Spawns a worker: `node dist/worker/main.js` in the release directory, no shell, the listen
+ * sockets at fd 3, 4, ..., an IPC channel after them, stdout/stderr shared with the master.
+ */
+export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
+  const payload: WorkerOptions = {
+    ...options.worker,
+    releaseDir: options.release.dir,
+    entry: options.release.entry,
+    release: options.release.name,
+  };
+  const child = spawn(process.execPath, [WORKER_SCRIPT], {
+    cwd: options.release.dir,
+    env: { ...options.env, [ENV_WORKER_OPTIONS]: JSON.stringify(payload) },
+    stdio: ['ignore', 'inherit', 'inherit', ...options.fds, 'ipc'],
+    serialization: 'json',
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not spawn a worker process');
+  child.on('message', (message) => options.onMessage(pid, message as WorkerMessage));
+  child.on('exit', (code, signal) => options.onExit(pid, code, signal));
+  // A send to a worker that just died fails asynchronously; its exit is handled above.
+  child.on('error', () => {});
+  const now = Date.now();
+  return {
+    pid,
+    child,
+    generation: options.generation,
+    release: options.release,
+    state: 'booting',
+    bornAt: now,
+    readyAt: undefined,
+    lastBeat: now,
+    requests: 0,
+    rss: 0,
+    retiring: false,
+    killAt: undefined,
+    failure: undefined,
+  };
+}
+
+/** Sends `signal` to a worker, ignoring one that is already gone. */
+export function signalWorker(worker: WorkerRecord, signal: NodeJS.Signals): void {
+  try {
+    process.kill(worker.pid, signal);
+  } catch {
+    // exited already; its exit event is on its way
+  }
+}

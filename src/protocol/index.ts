@@ -1,0 +1,164 @@
+/**
+ * The shared protocol of prefork: every name that crosses a process boundary lives here —
+ * environment variables, file names in the app root, IPC messages between a master and its
+ * workers, the control-socket wire format and process titles. Nothing else in `src/` spells
+ * these strings out.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Environment variables
+// ---------------------------------------------------------------------------------------------
+
+/** Comma-separated fds of the listen sockets a new master inherits (`3,4`). */
+export const ENV_FDS = 'PREFORK_FDS';
+/** Comma-separated bind addresses of those fds, in the same order. */
+export const ENV_FD_NAMES = 'PREFORK_FD_NAMES';
+/** fd on which a spawned master reports readiness (or its boot error) to whoever spawned it. */
+export const ENV_READY_FD = 'PREFORK_READY_FD';
+/** Pid of the old master, set in a master spawned by USR2. */
+export const ENV_PARENT_PID = 'PREFORK_PARENT_PID';
+/** JSON {@link WorkerOptions} handed to a worker; removed from its env before the app loads. */
+export const ENV_WORKER_OPTIONS = 'PREFORK_WORKER_OPTIONS';
+/** systemd socket activation (sd_listen_fds(3)). */
+export const ENV_LISTEN_FDS = 'LISTEN_FDS';
+export const ENV_LISTEN_PID = 'LISTEN_PID';
+export const ENV_LISTEN_FDNAMES = 'LISTEN_FDNAMES';
+
+/** Variables prefork sets for its own processes; stripped from the environment it passes on. */
+export const INTERNAL_ENV = [
+  ENV_FDS,
+  ENV_FD_NAMES,
+  ENV_READY_FD,
+  ENV_PARENT_PID,
+  ENV_WORKER_OPTIONS,
+  ENV_LISTEN_FDS,
+  ENV_LISTEN_PID,
+  ENV_LISTEN_FDNAMES,
+] as const;
+
+/** The first fd a passed listen socket occupies (after stdin, stdout, stderr). */
+export const FIRST_LISTEN_FD = 3;
+
+// ---------------------------------------------------------------------------------------------
+// Files in the app root
+// ---------------------------------------------------------------------------------------------
+
+/** Directory holding the releases. */
+export const RELEASES_DIR = 'releases';
+/** Symlink to the release that should be running. */
+export const CURRENT_LINK = 'current';
+/** Default pidfile of the serving master. */
+export const PIDFILE = 'prefork.pid';
+/** Suffix the old master's pidfile gets during an upgrade. */
+export const OLDBIN_SUFFIX = '.oldbin';
+/** Optional configuration file. */
+export const CONFIG_FILE = 'prefork.config.json';
+/** prefork's own state directory (mode 0700). */
+export const STATE_DIR = '.prefork';
+
+/** Control socket of the master with this pid, relative to {@link STATE_DIR}. */
+export function controlSocketName(pid: number): string {
+  return `master-${pid}.sock`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process titles
+// ---------------------------------------------------------------------------------------------
+
+/** `prefork: master [v1]`, or `prefork: master (old) [v1]` while a child master runs. */
+export function masterTitle(release: string, old = false): string {
+  return `prefork: master${old ? ' (old)' : ''} [${release}]`;
+}
+
+/** `prefork: worker [v1]`. */
+export function workerTitle(release: string): string {
+  return `prefork: worker [${release}]`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Master ⇄ worker IPC
+// ---------------------------------------------------------------------------------------------
+
+/** What a master tells a worker when it spawns it (through {@link ENV_WORKER_OPTIONS}). */
+export interface WorkerOptions {
+  /** Release directory (real path) and the entry module inside it. */
+  releaseDir: string;
+  entry: string;
+  release: string;
+  /** Bind names of the sockets at fd 3, 4, ... in the same order. */
+  sockets: string[];
+  gracefulTimeoutMs: number;
+  heartbeatMs: number;
+  /** Recycle after this many requests (0 = never). Jitter already applied by the master. */
+  maxRequests: number;
+  logLevel: string;
+  logFile?: string | undefined;
+}
+
+/** Messages a worker sends its master. */
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'heartbeat'; requests: number; rss: number }
+  | { type: 'boot-error'; message: string }
+  | { type: 'retire'; requests: number };
+
+/** True when `value` is a {@link WorkerMessage}. */
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === 'string'
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ready pipe (new master → whoever spawned it: an old master, or `start --daemon`)
+// ---------------------------------------------------------------------------------------------
+
+/** One JSON line written on the ready fd. */
+export type ReadyMessage = { ready: true; pid: number } | { ready: false; error: string };
+
+// ---------------------------------------------------------------------------------------------
+// Control socket
+// ---------------------------------------------------------------------------------------------
+
+/** Largest control request accepted, in bytes. */
+export const CONTROL_MAX_REQUEST = 64 * 1024;
+
+/** A control request: one JSON line. */
+export type ControlRequest = { cmd: 'status' } | { cmd: 'scale'; workers: number };
+
+/** A control reply: one JSON line. */
+export type ControlReply<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
+
+/** A worker as `status` reports it. */
+export interface WorkerStatus {
+  pid: number;
+  release: string;
+  generation: number;
+  state: 'booting' | 'ready' | 'draining';
+  requests: number;
+  rss: number;
+  /** Seconds since spawn. */
+  age: number;
+}
+
+/** A master as `status` reports it. */
+export interface MasterStatus {
+  pid: number;
+  root: string;
+  release: string;
+  version: string;
+  releaseDir: string;
+  state: 'booting' | 'running' | 'old' | 'stopping';
+  workersStopped: boolean;
+  desiredWorkers: number;
+  uptime: number;
+  rss: number;
+  binds: string[];
+  parentPid: number | null;
+  childPid: number | null;
+  /** The pidfile holding this master's pid (`prefork.pid`, or `.oldbin` while old). */
+  pidfile: string;
+  workers: WorkerStatus[];
+}

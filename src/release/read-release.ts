@@ -1,0 +1,112 @@
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { basename, join, relative, resolve, sep } from 'node:path';
+import semver from 'semver';
+import { UsageError } from '../errors/index.js';
+import { RELEASES_DIR } from '../protocol/index.js';
+
+/** A release directory, checked against the app contract (SPEC §2). */
+export interface Release {
+  /** Real path of the release directory. */
+  dir: string;
+  /** Directory name, as titles and logs show it (`v2`). */
+  name: string;
+  /** `package.json` version, or the directory name when it has none. */
+  version: string;
+  /** Absolute path of the entry module. */
+  entry: string;
+  /** `engines.node`, when the release declares one. */
+  enginesNode: string | undefined;
+}
+
+interface PackageJson {
+  version?: unknown;
+  main?: unknown;
+  prefork?: { app?: unknown };
+  engines?: { node?: unknown };
+}
+
+/**
+ * Reads the release at `dir` and checks it: a directory with a `package.json`, an entry module
+ * that exists (`prefork.app`, else `main`, else `index.js`) and an `engines.node` range that
+ * `nodeVersion` satisfies. Every failure is a {@link UsageError} naming the cause and the fix.
+ */
+export function readRelease(dir: string, nodeVersion: string = process.version): Release {
+  if (!existsSync(dir)) {
+    throw new UsageError(`release ${dir} does not exist: create it under ${RELEASES_DIR}/`);
+  }
+  const real = realpathSync(dir);
+  if (!statSync(real).isDirectory()) {
+    throw new UsageError(`release ${dir} is not a directory`);
+  }
+  const pkgPath = join(real, 'package.json');
+  if (!existsSync(pkgPath)) {
+    throw new UsageError(
+      `release ${dir} has no package.json: add one with "version" and "main" (or "prefork": {"app": ...})`,
+    );
+  }
+  let pkg: PackageJson;
+  try {
+    pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as PackageJson;
+  } catch (error) {
+    throw new UsageError(`${pkgPath} is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const name = basename(real);
+  const version = typeof pkg.version === 'string' && semver.valid(pkg.version) ? pkg.version : name;
+  const declared =
+    typeof pkg.prefork?.app === 'string'
+      ? pkg.prefork.app
+      : typeof pkg.main === 'string'
+        ? pkg.main
+        : 'index.js';
+  const entry = resolve(real, declared);
+  if (entry !== real && !entry.startsWith(real + sep)) {
+    throw new UsageError(`release ${dir}: entry "${declared}" points outside the release`);
+  }
+  if (!existsSync(entry) || !statSync(entry).isFile()) {
+    throw new UsageError(
+      `release ${dir} has no entry module ${relative(real, entry) || declared}: set "main" or "prefork.app" in its package.json to the file that exports the app`,
+    );
+  }
+  const range = typeof pkg.engines?.node === 'string' ? pkg.engines.node : undefined;
+  if (range !== undefined) {
+    if (semver.validRange(range) === null) {
+      throw new UsageError(`release ${dir}: engines.node "${range}" is not a valid semver range`);
+    }
+    if (!semver.satisfies(nodeVersion, range)) {
+      throw new UsageError(
+        `release ${dir} needs Node ${range} (engines.node) but this Node is ${nodeVersion}: run it with a Node that satisfies the range, or change engines.node`,
+      );
+    }
+  }
+  return { dir: real, name, version, entry, enginesNode: range };
+}
+
+/**
+ * Resolves a release named on the command line (`releases/v2`, `./releases/v2`, `v2` or an
+ * absolute path) inside `root`, refusing anything outside `<root>/releases/`, then reads it.
+ */
+export function readReleaseInRoot(root: string, arg: string): Release {
+  const releasesDir = resolve(root, RELEASES_DIR);
+  const candidates = [resolve(arg), resolve(root, arg), resolve(releasesDir, arg)];
+  const dir =
+    candidates.find((c) => c.startsWith(releasesDir + sep) && existsSync(c)) ??
+    candidates.find((c) => c.startsWith(releasesDir + sep));
+  if (dir === undefined) {
+    throw new UsageError(
+      `release "${arg}" is not inside ${releasesDir}/: put each release in its own directory there`,
+    );
+  }
+  if (relative(releasesDir, dir).includes(sep)) {
+    throw new UsageError(
+      `release "${arg}" is nested below ${releasesDir}/: name a directory directly in releases/`,
+    );
+  }
+  const release = readRelease(dir);
+  const realReleases = existsSync(releasesDir) ? realpathSync(releasesDir) : releasesDir;
+  if (!release.dir.startsWith(realReleases + sep)) {
+    throw new UsageError(`release "${arg}" resolves outside ${releasesDir}/ (through a symlink)`);
+  }
+  return release;
+}

@@ -1,0 +1,33 @@
+import { lstatSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { UsageError } from '../errors/index.js';
+
+/**
+ * Refuses a directory in which another user could swap prefork's files: one that is
+ * world-writable without the sticky bit (SPEC §11).
+ */
+export function assertSafeDirectory(dir: string): void {
+  const st = statSync(dir);
+  if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
+    throw new UsageError(
+      `${dir} is world-writable without the sticky bit: put prefork's files in a directory only you can write`,
+    );
+  }
+}
+
+/** Refuses `path` when it exists as a symlink (prefork never writes through one). */
+export function assertNotSymlink(path: string): void {
+  try {
+    if (lstatSync(path).isSymbolicLink()) {
+      throw new UsageError(`${path} is a symlink: prefork does not follow it; remove it`);
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
+
+/** Both checks for a file prefork is about to create or replace. */
+export function assertSafeFile(path: string): void {
+  assertSafeDirectory(dirname(path));
+  assertNotSymlink(path);
+}

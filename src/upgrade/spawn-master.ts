@@ -1,0 +1,66 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import type { ListenSocket } from '../master/listen-sockets.js';
+import {
+  ENV_FD_NAMES,
+  ENV_FDS,
+  ENV_PARENT_PID,
+  ENV_READY_FD,
+  FIRST_LISTEN_FD,
+  type ReadyMessage,
+} from '../protocol/index.js';
+import { readReadyMessage } from './ready-pipe.js';
+
+/** How a master was started, kept so that USR2 can start the next one the same way. */
+export interface MasterCommand {
+  /** The Node executable. */
+  execPath: string;
+  /** Node flags, the prefork script and its arguments (a `start` release argument removed). */
+  args: string[];
+  /** The working directory the master was started in (not `current` resolved). */
+  cwd: string;
+  /** The environment it was started with, less prefork's own variables. */
+  env: NodeJS.ProcessEnv;
+}
+
+/** A spawned master and the answer it will give on its ready pipe. */
+export interface SpawnedMaster {
+  child: ChildProcess;
+  ready: Promise<ReadyMessage | undefined>;
+}
+
+/**
+ * Starts a master from `command`, detached into its own process group, with `sockets` at
+ * fd 3, 4, ... (`PREFORK_FDS`, `PREFORK_FD_NAMES`) and a ready pipe after them
+ * (`PREFORK_READY_FD`). No shell is involved.
+ */
+export function spawnMaster(
+  command: MasterCommand,
+  options: {
+    sockets: ListenSocket[];
+    parentPid?: number | undefined;
+    stdout: 'inherit' | 'ignore' | number;
+    stderr: 'inherit' | 'ignore' | number;
+  },
+): SpawnedMaster {
+  const fds = options.sockets.map((s) => s.fd);
+  const readyFd = FIRST_LISTEN_FD + fds.length;
+  const env: NodeJS.ProcessEnv = { ...command.env, [ENV_READY_FD]: String(readyFd) };
+  if (fds.length > 0) {
+    env[ENV_FDS] = fds.map((_, i) => String(FIRST_LISTEN_FD + i)).join(',');
+    env[ENV_FD_NAMES] = options.sockets
+      .map((s) => (s.systemd ? `systemd:${s.bind.name}` : s.bind.name))
+      .join(',');
+  }
+  if (options.parentPid !== undefined) env[ENV_PARENT_PID] = String(options.parentPid);
+  const child = spawn(command.execPath, command.args, {
+    cwd: command.cwd,
+    env,
+    detached: true,
+    stdio: ['ignore', options.stdout, options.stderr, ...fds, 'pipe'],
+  });
+  child.on('error', () => {});
+  const pipe = child.stdio[readyFd] as Readable | null | undefined;
+  const ready = pipe ? readReadyMessage(pipe) : Promise.resolve(undefined);
+  return { child, ready };
+}

@@ -1,0 +1,66 @@
+import http from 'node:http';
+import type { RequestListener } from 'node:http';
+import net from 'node:net';
+import { pathToFileURL } from 'node:url';
+
+/** A loaded app: the server to listen with, and its optional `close()` hook. */
+export interface LoadedApp {
+  /** The app's own unlistened server, or one prefork made around its request listener. */
+  server: net.Server;
+  /** The app's named export `close()`, awaited after the last connection closed. */
+  close: (() => unknown) | undefined;
+}
+
+/** Thrown when the entry loads but exports nothing prefork can serve. */
+export class AppContractError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AppContractError';
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'function') return `a function of ${value.length} parameters`;
+  if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'Object'})`;
+  return typeof value;
+}
+
+/**
+ * Turns a default export into a server, per the app contract (SPEC §2): a request listener
+ * `(req, res)`, an `http.Server`/`https.Server` that is not listening yet, or a function (sync
+ * or async, taking no arguments) returning one of those.
+ */
+async function toServer(exported: unknown, entry: string, depth = 0): Promise<net.Server> {
+  if (exported instanceof net.Server) {
+    if (exported.listening) {
+      throw new AppContractError(
+        `${entry} exports a server that is already listening: export it unlistened, prefork listens it on the inherited sockets`,
+      );
+    }
+    return exported;
+  }
+  if (typeof exported === 'function') {
+    if (exported.length >= 2) return http.createServer(exported as RequestListener);
+    if (depth === 0) return toServer(await (exported as () => unknown)(), entry, depth + 1);
+  }
+  throw new AppContractError(
+    `${entry} must export (default or module.exports) a request listener (req, res), an unlistened http.Server, or a function returning one; it exports ${describe(exported)}`,
+  );
+}
+
+/** Imports the release's entry module (ESM or CommonJS) and makes a server of it. */
+export async function loadApp(entry: string): Promise<LoadedApp> {
+  const mod = (await import(pathToFileURL(entry).href)) as Record<string, unknown>;
+  const exported = 'default' in mod ? mod.default : mod;
+  // ESM: `export function close()`; CommonJS: `module.exports.close = ...` on the listener.
+  const exportedClose = (exported as { close?: unknown } | null)?.close;
+  const close =
+    typeof mod.close === 'function'
+      ? (mod.close as () => unknown)
+      : typeof exported === 'function' && typeof exportedClose === 'function'
+        ? () => (exportedClose as () => unknown).call(exported)
+        : undefined;
+  const server = await toServer(exported, entry);
+  return { server, close };
+}

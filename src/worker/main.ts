@@ -1,0 +1,132 @@
+/**
+ * A worker process: loads the release's app, listens on the sockets its master passed at
+ * fd 3, 4, ..., reports ready, heartbeats, and drains on QUIT (or when its master goes away).
+ * Signals: TERM/INT quick exit, QUIT graceful drain, USR1 reopen the log file.
+ */
+import type net from 'node:net';
+import { messageOf } from '../errors/index.js';
+import { createLog } from '../log/logger.js';
+import {
+  ENV_WORKER_OPTIONS,
+  type WorkerMessage,
+  type WorkerOptions,
+  workerTitle,
+} from '../protocol/index.js';
+import { ConnectionTracker } from './connection-tracker.js';
+import { type LoadedApp, loadApp } from './load-app.js';
+import { listenOnInheritedSockets, stopAccepting } from './serve.js';
+
+/** A drained connection is closed once it has been idle this long (see ConnectionTracker). */
+const IDLE_CLOSE_MS = 250;
+/** How often a drain looks for idle connections to close. */
+const DRAIN_POLL_MS = 50;
+
+function readOptions(): WorkerOptions {
+  const raw = process.env[ENV_WORKER_OPTIONS];
+  if (raw === undefined || typeof process.send !== 'function') {
+    process.stderr.write('prefork: this is a prefork worker; it is started by a prefork master\n');
+    process.exit(2);
+  }
+  delete process.env[ENV_WORKER_OPTIONS];
+  return JSON.parse(raw) as WorkerOptions;
+}
+
+const options = readOptions();
+process.title = workerTitle(options.release);
+
+const log = await createLog({ level: options.logLevel, file: options.logFile, role: 'worker' });
+const logger = log.logger.child({ release: options.release });
+
+function send(message: WorkerMessage): void {
+  if (process.connected) process.send?.(message);
+}
+
+let app: LoadedApp | undefined;
+let listeners: net.Server[] = [];
+let tracker: ConnectionTracker | undefined;
+let draining = false;
+
+function exit(code: number, reason: string): never {
+  logger.info({ reason }, `worker exiting (pid: ${process.pid})`);
+  log.flush();
+  process.exit(code);
+}
+
+async function drain(reason: string): Promise<void> {
+  if (draining) return;
+  draining = true;
+  if (tracker === undefined || app === undefined) exit(0, `${reason} before ready`);
+  const deadline = Date.now() + options.gracefulTimeoutMs;
+  logger.info({ reason, connections: tracker.size }, 'draining');
+  stopAccepting(listeners);
+  tracker.startDraining();
+  const drained = await new Promise<boolean>((resolve) => {
+    const poll = setInterval(() => {
+      tracker?.closeIdle(IDLE_CLOSE_MS);
+      if (tracker?.size === 0) {
+        clearInterval(poll);
+        resolve(true);
+      } else if (Date.now() >= deadline) {
+        clearInterval(poll);
+        resolve(false);
+      }
+    }, DRAIN_POLL_MS);
+  });
+  if (!drained) {
+    logger.warn(
+      { connections: tracker.size },
+      'graceful timeout reached: closing the remaining connections',
+    );
+    tracker.destroyAll();
+  }
+  if (app.close !== undefined) {
+    const remaining = Math.max(0, deadline - Date.now());
+    try {
+      await Promise.race([
+        Promise.resolve(app.close()),
+        new Promise((resolve) => setTimeout(resolve, remaining).unref()),
+      ]);
+    } catch (error) {
+      logger.error({ err: error }, 'the app close() hook failed');
+    }
+  }
+  exit(0, reason);
+}
+
+process.on('SIGTERM', () => exit(0, 'SIGTERM'));
+process.on('SIGINT', () => exit(0, 'SIGINT'));
+process.on('SIGQUIT', () => void drain('SIGQUIT'));
+process.on('SIGUSR1', () => {
+  log.reopen();
+  logger.info('reopened log file');
+});
+// The master is gone (killed?): finish what we hold and leave, never linger as an orphan.
+process.on('disconnect', () => void drain('master disconnected'));
+
+const heartbeat = setInterval(() => {
+  send({
+    type: 'heartbeat',
+    requests: tracker?.requests ?? 0,
+    rss: process.memoryUsage.rss(),
+  });
+}, options.heartbeatMs);
+heartbeat.unref();
+
+try {
+  app = await loadApp(options.entry);
+  let retired = false;
+  tracker = new ConnectionTracker(app.server, () => {
+    if (!retired && options.maxRequests > 0 && (tracker?.requests ?? 0) >= options.maxRequests) {
+      retired = true;
+      send({ type: 'retire', requests: tracker?.requests ?? 0 });
+    }
+  });
+  listeners = await listenOnInheritedSockets(app.server, options.sockets.length);
+} catch (error) {
+  const message = `release ${options.release} failed to start: ${messageOf(error)}`;
+  logger.error({ err: error }, message);
+  send({ type: 'boot-error', message });
+  log.flush();
+  process.exit(1);
+}
+send({ type: 'ready' });
