@@ -1,0 +1,52 @@
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (where bin/prefork and the bundled releases live). */
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** The prefork executable, exactly as a user runs it. */
+export const PREFORK_BIN = join(REPO, 'bin/prefork');
+
+/** A throwaway app root with the bundled releases v1 and v2 copied in. */
+export interface AppRoot {
+  dir: string;
+  /** Adds `releases/<name>` with these files (package.json is written as JSON). */
+  addRelease(name: string, files: Record<string, string | object>): string;
+  path(...parts: string[]): string;
+  remove(): void;
+}
+
+/** Creates an app root in a fresh temporary directory. */
+export function makeAppRoot(): AppRoot {
+  const dir = mkdtempSync(join(tmpdir(), 'prefork-test-'));
+  cpSync(join(REPO, 'releases'), join(dir, 'releases'), { recursive: true });
+  return {
+    dir,
+    addRelease(name, files) {
+      const releaseDir = join(dir, 'releases', name);
+      for (const [file, content] of Object.entries(files)) {
+        const path = join(releaseDir, file);
+        mkdirSync(dirname(path), { recursive: true });
+        writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+      }
+      return releaseDir;
+    },
+    path: (...parts) => join(dir, ...parts),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A CommonJS release answering `{ release, pid }`, with extra code run at load. */
+export function listenerRelease(name: string, atLoad = '', handler = ''): Record<string, string | object> {
+  return {
+    'package.json': { name: `test-${name}`, version: '0.0.1', main: 'index.js' },
+    'index.js': `${atLoad}
+module.exports = (req, res) => {
+  ${handler}
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ release: ${JSON.stringify(name)}, pid: process.pid }));
+};
+`,
+  };
+}

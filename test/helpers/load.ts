@@ -1,0 +1,91 @@
+import autocannon from 'autocannon';
+
+/** What a load run saw. */
+export interface LoadResult {
+  /** Responses received. */
+  responses: number;
+  /** Socket errors (resets, refused connections) and timeouts. */
+  errors: number;
+  timeouts: number;
+  /** Responses with a status other than 2xx. */
+  non2xx: number;
+  /** errors + timeouts + non2xx. */
+  failed: number;
+  /** Responses per release name (from the JSON bodies). */
+  byRelease: Record<string, number>;
+  /** Worker pids that answered. */
+  pids: Set<number>;
+}
+
+/** A running load generator. */
+export interface Load {
+  /** Responses per release so far. */
+  byRelease: Record<string, number>;
+  /** Responses so far. */
+  count(): number;
+  /** Stops (or waits for the end of a bounded run) and returns the totals. */
+  stop(): Promise<LoadResult>;
+}
+
+/**
+ * Starts autocannon against `url`: keep-alive connections by default, or `Connection: close`
+ * on every request. Bounded by `durationSec`; `stop()` ends it sooner.
+ */
+export function startLoad(
+  url: string,
+  options: { connections?: number; durationSec?: number; close?: boolean; path?: string } = {},
+): Load {
+  const byRelease: Record<string, number> = {};
+  const pids = new Set<number>();
+  let responses = 0;
+  let stopped = false;
+  const instance = autocannon(
+    {
+      url,
+      connections: options.connections ?? 8,
+      duration: options.durationSec ?? 60,
+      timeout: 20,
+      headers: options.close ? { connection: 'close' } : {},
+      requests: [
+        {
+          method: 'GET',
+          path: options.path ?? '/',
+          onResponse: (status: number, body: string) => {
+            responses += 1;
+            if (status !== 200) return;
+            try {
+              const parsed = JSON.parse(body) as { release?: string; pid?: number };
+              if (parsed.release) byRelease[parsed.release] = (byRelease[parsed.release] ?? 0) + 1;
+              if (parsed.pid) pids.add(parsed.pid);
+            } catch {
+              // not JSON: counted in responses only
+            }
+          },
+        },
+      ],
+    },
+    () => {},
+  );
+  const done = new Promise<autocannon.Result>((resolve) => instance.on('done', resolve));
+  return {
+    byRelease,
+    count: () => responses,
+    async stop() {
+      if (!stopped) {
+        stopped = true;
+        instance.stop();
+      }
+      const result = await done;
+      const errors = result.errors - result.timeouts;
+      return {
+        responses,
+        errors,
+        timeouts: result.timeouts,
+        non2xx: result.non2xx,
+        failed: result.errors + result.non2xx,
+        byRelease,
+        pids,
+      };
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import http from 'node:http';
+import { join } from 'node:path';
+import { alive, childrenOf, cmdline, PreforkProcess, readPid, track, waitFor } from './processes.js';
+
+/** A master started with `prefork start` in a test app root. */
+export interface RunningMaster {
+  proc: PreforkProcess;
+  pid: number;
+  port: number;
+  url: string;
+  pidfile: string;
+  /** Live worker pids (children of the master titled as workers). */
+  workers(): number[];
+}
+
+/** Starts `prefork start <args>` in `root` on a free loopback port and waits until it is ready. */
+export async function startMaster(
+  root: string,
+  args: string[] = [],
+  options: { env?: NodeJS.ProcessEnv; workers?: number } = {},
+): Promise<RunningMaster> {
+  const workers = options.workers ?? 2;
+  const proc = new PreforkProcess(
+    ['start', '--root', root, '--bind', '127.0.0.1:0', '--workers', String(workers), ...args],
+    { cwd: root, env: options.env },
+  );
+  await proc.waitForLog(/^master ready/, 30_000);
+  const listening = await proc.waitForLog(/^listening at http:\/\//);
+  const port = Number(/:(\d+)$/.exec(listening.msg)?.[1]);
+  const pidfile = join(root, 'prefork.pid');
+  const master = createRunningMaster(proc, proc.pid, port, pidfile);
+  await waitFor('all workers', () => master.workers().length === workers);
+  return master;
+}
+
+/** Describes a master by pid (also one started by USR2, which the test did not spawn). */
+export function createRunningMaster(
+  proc: PreforkProcess,
+  pid: number,
+  port: number,
+  pidfile: string,
+): RunningMaster {
+  track(pid);
+  return {
+    proc,
+    pid,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    pidfile,
+    workers: () => {
+      const pids = childrenOf(pid).filter((c) => alive(c) && cmdline(c).startsWith('prefork: worker'));
+      for (const w of pids) track(w);
+      return pids;
+    },
+  };
+}
+
+/** GETs `path` and parses the JSON body. */
+export function getJson(
+  port: number,
+  path = '/',
+  agent?: http.Agent,
+): Promise<{ status: number; body: Record<string, unknown>; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+      });
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text), headers: res.headers });
+        } catch {
+          resolve({ status: res.statusCode ?? 0, body: { text }, headers: res.headers });
+        }
+      });
+    });
+    req.on('error', reject);
+    req.setTimeout(30_000, () => req.destroy(new Error(`GET ${path} timed out`)));
+  });
+}
+
+/** Pid from a pidfile, waiting for it to name `expected` (or any pid). */
+export function waitForPidfile(path: string, expected?: number): Promise<number> {
+  return waitFor(`${path} to hold ${expected ?? 'a pid'}`, () => {
+    const pid = readPid(path);
+    return pid !== undefined && (expected === undefined || pid === expected) ? pid : undefined;
+  });
+}

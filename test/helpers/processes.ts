@@ -1,0 +1,150 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { PREFORK_BIN } from './app-root.js';
+
+/** Every pid a test started or saw (masters, workers), killed by pid in `killAll`. */
+const started = new Set<number>();
+
+/** Remembers a pid to kill at the end of the test file. */
+export function track(pid: number | undefined): void {
+  if (pid !== undefined) started.add(pid);
+}
+
+/** Direct children of `pid`, from /proc. */
+export function childrenOf(pid: number): number[] {
+  try {
+    const out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' });
+    return out
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** True when `pid` runs (and is not a zombie). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** The command line of `pid` as `ps` shows it (process titles included). */
+export function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ');
+  } catch {
+    return '';
+  }
+}
+
+/** SIGKILLs every tracked pid and their descendants. */
+export function killAll(): void {
+  const all = new Set<number>();
+  const visit = (pid: number) => {
+    if (all.has(pid)) return;
+    all.add(pid);
+    for (const child of childrenOf(pid)) visit(child);
+  };
+  for (const pid of started) visit(pid);
+  for (const pid of all) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  started.clear();
+}
+
+/** Polls `check` every 25 ms until it returns a truthy value, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** One parsed pino line. */
+export type LogLine = Record<string, unknown> & { msg: string; pid?: number };
+
+/** A `prefork` command run as a user would, with its output collected. */
+export class PreforkProcess {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+    this.child = spawn(process.execPath, [PREFORK_BIN, ...args], {
+      cwd: options.cwd,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    track(this.child.pid);
+    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stdout += chunk;
+    });
+    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stderr += chunk;
+    });
+    this.exited = new Promise((resolve) =>
+      this.child.on('exit', (code, signal) => resolve({ code, signal })),
+    );
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
+  /** The JSON log lines printed so far. */
+  logs(): LogLine[] {
+    return this.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as LogLine);
+  }
+
+  /** Waits for a log line whose message matches. */
+  waitForLog(pattern: RegExp, timeoutMs = 20_000): Promise<LogLine> {
+    return waitFor(
+      `a log line matching ${pattern} (stdout so far:\n${this.stdout.slice(-2000)}\nstderr:\n${this.stderr.slice(-1000)})`,
+      () => this.logs().find((line) => pattern.test(line.msg)),
+      timeoutMs,
+    );
+  }
+
+  /** Counts log lines whose message matches. */
+  countLogs(pattern: RegExp): number {
+    return this.logs().filter((line) => pattern.test(line.msg)).length;
+  }
+}
+
+/** Runs a prefork command to completion. */
+export async function runPrefork(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const run = new PreforkProcess(args, options);
+  const { code } = await run.exited;
+  return { code, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** The pid in a pidfile, if there is one. */
+export function readPid(path: string): number | undefined {
+  if (!existsSync(path)) return undefined;
+  const text = readFileSync(path, 'utf8').trim();
+  return /^\d+$/.test(text) ? Number(text) : undefined;
+}
