@@ -6,7 +6,8 @@ let closed = false;
 
 module.exports = function app(req, res) {
   const url = new URL(req.url, 'http://localhost');
-  const body = () => JSON.stringify({ release: 'v1', version, pid: process.pid, path: url.pathname });
+  const body = () =>
+    JSON.stringify({ release: 'v1', version, pid: process.pid, path: url.pathname });
   if (url.pathname === '/health') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok\n');

@@ -10,7 +10,8 @@ export default async function createServer() {
   await new Promise((resolve) => setTimeout(resolve, 50));
   return http.createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
-    const body = () => JSON.stringify({ release: 'v2', version, pid: process.pid, path: url.pathname });
+    const body = () =>
+      JSON.stringify({ release: 'v2', version, pid: process.pid, path: url.pathname });
     if (url.pathname === '/health') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok\n');

@@ -16,13 +16,19 @@ const { version } = JSON.parse(
 const program = new Command('prefork')
   .description('zero-downtime prefork master and release upgrades for Node.js services')
   .version(version)
-  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({
+    outputError: (text, write) => write(`prefork: ${text.replace(/^error: /, '')}`),
+  })
   .exitOverride();
 
 registerStart(program);
 registerStatus(program);
 registerSignalCommands(program);
-for (const command of program.commands) command.exitOverride();
+for (const command of program.commands) {
+  command.exitOverride().configureOutput({
+    outputError: (text, write) => write(`prefork: ${text.replace(/^error: /, '')}`),
+  });
+}
 
 try {
   await program.parseAsync(process.argv);
@@ -34,6 +40,8 @@ try {
     process.stderr.write(`prefork: ${error.message}\n`);
     process.exit(error.exitCode);
   }
-  process.stderr.write(`prefork: unexpected error (a bug, please report it): ${(error as Error)?.stack ?? String(error)}\n`);
+  process.stderr.write(
+    `prefork: unexpected error (a bug, please report it): ${(error as Error)?.stack ?? String(error)}\n`,
+  );
   process.exit(EXIT.failedRolledBack);
 }

@@ -38,10 +38,26 @@ export function addMasterOptions(command: Command): Command {
       collect,
     )
     .option('-w, --workers <n>', 'number of worker processes (default: number of cores)', integer)
-    .option('--timeout <seconds>', 'kill a worker silent this long (blocked event loop) (default: 30)', seconds)
-    .option('--graceful-timeout <seconds>', 'how long a draining worker may finish requests (default: 30)', seconds)
-    .option('--boot-timeout <seconds>', 'how long a new worker may take to become ready (default: 60)', seconds)
-    .option('--max-requests <n>', 'recycle a worker after this many requests, 0 = never (default: 0)', integer)
+    .option(
+      '--timeout <seconds>',
+      'kill a worker silent this long (blocked event loop) (default: 30)',
+      seconds,
+    )
+    .option(
+      '--graceful-timeout <seconds>',
+      'how long a draining worker may finish requests (default: 30)',
+      seconds,
+    )
+    .option(
+      '--boot-timeout <seconds>',
+      'how long a new worker may take to become ready (default: 60)',
+      seconds,
+    )
+    .option(
+      '--max-requests <n>',
+      'recycle a worker after this many requests, 0 = never (default: 0)',
+      integer,
+    )
     .option('--max-requests-jitter <n>', 'add 0..n to maxRequests per worker (default: 0)', integer)
     .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))

@@ -43,7 +43,8 @@ export function parseBind(value: string): Bind {
     throw new UsageError(`bad bind "${value}": "${portText}" is not a port 0-65535 (${HELP})`);
   }
   const port = Number(portText);
-  const name = host === undefined ? `:${port}` : isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  const name =
+    host === undefined ? `:${port}` : isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
   return { kind: 'tcp', host, port, name };
 }
 

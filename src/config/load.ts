@@ -36,7 +36,11 @@ function describeIssues(issues: z.core.$ZodIssue[], where: 'file' | 'cli'): stri
 }
 
 /** Validates a partial configuration, throwing a {@link UsageError} that names every bad key. */
-export function validatePartial(value: unknown, origin: string, where: 'file' | 'cli'): PartialConfig {
+export function validatePartial(
+  value: unknown,
+  origin: string,
+  where: 'file' | 'cli',
+): PartialConfig {
   const parsed = configSchema.safeParse(value);
   if (!parsed.success) {
     throw new UsageError(`${origin}: ${describeIssues(parsed.error.issues, where)}`);

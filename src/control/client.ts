@@ -68,7 +68,9 @@ export async function queryMaster(root: string, pid: number): Promise<MasterStat
 export async function findMaster(root: string, pidfile: string): Promise<MasterStatus> {
   const pid = readPidfile(pidfile);
   if (pid === undefined) {
-    throw new UsageError(`no master is running: ${pidfile} is missing or holds no pid (start one with "prefork start")`);
+    throw new UsageError(
+      `no master is running: ${pidfile} is missing or holds no pid (start one with "prefork start")`,
+    );
   }
   const status = await queryMaster(root, pid);
   if (status === undefined) {

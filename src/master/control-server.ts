@@ -1,10 +1,6 @@
 import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import {
-  CONTROL_MAX_REQUEST,
-  type ControlReply,
-  type ControlRequest,
-} from '../protocol/index.js';
+import { CONTROL_MAX_REQUEST, type ControlReply, type ControlRequest } from '../protocol/index.js';
 
 /** Answers one control request; throwing replies `{ ok: false, error }`. */
 export type ControlHandler = (request: ControlRequest) => unknown;

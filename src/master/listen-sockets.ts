@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { type Bind, formatAddress, parseBind } from '../config/bind.js';
 import { PreforkError, UsageError } from '../errors/index.js';
@@ -52,7 +53,8 @@ export interface ListenSocket {
 function bindError(bind: Bind, errno: number): PreforkError {
   const code = getSystemErrorName(errno);
   const why: Record<string, string> = {
-    EADDRINUSE: 'the address is already in use: stop whatever listens there, or pick another --bind',
+    EADDRINUSE:
+      'the address is already in use: stop whatever listens there, or pick another --bind',
     EACCES: 'permission denied: ports below 1024 need root (use --user/--group to drop it)',
     EADDRNOTAVAIL: 'no interface has that address: bind an address of this machine',
   };
@@ -113,6 +115,12 @@ async function bindNew(bind: Bind): Promise<ListenSocket> {
   }
   if (typeof result === 'number') throw bindError(bind, result);
   const { address, port } = addressOf(result, bind);
+  // libuv defers EADDRINUSE from bind() to listen(), which only workers call: a socket that
+  // did not get its port is unbound, so check what it is bound to.
+  if (bind.kind === 'tcp' && bind.port !== 0 && port !== bind.port) {
+    result.close();
+    throw bindError(bind, -constants.errno.EADDRINUSE);
+  }
   return {
     bind,
     fd: result.fd,

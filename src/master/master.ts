@@ -160,15 +160,20 @@ export class Master {
         this.signalHandlers[event.signal]();
         return;
       case 'worker-message':
-        return this.onWorkerMessage(event.pid, event.message);
+        this.onWorkerMessage(event.pid, event.message);
+        return;
       case 'worker-exit':
-        return this.onWorkerExit(event.pid, event.code, event.signal);
+        this.onWorkerExit(event.pid, event.code, event.signal);
+        return;
       case 'child-ready':
-        return this.onChildReady(event.pid, event.error);
+        this.onChildReady(event.pid, event.error);
+        return;
       case 'child-exit':
-        return this.onChildExit(event.pid, event.code, event.signal);
+        this.onChildExit(event.pid, event.code, event.signal);
+        return;
       case 'tick':
-        return this.onTick();
+        this.onTick();
+        return;
     }
   }
 
@@ -278,19 +283,27 @@ export class Master {
   private handleUsr2(): void {
     const refuse = (why: string) => this.logger.warn(`USR2 refused: ${why}`);
     if (this.child !== undefined) {
-      return refuse(`an upgrade is already in flight (new master pid ${this.child.pid})`);
+      refuse(`an upgrade is already in flight (new master pid ${this.child.pid})`);
+      return;
     }
     if (this.parentAlive()) {
-      return refuse(
+      refuse(
         `this master is itself the new master of an upgrade; its old master (pid ${this.parts.parentPid}) still runs — QUIT it first`,
       );
+      return;
     }
-    if (this.state !== 'running') return refuse(`the master is ${this.state}`);
+    if (this.state !== 'running') {
+      refuse(`the master is ${this.state}`);
+      return;
+    }
     const oldbin = this.config.pid + OLDBIN_SUFFIX;
     try {
-      if (movePidfileIfOurs(this.config.pid, oldbin, process.pid)) this.pidPath = oldbin;
+      if (!movePidfileIfOurs(this.config.pid, oldbin, process.pid)) {
+        writePidfile(oldbin, process.pid);
+      }
     } catch (error) {
-      return refuse(`cannot rename the pidfile to ${oldbin}: ${messageOf(error)}`);
+      refuse(`cannot rename the pidfile to ${oldbin}: ${messageOf(error)}`);
+      return;
     }
     this.pidPath = oldbin;
     const spawned = spawnMaster(this.parts.command, {
@@ -302,7 +315,8 @@ export class Master {
     const pid = spawned.child.pid;
     if (pid === undefined) {
       this.restorePidfile();
-      return refuse('the new master could not be spawned');
+      refuse('the new master could not be spawned');
+      return;
     }
     this.child = spawned.child;
     this.setTitle();
@@ -323,7 +337,9 @@ export class Master {
    */
   private handleWinch(): void {
     if (this.parts.interactive && !this.config.forceWinch) {
-      this.logger.info('WINCH ignored: the master runs in the foreground of a terminal (set forceWinch to honour it)');
+      this.logger.info(
+        'WINCH ignored: the master runs in the foreground of a terminal (set forceWinch to honour it)',
+      );
       return;
     }
     if (this.state !== 'running') {
@@ -362,7 +378,10 @@ export class Master {
         worker.requests = message.requests;
         if (!worker.retiring) {
           worker.retiring = true;
-          this.logger.info({ worker: pid, requests: message.requests }, 'worker reached maxRequests: replacing it');
+          this.logger.info(
+            { worker: pid, requests: message.requests },
+            'worker reached maxRequests: replacing it',
+          );
         }
         return;
     }
@@ -386,7 +405,11 @@ export class Master {
       this.failBoot(`worker ${pid} failed before the master became ready: ${reason}`);
       return;
     }
-    if (this.reload !== undefined && worker.generation === this.generation && worker.state === 'booting') {
+    if (
+      this.reload !== undefined &&
+      worker.generation === this.generation &&
+      worker.state === 'booting'
+    ) {
       this.abandonReload(`a new worker failed to boot: ${reason}`);
       return;
     }
@@ -405,17 +428,26 @@ export class Master {
     const now = Date.now();
     for (const worker of this.workers.values()) {
       if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
-        this.killWorker(worker, `did not become ready within bootTimeout (${this.config.bootTimeout} s)`);
+        this.killWorker(
+          worker,
+          `did not become ready within bootTimeout (${this.config.bootTimeout} s)`,
+        );
       } else if (worker.state === 'ready' && now - worker.lastBeat > this.config.timeout * 1000) {
         this.killWorker(worker, `no heartbeat for ${this.config.timeout} s (blocked event loop?)`);
       } else if (worker.killAt !== undefined && now > worker.killAt) {
         this.killWorker(worker, 'still draining past the graceful timeout');
-      } else if (worker.state === 'ready' && worker.readyAt && now - worker.readyAt > CRASH_HEALTHY_MS) {
-        if (this.backoff.deaths > 0 && worker.generation === this.generation) this.backoff.recordHealthy();
+      } else if (
+        worker.state === 'ready' &&
+        worker.readyAt &&
+        now - worker.readyAt > CRASH_HEALTHY_MS
+      ) {
+        if (this.backoff.deaths > 0 && worker.generation === this.generation)
+          this.backoff.recordHealthy();
       }
     }
     if (this.killAllAt !== undefined && now > this.killAllAt) {
-      for (const worker of this.workers.values()) this.killWorker(worker, 'quick shutdown timed out');
+      for (const worker of this.workers.values())
+        this.killWorker(worker, 'quick shutdown timed out');
       this.killAllAt = undefined;
     }
   }
@@ -521,7 +553,8 @@ export class Master {
       const extra = current.length - this.desired;
       if (extra > 0) {
         const byPreference = current.sort(
-          (a, b) => Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
+          (a, b) =>
+            Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
         );
         for (const worker of byPreference.slice(0, extra)) this.drainWorker(worker, 'TTOU');
       }
@@ -529,7 +562,8 @@ export class Master {
     const ready = current.filter((w) => w.state === 'ready').length;
     if (ready < this.desired || this.workersStopped) return;
     for (const worker of this.workers.values()) {
-      if (worker.generation !== this.generation) this.drainWorker(worker, 'replaced by a new generation');
+      if (worker.generation !== this.generation)
+        this.drainWorker(worker, 'replaced by a new generation');
       else if (worker.retiring) this.drainWorker(worker, 'maxRequests reached');
     }
     if (this.reload !== undefined) {
@@ -625,6 +659,7 @@ export class Master {
   /** Gives up booting: reports why, stops the workers, exits non-zero. */
   private failBoot(reason: string): void {
     this.logger.error(reason);
+    process.stderr.write(`prefork: ${reason}\n`);
     this.parts.readyPipe.send({ ready: false, error: reason });
     this.exitCode = 1;
     this.quickShutdown();

@@ -8,6 +8,7 @@ import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
 import { controlSocketName, ENV_PARENT_PID, INTERNAL_ENV } from '../protocol/index.js';
 import type { Release } from '../release/read-release.js';
+import { assertSafeFile } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
 import { readInheritedFds } from '../upgrade/inherited-fds.js';
 import { ReadyPipe } from '../upgrade/ready-pipe.js';
@@ -49,6 +50,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
   try {
     const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });
     const stateDir = ensureStateDir(config.root);
+    assertSafeFile(config.pid);
     removeStaleControlSockets(stateDir);
     const sockets = await openListenSockets(config.bind.map(parseBind), inherited);
     let master: Master | undefined;

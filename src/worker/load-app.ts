@@ -1,5 +1,5 @@
-import http from 'node:http';
 import type { RequestListener } from 'node:http';
+import http from 'node:http';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 

@@ -123,7 +123,8 @@ try {
   });
   listeners = await listenOnInheritedSockets(app.server, options.sockets.length);
 } catch (error) {
-  const message = `release ${options.release} failed to start: ${messageOf(error)}`;
+  const what = error instanceof Error && error.name !== 'Error' ? `${error.name}: ` : '';
+  const message = `release ${options.release} failed to start (${options.entry}): ${what}${messageOf(error)}`;
   logger.error({ err: error }, message);
   send({ type: 'boot-error', message });
   log.flush();

@@ -38,7 +38,11 @@ export function makeAppRoot(): AppRoot {
 }
 
 /** A CommonJS release answering `{ release, pid }`, with extra code run at load. */
-export function listenerRelease(name: string, atLoad = '', handler = ''): Record<string, string | object> {
+export function listenerRelease(
+  name: string,
+  atLoad = '',
+  handler = '',
+): Record<string, string | object> {
   return {
     'package.json': { name: `test-${name}`, version: '0.0.1', main: 'index.js' },
     'index.js': `${atLoad}

@@ -1,6 +1,15 @@
 import http from 'node:http';
 import { join } from 'node:path';
-import { alive, childrenOf, cmdline, PreforkProcess, readPid, track, waitFor } from './processes.js';
+import {
+  alive,
+  childrenOf,
+  cmdline,
+  PreforkProcess,
+  readPid,
+  runPrefork,
+  track,
+  waitFor,
+} from './processes.js';
 
 /** A master started with `prefork start` in a test app root. */
 export interface RunningMaster {
@@ -24,10 +33,21 @@ export async function startMaster(
     ['start', '--root', root, '--bind', '127.0.0.1:0', '--workers', String(workers), ...args],
     { cwd: root, env: options.env },
   );
-  await proc.waitForLog(/^master ready/, 30_000);
-  const listening = await proc.waitForLog(/^listening at http:\/\//);
-  const port = Number(/:(\d+)$/.exec(listening.msg)?.[1]);
   const pidfile = join(root, 'prefork.pid');
+  let exited = false;
+  void proc.exited.then(() => {
+    exited = true;
+  });
+  await waitFor(
+    'the master to write its pidfile',
+    () => {
+      if (exited)
+        throw new Error(`prefork start exited early: ${proc.stderr}${proc.stdout.slice(-2000)}`);
+      return readPid(pidfile) === proc.pid;
+    },
+    30_000,
+  );
+  const port = await portOf(root, proc.pid);
   const master = createRunningMaster(proc, proc.pid, port, pidfile);
   await waitFor('all workers', () => master.workers().length === workers);
   return master;
@@ -48,7 +68,9 @@ export function createRunningMaster(
     url: `http://127.0.0.1:${port}`,
     pidfile,
     workers: () => {
-      const pids = childrenOf(pid).filter((c) => alive(c) && cmdline(c).startsWith('prefork: worker'));
+      const pids = childrenOf(pid).filter(
+        (c) => alive(c) && cmdline(c).startsWith('prefork: worker'),
+      );
       for (const w of pids) track(w);
       return pids;
     },
@@ -87,4 +109,16 @@ export function waitForPidfile(path: string, expected?: number): Promise<number>
     const pid = readPid(path);
     return pid !== undefined && (expected === undefined || pid === expected) ? pid : undefined;
   });
+}
+
+/** The TCP port the master with `pid` listens on (from `prefork status --json`). */
+export async function portOf(root: string, pid: number): Promise<number> {
+  const { stdout } = await runPrefork(['status', '--json', '--root', root]);
+  const status = JSON.parse(stdout) as {
+    pidfiles: { master?: { pid: number; binds: string[] } }[];
+  };
+  const master = status.pidfiles.find((p) => p.master?.pid === pid)?.master;
+  const tcp = master?.binds.find((b) => !b.startsWith('unix:'));
+  if (tcp === undefined) throw new Error(`master ${pid} reports no TCP bind: ${stdout}`);
+  return Number(/:(\d+)$/.exec(tcp)?.[1]);
 }

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
-import { getJson, type RunningMaster, startMaster } from '../helpers/master.js';
 import { startLoad } from '../helpers/load.js';
+import { getJson, type RunningMaster, startMaster } from '../helpers/master.js';
 import { alive, cmdline, killAll, runPrefork, waitFor } from '../helpers/processes.js';
 
 let root: AppRoot;
@@ -31,7 +31,9 @@ function bootedWorkers(): Set<number> {
 /** Sum of the requests each worker reported, from the control socket. */
 async function requestsSeen(): Promise<number> {
   const { stdout } = await runPrefork(['status', '--json', '--root', root.dir]);
-  const status = JSON.parse(stdout) as { pidfiles: { master?: { workers: { requests: number }[] } }[] };
+  const status = JSON.parse(stdout) as {
+    pidfiles: { master?: { workers: { requests: number }[] } }[];
+  };
   return (status.pidfiles[0]?.master?.workers ?? []).reduce((sum, w) => sum + w.requests, 0);
 }
 
@@ -83,7 +85,11 @@ describe('the master under a keep-alive load', () => {
     await Promise.all([1, 2, 3, 4].map(() => getJson(master.port, '/', agent)));
     const base = await requestsSeen();
     const slow = [1, 2, 3].map(() => getJson(master.port, '/slow?ms=2000', agent));
-    await waitFor('the slow requests to reach the workers', async () => (await requestsSeen()) >= base + 3, 15_000);
+    await waitFor(
+      'the slow requests to reach the workers',
+      async () => (await requestsSeen()) >= base + 3,
+      15_000,
+    );
     const workers = master.workers();
 
     process.kill(master.pid, 'SIGQUIT');

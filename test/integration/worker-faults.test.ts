@@ -1,10 +1,10 @@
+import { symlinkSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
-import { getJson, startMaster } from '../helpers/master.js';
 import { startLoad } from '../helpers/load.js';
+import { getJson, startMaster } from '../helpers/master.js';
 import { alive, killAll, waitFor } from '../helpers/processes.js';
-import { symlinkSync, unlinkSync } from 'node:fs';
 
 let root: AppRoot;
 
@@ -28,7 +28,10 @@ describe('worker faults', () => {
     const [victim] = master.workers();
     process.kill(victim as number, 'SIGKILL');
     await master.proc.waitForLog(new RegExp(`^worker ${victim} died`));
-    await waitFor('a replacement', () => master.workers().length === 2 && !master.workers().includes(victim as number));
+    await waitFor(
+      'a replacement',
+      () => master.workers().length === 2 && !master.workers().includes(victim as number),
+    );
     const seen = load.count();
     await waitFor('traffic after', () => load.count() > seen + 300);
     const result = await load.stop();
@@ -38,13 +41,24 @@ describe('worker faults', () => {
 
   it('kills a worker whose event loop is blocked (heartbeat timeout) and replaces it', async () => {
     root = makeAppRoot();
-    root.addRelease('blocking', listenerRelease('blocking', '', "if (req.url === '/block') { for (;;) {} }"));
+    root.addRelease(
+      'blocking',
+      listenerRelease('blocking', '', "if (req.url === '/block') { for (;;) {} }"),
+    );
     const master = await startMaster(root.dir, ['--timeout', '1', 'releases/blocking']);
-    const blocked = http.get({ host: '127.0.0.1', port: master.port, path: '/block', agent: false });
+    const blocked = http.get({
+      host: '127.0.0.1',
+      port: master.port,
+      path: '/block',
+      agent: false,
+    });
     blocked.on('error', () => {});
     const killed = await master.proc.waitForLog(/^killing worker \d+: no heartbeat for 1 s/);
     const victim = Number(killed.worker);
-    await waitFor('a replacement', () => master.workers().length === 2 && !master.workers().includes(victim));
+    await waitFor(
+      'a replacement',
+      () => master.workers().length === 2 && !master.workers().includes(victim),
+    );
     expect((await getJson(master.port)).status).toBe(200);
     expect(alive(master.pid)).toBe(true);
   });
@@ -55,7 +69,11 @@ describe('worker faults', () => {
     const master = await startMaster(root.dir, ['releases/crashy'], { workers: 1 });
     const lines = [];
     for (const delay of [100, 200, 400, 800]) {
-      lines.push(await master.proc.waitForLog(new RegExp(`^workers are crash-looping: next spawn in ${delay} ms`)));
+      lines.push(
+        await master.proc.waitForLog(
+          new RegExp(`^workers are crash-looping: next spawn in ${delay} ms`),
+        ),
+      );
     }
     // Spawns are spaced by the backoff, not a busy loop.
     const times = lines.map((l) => Number(l.time));
@@ -69,7 +87,10 @@ describe('worker faults', () => {
 
   it('keeps the old workers serving when a HUP loads a release that fails to boot', async () => {
     root = makeAppRoot();
-    root.addRelease('broken', listenerRelease('broken', "throw new Error('cannot connect to the database');"));
+    root.addRelease(
+      'broken',
+      listenerRelease('broken', "throw new Error('cannot connect to the database');"),
+    );
     const master = await startMaster(root.dir, ['releases/v1']);
     const before = master.workers();
     const load = startLoad(master.url, { connections: 8, durationSec: 60 });
@@ -101,9 +122,18 @@ describe('worker faults', () => {
 
   it('recycles workers after maxRequests without failing a request', async () => {
     root = makeAppRoot();
-    const master = await startMaster(root.dir, ['--max-requests', '200', '--max-requests-jitter', '50', 'releases/v1']);
+    const master = await startMaster(root.dir, [
+      '--max-requests',
+      '200',
+      '--max-requests-jitter',
+      '50',
+      'releases/v1',
+    ]);
     const load = startLoad(master.url, { connections: 8, durationSec: 60 });
-    await waitFor('several recycles', () => master.proc.countLogs(/^worker reached maxRequests/) >= 3);
+    await waitFor(
+      'several recycles',
+      () => master.proc.countLogs(/^worker reached maxRequests/) >= 3,
+    );
     const result = await load.stop();
     expect(result.failed).toBe(0);
     expect(result.pids.size).toBeGreaterThanOrEqual(4);

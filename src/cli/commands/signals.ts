@@ -31,8 +31,18 @@ function signalCommand(
 
 /** Registers `reload`, `reopen-logs`, `scale` and `stop`: signals for people who'd rather not `kill`. */
 export function registerSignalCommands(program: Command): void {
-  signalCommand(program, 'reload', 'SIGHUP', 'HUP: reload config and current release, replacing workers safely');
-  signalCommand(program, 'reopen-logs', 'SIGUSR1', 'USR1: reopen log files in the master and every worker');
+  signalCommand(
+    program,
+    'reload',
+    'SIGHUP',
+    'HUP: reload config and current release, replacing workers safely',
+  );
+  signalCommand(
+    program,
+    'reopen-logs',
+    'SIGUSR1',
+    'USR1: reopen log files in the master and every worker',
+  );
 
   const scale = program
     .command('scale')
@@ -43,7 +53,8 @@ export function registerSignalCommands(program: Command): void {
     if (!/^[+-]?\d+$/.test(amount)) throw new UsageError(`scale "${amount}": expected N, +N or -N`);
     const { config, master } = await resolveMaster(options);
     const target = /^[+-]/.test(amount) ? master.desiredWorkers + integer(amount) : integer(amount);
-    if (target < 1) throw new UsageError(`scale ${amount}: would leave ${target} workers; at least 1 is needed`);
+    if (target < 1)
+      throw new UsageError(`scale ${amount}: would leave ${target} workers; at least 1 is needed`);
     const result = await controlRequest<{ workers: number }>(
       controlSocketPath(config.root, master.pid),
       { cmd: 'scale', workers: target },

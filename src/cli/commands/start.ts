@@ -17,7 +17,12 @@ import { addMasterOptions, addRootOptions, configFromOptions } from '../options.
  * the `start` release argument (a re-exec'd master starts from `current`) and, for the
  * detached master of `--daemon`, less `--daemon`.
  */
-export function masterArgs(argv: string[], command: Command, release: string | undefined, dropDaemon: boolean): string[] {
+export function masterArgs(
+  argv: string[],
+  command: Command,
+  release: string | undefined,
+  dropDaemon: boolean,
+): string[] {
   const valueFlags = new Set(
     command.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]),
   );
@@ -57,7 +62,8 @@ async function daemonize(command: MasterCommand, logFile: string | undefined): P
     process.stdout.write(`prefork: master ${message.pid} is ready\n`);
     return;
   }
-  const why = message?.error ?? `it exited before it was ready${logFile ? ` (see ${logFile})` : ''}`;
+  const why =
+    message?.error ?? `it exited before it was ready${logFile ? ` (see ${logFile})` : ''}`;
   throw new PreforkError(`the master did not start: ${why}`);
 }
 
@@ -65,7 +71,9 @@ async function daemonize(command: MasterCommand, logFile: string | undefined): P
 export function registerStart(program: Command): void {
   const command = program
     .command('start')
-    .description('run a master in the foreground (--daemon to detach); with [release], point current at it first')
+    .description(
+      'run a master in the foreground (--daemon to detach); with [release], point current at it first',
+    )
     .argument('[release]', 'release to point current at first (releases/<name>)');
   addRootOptions(command);
   addMasterOptions(command);
@@ -90,7 +98,10 @@ export function registerStart(program: Command): void {
     const current = readCurrentRelease(root);
     const masterCommand: MasterCommand = {
       execPath: process.execPath,
-      args: [...process.execArgv, ...masterArgs(process.argv.slice(1), command, release, config.daemon)],
+      args: [
+        ...process.execArgv,
+        ...masterArgs(process.argv.slice(1), command, release, config.daemon),
+      ],
       cwd: process.cwd(),
       env: cleanEnv(),
     };

@@ -22,7 +22,9 @@ function describeMaster(report: PidfileReport): string[] {
   if (report.pid === undefined) return [];
   const m = report.master;
   if (m === undefined) {
-    return [`${report.pidfile}: pid ${report.pid} is not a prefork master of this root (stale pidfile)`];
+    return [
+      `${report.pidfile}: pid ${report.pid} is not a prefork master of this root (stale pidfile)`,
+    ];
   }
   const lines = [
     `master ${m.pid} [${m.release}] version ${m.version}: ${m.state}${m.workersStopped ? ' (workers stopped by WINCH)' : ''}, up ${m.uptime}s, rss ${megabytes(m.rss)}, ${m.workers.length}/${m.desiredWorkers} workers, pidfile ${m.pidfile}`,

@@ -1,0 +1,70 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseBind } from '../../src/config/bind.js';
+import { loadConfig } from '../../src/config/load.js';
+
+describe('parseBind', () => {
+  it.each([
+    ['127.0.0.1:8000', { kind: 'tcp', host: '127.0.0.1', port: 8000, name: '127.0.0.1:8000' }],
+    [':8080', { kind: 'tcp', host: undefined, port: 8080, name: ':8080' }],
+    ['[::1]:9000', { kind: 'tcp', host: '::1', port: 9000, name: '[::1]:9000' }],
+    ['localhost:0', { kind: 'tcp', host: 'localhost', port: 0, name: 'localhost:0' }],
+    ['unix:/run/app.sock', { kind: 'unix', path: '/run/app.sock', name: 'unix:/run/app.sock' }],
+  ])('%s', (text, expected) => {
+    expect(parseBind(text)).toEqual(expected);
+  });
+
+  it.each([
+    ['8000', /no port/],
+    ['host:port', /"port" is not a port/],
+    ['::1:80', /put an IPv6 address in brackets/],
+    ['[nope]:80', /is not an IPv6 address/],
+    ['unix:relative.sock', /must be absolute/],
+    [':70000', /not a port 0-65535/],
+  ])('refuses %s', (text, message) => {
+    expect(() => parseBind(text)).toThrow(message);
+  });
+});
+
+describe('loadConfig', () => {
+  const root = mkdtempSync(join(tmpdir(), 'prefork-config-'));
+
+  it('layers defaults, the file and the command line, resolving paths from the root', () => {
+    writeFileSync(
+      join(root, 'prefork.config.json'),
+      JSON.stringify({ workers: 3, timeout: 10, logFile: 'log/app.log' }),
+    );
+    const config = loadConfig({ root, cli: { workers: 5 } });
+    expect(config.workers).toBe(5);
+    expect(config.timeout).toBe(10);
+    expect(config.gracefulTimeout).toBe(30);
+    expect(config.logFile).toBe(join(root, 'log/app.log'));
+    expect(config.pid).toBe(join(root, 'prefork.pid'));
+    expect(config.configFile).toBe(join(root, 'prefork.config.json'));
+  });
+
+  it('names every bad key and what it allows', () => {
+    writeFileSync(
+      join(root, 'bad.json'),
+      JSON.stringify({ workers: -1, logLevel: 'loud', colour: true }),
+    );
+    expect(() => loadConfig({ root, configFile: 'bad.json', cli: {} })).toThrow(
+      /"workers": Too small.*"logLevel": Invalid option: expected one of "fatal"\|.*unknown key "colour"/,
+    );
+  });
+
+  it('refuses a bad bind in the file before anything starts', () => {
+    writeFileSync(join(root, 'bind.json'), JSON.stringify({ bind: ['127.0.0.1'] }));
+    expect(() => loadConfig({ root, configFile: 'bind.json', cli: {} })).toThrow(
+      /bad bind "127\.0\.0\.1"/,
+    );
+  });
+
+  it('names the option for command-line values', () => {
+    expect(() => loadConfig({ root, configFile: 'bind.json', cli: { workers: 0 } })).toThrow(
+      /--workers: Too small/,
+    );
+  });
+});

@@ -1,0 +1,83 @@
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { parseBind } from '../../src/config/bind.js';
+import { closeListenSockets, openListenSockets } from '../../src/master/listen-sockets.js';
+import { readInheritedFds } from '../../src/upgrade/inherited-fds.js';
+
+// Pins the semi-private Node API the master relies on: net._createServerHandle binds without
+// listening, the bound fd can be handed to a child at fd 3, and the child's listen({ fd: 3 })
+// serves on it while this process never accepts.
+describe('listen sockets (pins net._createServerHandle)', () => {
+  it('binds without accepting; a child listening on fd 3 serves', async () => {
+    expect(typeof (net as unknown as { _createServerHandle: unknown })._createServerHandle).toBe(
+      'function',
+    );
+    const [socket] = await openListenSockets([parseBind('127.0.0.1:0')], []);
+    if (socket === undefined) throw new Error('no socket');
+    expect(socket.port).toBeGreaterThan(0);
+    // Nothing listens yet: a connection is refused (the master alone never accepts).
+    const refused = await new Promise<string>((resolve) => {
+      net
+        .connect(socket.port as number, '127.0.0.1')
+        .on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? ''))
+        .on('connect', () => resolve('connected'));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `
+      require('http').createServer((q, r) => r.end(String(process.pid))).listen({ fd: 3 }, () => process.send('up'));
+    `,
+      ],
+      { stdio: ['ignore', 'inherit', 'inherit', socket.fd, 'ipc'] },
+    );
+    await new Promise((resolve) => child.once('message', resolve));
+    const body = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: socket.port, agent: false }, (res) => {
+          let text = '';
+          res.on('data', (c) => {
+            text += c;
+          });
+          res.on('end', () => resolve(text));
+        })
+        .on('error', reject);
+    });
+    expect(body).toBe(String(child.pid));
+    child.kill('SIGKILL');
+    closeListenSockets([socket], { unlink: true });
+  });
+
+  it('reports a port in use (EADDRINUSE deferred by libuv)', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await expect(openListenSockets([parseBind(`127.0.0.1:${port}`)], [])).rejects.toThrow(
+      /already in use/,
+    );
+    server.close();
+  });
+});
+
+describe('inherited fds', () => {
+  it('reads PREFORK_FDS with names, and systemd LISTEN_FDS only for this pid', () => {
+    expect(
+      readInheritedFds({ PREFORK_FDS: '3,4', PREFORK_FD_NAMES: '127.0.0.1:80,systemd:web' }, 1),
+    ).toEqual([
+      { fd: 3, name: '127.0.0.1:80', systemd: false },
+      { fd: 4, name: 'web', systemd: true },
+    ]);
+    expect(
+      readInheritedFds({ LISTEN_FDS: '2', LISTEN_PID: '7', LISTEN_FDNAMES: 'a:b' }, 7),
+    ).toEqual([
+      { fd: 3, name: 'a', systemd: true },
+      { fd: 4, name: 'b', systemd: true },
+    ]);
+    expect(readInheritedFds({ LISTEN_FDS: '2', LISTEN_PID: '8' }, 7)).toEqual([]);
+    expect(() => readInheritedFds({ PREFORK_FDS: '3,x' }, 1)).toThrow(/PREFORK_FDS/);
+  });
+});
