@@ -94,6 +94,7 @@ export function loadConfig(sources: ConfigSources): Config {
     ...merged,
     root,
     configFile,
+    bindGiven: file.bind !== undefined || cli.bind !== undefined,
     pid: inRoot(merged.pid ?? PIDFILE),
     logFile: merged.logFile === undefined ? undefined : inRoot(merged.logFile),
   };

@@ -35,6 +35,8 @@ export interface Config {
   /** Absolute path of the config file that was read, if any. */
   configFile: string | undefined;
   bind: string[];
+  /** `bind` was set (file or command line) rather than defaulted. */
+  bindGiven: boolean;
   workers: number;
   /** Seconds. */
   timeout: number;
@@ -51,7 +53,7 @@ export interface Config {
 }
 
 /** Defaults for every setting a user may leave out. */
-export function defaults(): Omit<Config, 'root' | 'configFile' | 'pid' | 'logFile'> {
+export function defaults(): Omit<Config, 'root' | 'configFile' | 'pid' | 'logFile' | 'bindGiven'> {
   return {
     bind: ['127.0.0.1:8000'],
     workers: availableParallelism(),

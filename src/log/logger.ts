@@ -26,7 +26,7 @@ export interface LogOptions {
  * master logs rarely and must not lose its last lines when it exits.
  */
 export async function createLog(options: LogOptions): Promise<Log> {
-  const base = { role: options.role };
+  const base = { pid: process.pid, role: options.role };
   const pretty = options.pretty ?? (options.file === undefined && process.stdout.isTTY === true);
   if (pretty) {
     const { default: prettyStream } = await import('pino-pretty');

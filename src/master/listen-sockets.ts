@@ -140,14 +140,17 @@ function adopt(inherited: InheritedFd): ListenSocket {
     );
   }
   const out: Record<string, unknown> = {};
-  const isTcp = result.getsockname?.(out) === 0 && out.port !== undefined;
+  const isTcp = result.getsockname?.(out) === 0 && typeof out.port === 'number';
   const actual = isTcp ? formatAddress(String(out.address), Number(out.port)) : undefined;
-  const name = inherited.name ?? (actual ? `${actual}` : `fd:${inherited.fd}`);
+  // An old master passes canonical bind names; systemd passes FileDescriptorName=, or nothing.
   let bind: Bind;
-  try {
-    bind = parseBind(name);
-  } catch {
-    bind = { kind: 'unix', path: name, name };
+  if (!inherited.systemd && inherited.name?.startsWith('unix:')) {
+    bind = parseBind(inherited.name);
+  } else if (actual !== undefined) {
+    bind = { ...parseBind(actual), name: inherited.name ?? actual };
+  } else {
+    const name = inherited.name ?? `fd:${inherited.fd}`;
+    bind = { kind: 'unix', path: name.replace(/^unix:/, ''), name };
   }
   return {
     bind,
@@ -158,6 +161,13 @@ function adopt(inherited: InheritedFd): ListenSocket {
     systemd: inherited.systemd,
     handle: result,
   };
+}
+
+/** True when `bind` is already served by a socket systemd handed over. */
+function servedBySystemd(bind: Bind, sockets: ListenSocket[]): boolean {
+  return (
+    bind.kind === 'tcp' && bind.port !== 0 && sockets.some((s) => s.systemd && s.port === bind.port)
+  );
 }
 
 /**
@@ -179,24 +189,32 @@ export async function openListenSockets(
       else socket.handle.close();
     }
     for (const bind of binds) {
-      if (sockets.some((s) => s.bind.name === bind.name)) continue;
+      if (sockets.some((s) => s.bind.name === bind.name) || servedBySystemd(bind, sockets))
+        continue;
       sockets.push(await bindNew(bind));
     }
     return sockets;
   } catch (error) {
-    closeListenSockets(sockets, { unlink: true });
+    closeListenSockets(sockets);
     throw error;
   }
 }
 
 /**
- * Closes this process's handles on the sockets. `unlink` removes the Unix socket files this
- * master bound; it must be false while another master still serves them.
+ * Closes this process's handles on the sockets and removes the Unix socket files among them,
+ * except systemd's and those named in `keep` (a new master still serves them). A kept Unix
+ * socket's handle is left open for the process exit to close: libuv unlinks the path when it
+ * closes a pipe it bound itself.
  */
-export function closeListenSockets(sockets: ListenSocket[], { unlink }: { unlink: boolean }): void {
+export function closeListenSockets(
+  sockets: ListenSocket[],
+  keep: ReadonlySet<string> = new Set(),
+): void {
   for (const socket of sockets) {
+    const isUnix = socket.bind.kind === 'unix';
+    if (isUnix && (socket.systemd || keep.has(socket.bind.name))) continue;
     socket.handle.close();
-    if (unlink && socket.bind.kind === 'unix' && !socket.systemd) {
+    if (isUnix && socket.bind.kind === 'unix') {
       try {
         unlinkSync(socket.bind.path);
       } catch {

@@ -9,6 +9,7 @@ import {
   type MasterStatus,
   masterTitle,
   OLDBIN_SUFFIX,
+  type ReadyMessage,
   type WorkerMessage,
 } from '../protocol/index.js';
 import { readCurrentRelease } from '../release/current-link.js';
@@ -47,7 +48,7 @@ type MasterEvent =
   | { kind: 'signal'; signal: MasterSignal }
   | { kind: 'worker-message'; pid: number; message: WorkerMessage }
   | { kind: 'worker-exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
-  | { kind: 'child-ready'; pid: number; error: string | undefined }
+  | { kind: 'child-ready'; pid: number; message: ReadyMessage }
   | { kind: 'child-exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
   | { kind: 'tick' };
 
@@ -95,6 +96,8 @@ export class Master {
   private exitCode = 0;
   private pidPath: string;
   private child: ChildProcess | undefined;
+  /** Binds the new master serves (from its ready message). */
+  private childBinds: Set<string> | undefined;
   private readonly startedAt = Date.now();
   private tick: NodeJS.Timeout | undefined;
   private killAllAt: number | undefined;
@@ -166,7 +169,7 @@ export class Master {
         this.onWorkerExit(event.pid, event.code, event.signal);
         return;
       case 'child-ready':
-        this.onChildReady(event.pid, event.error);
+        this.onChildReady(event.pid, event.message);
         return;
       case 'child-exit':
         this.onChildExit(event.pid, event.code, event.signal);
@@ -325,8 +328,7 @@ export class Master {
       this.enqueue({ kind: 'child-exit', pid, code, signal }),
     );
     void spawned.ready.then((message) => {
-      if (message?.ready) this.enqueue({ kind: 'child-ready', pid, error: undefined });
-      else if (message) this.enqueue({ kind: 'child-ready', pid, error: message.error });
+      if (message) this.enqueue({ kind: 'child-ready', pid, message });
     });
   }
 
@@ -583,7 +585,11 @@ export class Master {
       return;
     }
     this.pidPath = this.config.pid;
-    this.parts.readyPipe.send({ ready: true, pid: process.pid });
+    this.parts.readyPipe.send({
+      ready: true,
+      pid: process.pid,
+      binds: this.parts.sockets.map((s) => s.bind.name),
+    });
     this.logger.info(
       { workers: this.desired, pidfile: this.config.pid },
       `master ready (pid: ${process.pid}, release ${this.release.name})`,
@@ -594,16 +600,21 @@ export class Master {
   // The new master of an upgrade
   // -------------------------------------------------------------------------------------------
 
-  private onChildReady(pid: number, error: string | undefined): void {
+  private onChildReady(pid: number, message: ReadyMessage): void {
     if (this.child?.pid !== pid) return;
-    if (error === undefined) this.logger.info({ newMaster: pid }, `new master ${pid} is ready`);
-    else this.logger.error({ newMaster: pid }, `new master ${pid} failed to start: ${error}`);
+    if (message.ready) {
+      this.childBinds = new Set(message.binds);
+      this.logger.info({ newMaster: pid }, `new master ${pid} is ready`);
+    } else {
+      this.logger.error({ newMaster: pid }, `new master ${pid} failed to start: ${message.error}`);
+    }
   }
 
   /** The new master is gone: take the service back, as nginx does. */
   private onChildExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.child?.pid !== pid) return;
     this.child = undefined;
+    this.childBinds = undefined;
     this.logger.warn(
       { newMaster: pid },
       `new master ${pid} exited (${signal ? `signal ${signal}` : `code ${code}`}): this master serves again`,
@@ -628,15 +639,12 @@ export class Master {
     }
   }
 
+  /**
+   * True while the old master that started this one runs. Its children are reparented the
+   * moment it exits (even while it is an unreaped zombie), so the parent pid tells.
+   */
   private parentAlive(): boolean {
-    const parent = this.parts.parentPid;
-    if (parent === undefined) return false;
-    try {
-      process.kill(parent, 0);
-      return true;
-    } catch {
-      return false;
-    }
+    return this.parts.parentPid !== undefined && process.ppid === this.parts.parentPid;
   }
 
   private setTitle(): void {
@@ -671,7 +679,11 @@ export class Master {
     removePidfileIfOurs(this.config.pid, process.pid);
     removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
     // A new master that inherited the sockets still serves them: leave its Unix socket files.
-    closeListenSockets(this.parts.sockets, { unlink: this.child === undefined });
+    const keep =
+      this.child === undefined
+        ? new Set<string>()
+        : (this.childBinds ?? new Set(this.parts.sockets.map((s) => s.bind.name)));
+    closeListenSockets(this.parts.sockets, keep);
     this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
     this.parts.log.flush();
     process.exit(this.exitCode);

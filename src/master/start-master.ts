@@ -52,7 +52,10 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
     const stateDir = ensureStateDir(config.root);
     assertSafeFile(config.pid);
     removeStaleControlSockets(stateDir);
-    const sockets = await openListenSockets(config.bind.map(parseBind), inherited);
+    // Socket activation without an explicit bind: serve systemd's sockets only.
+    const fromSystemd = inherited.some((fd) => fd.systemd);
+    const binds = fromSystemd && !config.bindGiven ? [] : config.bind.map(parseBind);
+    const sockets = await openListenSockets(binds, inherited);
     let master: Master | undefined;
     const control = await ControlServer.listen(
       join(stateDir, controlSocketName(process.pid)),

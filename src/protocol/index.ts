@@ -116,7 +116,14 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
 // ---------------------------------------------------------------------------------------------
 
 /** One JSON line written on the ready fd. */
-export type ReadyMessage = { ready: true; pid: number } | { ready: false; error: string };
+export type ReadyMessage =
+  | {
+      ready: true;
+      pid: number;
+      /** Bind names the new master serves: the old one leaves those Unix socket files alone. */
+      binds: string[];
+    }
+  | { ready: false; error: string };
 
 // ---------------------------------------------------------------------------------------------
 // Control socket

@@ -102,6 +102,8 @@ process.on('SIGUSR1', () => {
 });
 // The master is gone (killed?): finish what we hold and leave, never linger as an orphan.
 process.on('disconnect', () => void drain('master disconnected'));
+// It may have gone while this process was still starting, before the listener above existed.
+if (!process.connected) void drain('master disconnected');
 
 const heartbeat = setInterval(() => {
   send({

@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,4 +53,11 @@ module.exports = (req, res) => {
 };
 `,
   };
+}
+
+/** Points `current` at `releases/<name>` the way an operator would (`ln -sfn`, atomically). */
+export function switchCurrent(root: AppRoot, name: string): void {
+  const temp = root.path(`.current-${name}-${process.pid}`);
+  symlinkSync(`releases/${name}`, temp);
+  renameSync(temp, root.path('current'));
 }

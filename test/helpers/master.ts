@@ -122,3 +122,33 @@ export async function portOf(root: string, pid: number): Promise<number> {
   if (tcp === undefined) throw new Error(`master ${pid} reports no TCP bind: ${stdout}`);
   return Number(/:(\d+)$/.exec(tcp)?.[1]);
 }
+
+/** Sends USR2 to `old` and waits for the new master it starts to be ready. */
+export async function upgrade(old: RunningMaster): Promise<RunningMaster> {
+  const startedBy = () =>
+    old.proc.logs().filter((l) => l.pid === old.pid && /^upgrade: started new master/.test(l.msg));
+  const started = startedBy().length;
+  process.kill(old.pid, 'SIGUSR2');
+  const line = await waitFor('the new master to start', () => startedBy()[started]);
+  const pid = Number(line.newMaster);
+  track(pid);
+  await waitFor(`new master ${pid} to be ready`, () =>
+    old.proc.logs().some((l) => l.pid === old.pid && l.msg === `new master ${pid} is ready`),
+  );
+  return createRunningMaster(old.proc, pid, old.port, old.pidfile);
+}
+
+/** Sends GETs on fresh connections until `done(releasesSeen)` holds; returns what answered. */
+export async function sample(
+  port: number,
+  done: (seen: Map<string, number>) => boolean,
+  max = 400,
+): Promise<Map<string, number>> {
+  const seen = new Map<string, number>();
+  for (let i = 0; i < max && !done(seen); i += 1) {
+    const { body } = await getJson(port, '/', new http.Agent({ keepAlive: false }));
+    const release = String(body.release);
+    seen.set(release, (seen.get(release) ?? 0) + 1);
+  }
+  return seen;
+}

@@ -49,7 +49,7 @@ describe('listen sockets (pins net._createServerHandle)', () => {
     });
     expect(body).toBe(String(child.pid));
     child.kill('SIGKILL');
-    closeListenSockets([socket], { unlink: true });
+    closeListenSockets([socket]);
   });
 
   it('reports a port in use (EADDRINUSE deferred by libuv)', async () => {
