@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
-import { getJson, type RunningMaster, sample, startMaster, upgrade } from '../helpers/master.js';
 import { startLoad } from '../helpers/load.js';
+import { type RunningMaster, sample, startMaster, upgrade } from '../helpers/master.js';
 import { alive, childrenOf, cmdline, killAll, readPid, waitFor } from '../helpers/processes.js';
 
 let root: AppRoot;
@@ -16,7 +16,8 @@ function expectSettledOn(master: RunningMaster, release: string): void {
   expect(readPid(root.path('prefork.pid'))).toBe(master.pid);
   expect(existsSync(root.path('prefork.pid.oldbin'))).toBe(false);
   expect(cmdline(master.pid)).toBe(`prefork: master [${release}]`);
-  for (const worker of master.workers()) expect(cmdline(worker)).toBe(`prefork: worker [${release}]`);
+  for (const worker of master.workers())
+    expect(cmdline(worker)).toBe(`prefork: worker [${release}]`);
 }
 
 describe('binary upgrade by hand (the seed procedure)', () => {
@@ -73,7 +74,9 @@ describe('binary upgrade by hand (the seed procedure)', () => {
     process.kill(next.pid, 'SIGQUIT');
     await waitFor('the new master to leave', () => !alive(next.pid), 30_000);
     if (alive(next.pid)) process.kill(next.pid, 'SIGTERM');
-    await old.proc.waitForLog(new RegExp(`^new master ${next.pid} exited .*this master serves again`));
+    await old.proc.waitForLog(
+      new RegExp(`^new master ${next.pid} exited .*this master serves again`),
+    );
     await waitFor('the pidfile back', () => readPid(root.path('prefork.pid')) === old.pid);
     expectSettledOn(old, 'v1');
     const seen = load.count();
@@ -132,7 +135,10 @@ describe('upgrade faults', () => {
 
   it('a new release that throws at load: the new master exits non-zero, the old keeps serving', async () => {
     root = makeAppRoot();
-    root.addRelease('broken', listenerRelease('broken', "throw new Error('missing DATABASE_URL');"));
+    root.addRelease(
+      'broken',
+      listenerRelease('broken', "throw new Error('missing DATABASE_URL');"),
+    );
     const old = await startMaster(root.dir, ['releases/v1']);
     const load = startLoad(old.url, { connections: 8, durationSec: 90 });
     switchCurrent(root, 'broken');
@@ -153,10 +159,18 @@ describe('upgrade faults', () => {
     switchCurrent(root, 'v2');
     const next = await upgrade(old);
     process.kill(old.pid, 'SIGUSR2');
-    await old.proc.waitForLog(new RegExp(`^USR2 refused: an upgrade is already in flight \\(new master pid ${next.pid}\\)`));
+    await old.proc.waitForLog(
+      new RegExp(`^USR2 refused: an upgrade is already in flight \\(new master pid ${next.pid}\\)`),
+    );
     process.kill(next.pid, 'SIGUSR2');
-    await old.proc.waitForLog(new RegExp(`^USR2 refused: this master is itself the new master of an upgrade; its old master \\(pid ${old.pid}\\) still runs`));
-    expect(childrenOf(next.pid).filter((pid) => cmdline(pid).startsWith('prefork: master'))).toEqual([]);
+    await old.proc.waitForLog(
+      new RegExp(
+        `^USR2 refused: this master is itself the new master of an upgrade; its old master \\(pid ${old.pid}\\) still runs`,
+      ),
+    );
+    expect(
+      childrenOf(next.pid).filter((pid) => cmdline(pid).startsWith('prefork: master')),
+    ).toEqual([]);
     expect(readPid(root.path('prefork.pid'))).toBe(next.pid);
     expect(readPid(root.path('prefork.pid.oldbin'))).toBe(old.pid);
   });
