@@ -5,6 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT, PreforkError } from '../errors/index.js';
+import { registerDeploy } from './commands/deploy.js';
+import { registerReleases } from './commands/releases.js';
 import { registerSignalCommands } from './commands/signals.js';
 import { registerStart } from './commands/start.js';
 import { registerStatus } from './commands/status.js';
@@ -22,7 +24,9 @@ const program = new Command('prefork')
   .exitOverride();
 
 registerStart(program);
+registerDeploy(program);
 registerStatus(program);
+registerReleases(program);
 registerSignalCommands(program);
 for (const command of program.commands) {
   command.exitOverride().configureOutput({

@@ -78,6 +78,9 @@ const CONFIG_KEYS = [
   'forceWinch',
   'daemon',
   'pid',
+  'healthPath',
+  'readyTimeout',
+  'verifyWindow',
 ] as const;
 
 /** The settings given on the command line, as a partial configuration. */
@@ -85,4 +88,24 @@ export function configFromOptions(options: Record<string, unknown>): PartialConf
   const config: Record<string, unknown> = {};
   for (const key of CONFIG_KEYS) if (options[key] !== undefined) config[key] = options[key];
   return config as PartialConfig;
+}
+
+/** deploy and rollback: how the new release is checked. */
+export function addDeployOptions(command: Command): Command {
+  return command
+    .option(
+      '--health-path <path>',
+      'GET this path through the first TCP bind; 2xx = healthy (default: any answer below 500 to /)',
+    )
+    .option(
+      '--ready-timeout <seconds>',
+      'seconds the new master has to become ready (default: 60)',
+      seconds,
+    )
+    .option(
+      '--verify-window <seconds>',
+      'seconds of health checks after the old workers stop (default: 2)',
+      seconds,
+    )
+    .option('--json', 'one JSON event per line on stdout instead of the task list');
 }

@@ -97,5 +97,6 @@ export function loadConfig(sources: ConfigSources): Config {
     bindGiven: file.bind !== undefined || cli.bind !== undefined,
     pid: inRoot(merged.pid ?? PIDFILE),
     logFile: merged.logFile === undefined ? undefined : inRoot(merged.logFile),
+    healthPath: merged.healthPath,
   };
 }

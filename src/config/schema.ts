@@ -22,6 +22,9 @@ export const configSchema = z
     maxRequests: z.number().int().min(0),
     maxRequestsJitter: z.number().int().min(0),
     forceWinch: z.boolean(),
+    healthPath: z.string().startsWith('/'),
+    readyTimeout: z.number().positive().max(86_400),
+    verifyWindow: z.number().min(0).max(3600),
   })
   .partial();
 
@@ -50,10 +53,19 @@ export interface Config {
   maxRequests: number;
   maxRequestsJitter: number;
   forceWinch: boolean;
+  /** deploy/rollback: GET this through the first TCP bind; 2xx = healthy. */
+  healthPath: string | undefined;
+  /** deploy: seconds the new master has to become ready. */
+  readyTimeout: number;
+  /** deploy: seconds of health checks through the bind after WINCH. */
+  verifyWindow: number;
 }
 
 /** Defaults for every setting a user may leave out. */
-export function defaults(): Omit<Config, 'root' | 'configFile' | 'pid' | 'logFile' | 'bindGiven'> {
+export function defaults(): Omit<
+  Config,
+  'root' | 'configFile' | 'pid' | 'logFile' | 'bindGiven' | 'healthPath'
+> {
   return {
     bind: ['127.0.0.1:8000'],
     workers: availableParallelism(),
@@ -65,5 +77,7 @@ export function defaults(): Omit<Config, 'root' | 'configFile' | 'pid' | 'logFil
     maxRequests: 0,
     maxRequestsJitter: 0,
     forceWinch: false,
+    readyTimeout: 60,
+    verifyWindow: 2,
   };
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { UsageError } from '../errors/index.js';
@@ -81,12 +82,19 @@ export async function findMaster(root: string, pidfile: string): Promise<MasterS
   return status;
 }
 
-/** True when a process with `pid` exists. */
+/**
+ * True when a process with `pid` runs. A zombie (exited, not yet reaped by its parent — init
+ * for an old master whose own parent is gone) counts as exited.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
   }
 }

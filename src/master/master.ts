@@ -96,6 +96,8 @@ export class Master {
   private exitCode = 0;
   private pidPath: string;
   private child: ChildProcess | undefined;
+  /** Why the last new master failed to start, for `status` and `deploy`. */
+  private upgradeError: string | undefined;
   /** Binds the new master serves (from its ready message). */
   private childBinds: Set<string> | undefined;
   private readonly startedAt = Date.now();
@@ -322,6 +324,7 @@ export class Master {
       return;
     }
     this.child = spawned.child;
+    this.upgradeError = undefined;
     this.setTitle();
     this.logger.info({ newMaster: pid }, `upgrade: started new master with pid: ${pid}`);
     spawned.child.on('exit', (code, signal) =>
@@ -606,6 +609,7 @@ export class Master {
       this.childBinds = new Set(message.binds);
       this.logger.info({ newMaster: pid }, `new master ${pid} is ready`);
     } else {
+      this.upgradeError = message.error;
       this.logger.error({ newMaster: pid }, `new master ${pid} failed to start: ${message.error}`);
     }
   }
@@ -722,6 +726,7 @@ export class Master {
       binds: this.parts.sockets.map((s) => s.address),
       parentPid: this.parentAlive() ? (this.parts.parentPid ?? null) : null,
       childPid: this.child?.pid ?? null,
+      upgradeError: this.upgradeError ?? null,
       pidfile: this.pidPath,
       workers: [...this.workers.values()].map((w) => ({
         pid: w.pid,

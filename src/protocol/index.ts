@@ -165,6 +165,8 @@ export interface MasterStatus {
   binds: string[];
   parentPid: number | null;
   childPid: number | null;
+  /** Why the last new master this one started failed to become ready. */
+  upgradeError: string | null;
   /** The pidfile holding this master's pid (`prefork.pid`, or `.oldbin` while old). */
   pidfile: string;
   workers: WorkerStatus[];

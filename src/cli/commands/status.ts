@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { queryMaster } from '../../control/client.js';
+import { isAlive, queryMaster } from '../../control/client.js';
+import { type Journal, readJournal } from '../../deploy/journal.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../../protocol/index.js';
 import { readCurrentTarget } from '../../release/current-link.js';
 import { readPidfile } from '../../state/pidfile.js';
@@ -39,6 +40,14 @@ function describeMaster(report: PidfileReport): string[] {
   return lines;
 }
 
+function describeJournal(journal: Journal): string {
+  const who =
+    journal.outcome === 'running' && !isAlive(journal.pid)
+      ? ` — its process ${journal.pid} is gone: run "prefork rollback"`
+      : '';
+  return `last ${journal.kind}: ${journal.release} (${journal.version}) from ${journal.previous ?? '(none)'}, started ${journal.startedAt}, step ${journal.step}, ${journal.outcome}${journal.error ? ` (${journal.error})` : ''}${who}`;
+}
+
 /** Registers `prefork status [--json]`. */
 export function registerStatus(program: Command): void {
   const command = program
@@ -62,14 +71,16 @@ export function registerStatus(program: Command): void {
       });
     }
     const current = readCurrentTarget(config.root);
+    const journal = readJournal(config.root) ?? null;
     if (options.json) {
       process.stdout.write(
-        `${JSON.stringify({ root: config.root, current: current ?? null, pidfiles: reports }, null, 2)}\n`,
+        `${JSON.stringify({ root: config.root, current: current ?? null, pidfiles: reports, deploy: journal }, null, 2)}\n`,
       );
     } else {
       const lines = [`root ${config.root}, current -> ${current ?? '(none)'}`];
       for (const report of reports) lines.push(...describeMaster(report));
       if (reports.every((r) => r.pid === undefined)) lines.push('no master running');
+      if (journal) lines.push(describeJournal(journal));
       process.stdout.write(`${lines.join('\n')}\n`);
     }
     process.exitCode = reports[0]?.master !== undefined || reports[1]?.master !== undefined ? 0 : 1;

@@ -1,0 +1,48 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.js';
+import type { Config } from '../../config/schema.js';
+import { deploy } from '../../deploy/deploy.js';
+import { createReporter } from '../../deploy/reporter.js';
+import { rollback } from '../../deploy/rollback.js';
+import { addDeployOptions, addRootOptions, configFromOptions } from '../options.js';
+
+function configOf(options: Record<string, unknown>): Config {
+  return loadConfig({
+    root: resolve(String(options.root)),
+    configFile: options.config as string | undefined,
+    cli: configFromOptions(options),
+  });
+}
+
+/** Registers `prefork deploy <release>` and `prefork rollback`. */
+export function registerDeploy(program: Command): void {
+  const deployCommand = program
+    .command('deploy')
+    .description(
+      'upgrade the running master to <release>: USR2, verify, WINCH old, QUIT old; roll back on failure',
+    )
+    .argument('<release>', 'release directory in releases/ (./releases/v2, releases/v2 or v2)')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 deployed; 1 failed and rolled back (the previous release serves);\n2 bad usage, config or release (nothing changed); 3 rollback incomplete (read the message);\n4 another deploy holds the lock.',
+    );
+  addRootOptions(deployCommand);
+  addDeployOptions(deployCommand);
+  deployCommand.action(async (release: string, options: Record<string, unknown>) => {
+    const config = configOf(options);
+    const reporter = await createReporter('deploy', Boolean(options.json));
+    await deploy({ config, release, reporter, kind: 'deploy' });
+  });
+
+  const rollbackCommand = program
+    .command('rollback')
+    .description('undo an upgrade in flight, or redeploy the previous release from the history');
+  addRootOptions(rollbackCommand);
+  addDeployOptions(rollbackCommand);
+  rollbackCommand.action(async (options: Record<string, unknown>) => {
+    const config = configOf(options);
+    const reporter = await createReporter('rollback', Boolean(options.json));
+    await rollback(config, reporter);
+  });
+}

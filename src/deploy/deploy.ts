@@ -1,0 +1,329 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { findMaster, isAlive, queryMaster } from '../control/client.js';
+import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
+import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
+import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
+import { type Release, readReleaseInRoot } from '../release/read-release.js';
+import { readPidfile } from '../state/pidfile.js';
+import { checkHealth, type HealthTarget, healthTarget } from './health.js';
+import {
+  appendHistory,
+  type Journal,
+  type JournalStep,
+  journalStep,
+  writeJournal,
+} from './journal.js';
+import { takeDeployLock } from './lock.js';
+import type { Reporter } from './reporter.js';
+import { describeState, UndoIncomplete, undoUpgrade } from './undo-upgrade.js';
+import { Interrupted, interruption, poll, sleep } from './wait.js';
+
+/** What a deploy needs: the configuration, the release to deploy, how to report. */
+export interface DeployRequest {
+  config: Config;
+  /** As typed: `./releases/v2`, `releases/v2` or `v2`. */
+  release: string;
+  reporter: Reporter;
+  kind: 'deploy' | 'rollback';
+}
+
+/** How long to wait for the old master to start the new one after USR2. */
+const SPAWN_TIMEOUT_MS = 10_000;
+/** Health checks in a row the new release must pass before the old workers stop. */
+const HEALTHY_IN_A_ROW = 3;
+
+/** Checks that the entry module parses (`node --check`), without running it. */
+function checkSyntax(release: Release): void {
+  const result = spawnSync(process.execPath, ['--check', release.entry], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (result.status !== 0) {
+    const lines = (result.stderr ?? '').split('\n').filter((l) => l.trim() !== '');
+    const error = lines.find((l) => /Error/.test(l)) ?? lines[lines.length - 1] ?? 'does not parse';
+    const where = lines[0]?.startsWith(release.entry) ? ` (${lines[0]})` : '';
+    throw new UsageError(
+      `release ${release.name}: ${release.entry} does not parse${where}: ${error.trim()}`,
+    );
+  }
+}
+
+/** Refuses to start while another upgrade is in flight (an old master still holds `.oldbin`). */
+async function assertNoUpgradeInFlight(config: Config, master: MasterStatus): Promise<void> {
+  const oldbin = readPidfile(config.pid + OLDBIN_SUFFIX);
+  const oldMaster = oldbin === undefined ? undefined : await queryMaster(config.root, oldbin);
+  if (master.childPid !== null || master.parentPid !== null || oldMaster !== undefined) {
+    throw new UsageError(
+      'an upgrade is already in flight (two masters run): finish or undo it with "prefork rollback" first',
+    );
+  }
+}
+
+/** The state a deploy carries from step to step. */
+interface Context {
+  config: Config;
+  release: Release;
+  old: MasterStatus;
+  journal: Journal;
+  reporter: Reporter;
+  newPid: number | undefined;
+  health: HealthTarget | undefined;
+}
+
+async function step(
+  ctx: Context,
+  id: JournalStep & string,
+  title: string,
+  run: () => Promise<void>,
+): Promise<void> {
+  journalStep(ctx.config.root, ctx.journal, id);
+  await ctx.reporter.step(id, title, run);
+}
+
+/** The new master's status once it runs with every worker ready; undefined before. */
+async function newMasterReady(ctx: Context): Promise<MasterStatus | undefined> {
+  const old = await queryMaster(ctx.config.root, ctx.old.pid);
+  if (old === undefined) throw new Error(`the old master ${ctx.old.pid} stopped answering`);
+  if (old.childPid === null) {
+    throw new Error(
+      `the new master ${ctx.newPid} exited before it was ready${old.upgradeError ? `: ${old.upgradeError}` : ''}`,
+    );
+  }
+  if (readPidfile(ctx.config.pid) !== ctx.newPid) return undefined;
+  const status = await queryMaster(ctx.config.root, ctx.newPid as number);
+  const ready = status?.workers.filter((w) => w.state === 'ready').length ?? 0;
+  return status && status.state === 'running' && ready >= status.desiredWorkers
+    ? status
+    : undefined;
+}
+
+/** Health checks through the real bind, plus the new master alive with the same workers. */
+async function verifyFor(
+  ctx: Context,
+  windowMs: number,
+  inARow: number,
+  everyMs: number,
+): Promise<void> {
+  const first = await queryMaster(ctx.config.root, ctx.newPid as number);
+  if (first === undefined) throw new Error(`the new master ${ctx.newPid} stopped answering`);
+  const workers = first.workers
+    .map((w) => w.pid)
+    .sort()
+    .join(',');
+  const deadline = Date.now() + windowMs;
+  let passed = 0;
+  let problem: string | undefined;
+  for (;;) {
+    if (interruption.signal) throw new Interrupted(interruption.signal);
+    const now = await queryMaster(ctx.config.root, ctx.newPid as number);
+    if (now === undefined) throw new Error(`the new master ${ctx.newPid} exited`);
+    if (
+      now.workers
+        .map((w) => w.pid)
+        .sort()
+        .join(',') !== workers
+    ) {
+      throw new Error(`workers of ${ctx.release.name} died during verification (crash loop?)`);
+    }
+    problem = ctx.health ? await checkHealth(ctx.health) : undefined;
+    if (problem !== undefined) throw new Error(`health check failed: ${problem}`);
+    passed += 1;
+    if (passed >= inARow && Date.now() >= deadline) return;
+    await sleep(everyMs);
+  }
+}
+
+async function upgrade(ctx: Context): Promise<void> {
+  const { config, release, old } = ctx;
+  await step(ctx, 'activate', `point current at ${release.name}`, async () => {
+    pointCurrent(config.root, release.dir);
+  });
+  await step(
+    ctx,
+    'usr2',
+    `USR2 master ${old.pid}: start a new master on ${release.name}`,
+    async () => {
+      process.kill(old.pid, 'SIGUSR2');
+      ctx.newPid = await poll(
+        async () => (await queryMaster(config.root, old.pid))?.childPid ?? undefined,
+        SPAWN_TIMEOUT_MS,
+        () => new Error(`master ${old.pid} did not start a new master (see its log)`),
+      );
+      ctx.journal.newPid = ctx.newPid;
+      writeJournal(config.root, ctx.journal);
+    },
+  );
+  await step(ctx, 'wait-ready', `wait for new master ${ctx.newPid} and its workers`, async () => {
+    const status = await poll(
+      () => newMasterReady(ctx),
+      config.readyTimeout * 1000,
+      () =>
+        new Error(
+          `the new master ${ctx.newPid} was not ready within --ready-timeout ${config.readyTimeout} s`,
+        ),
+    );
+    ctx.health = healthTarget(status.binds, config.healthPath);
+  });
+  await step(ctx, 'verify', `check ${release.name} is healthy`, () =>
+    verifyFor(ctx, 0, HEALTHY_IN_A_ROW),
+  );
+  await step(
+    ctx,
+    'winch',
+    `WINCH old master ${old.pid}: only ${release.name} accepts`,
+    async () => {
+      process.kill(old.pid, 'SIGWINCH');
+      await poll(
+        async () => {
+          const status = await queryMaster(config.root, old.pid);
+          return status?.workersStopped ? true : undefined;
+        },
+        5000,
+        () =>
+          new Error(
+            `old master ${old.pid} did not stop its workers (is it in the foreground of a terminal? set forceWinch)`,
+          ),
+      );
+    },
+  );
+  await step(
+    ctx,
+    'verify-window',
+    `verify ${release.name} alone for ${config.verifyWindow} s`,
+    () => verifyFor(ctx, config.verifyWindow * 1000, 1, 200),
+  );
+}
+
+async function finish(ctx: Context): Promise<void> {
+  const { config, old } = ctx;
+  await step(ctx, 'quit-old', `QUIT old master ${old.pid}`, async () => {
+    process.kill(old.pid, 'SIGQUIT');
+    const gone = () => (isAlive(old.pid) ? undefined : true);
+    const wait = config.gracefulTimeout * 1000 + 10_000;
+    await poll(gone, wait, () => new Error('still running'), { interruptible: false }).catch(
+      async () => {
+        ctx.reporter.info(`old master ${old.pid} still running after QUIT: sending TERM`);
+        process.kill(old.pid, 'SIGTERM');
+        await poll(gone, 10_000, () => new Error(`old master ${old.pid} does not exit`), {
+          interruptible: false,
+        });
+      },
+    );
+    await poll(
+      () => (existsSync(config.pid + OLDBIN_SUFFIX) ? undefined : true),
+      5000,
+      () => new Error(`${config.pid}${OLDBIN_SUFFIX} was left behind`),
+      { interruptible: false },
+    );
+  });
+  appendHistory(config.root, {
+    release: ctx.release.name,
+    version: ctx.release.version,
+    previous: ctx.journal.previous,
+    kind: ctx.journal.kind,
+    at: new Date().toISOString(),
+  });
+  ctx.journal.outcome = 'done';
+  journalStep(config.root, ctx.journal, 'done');
+}
+
+/**
+ * `prefork deploy <release>` (SPEC §7): preflight, lock, activate, USR2, wait ready, verify,
+ * WINCH old, verify again, QUIT old, record — each step journaled before it is taken — and
+ * the seed's rollback when any step fails or the deploy is interrupted. Failures throw a
+ * {@link PreforkError} carrying the exit code: 1 failed and rolled back, 3 rollback
+ * incomplete; 2 (a {@link UsageError}) from preflight and 4 for a held lock, both before
+ * anything changed.
+ */
+export async function deploy(request: DeployRequest): Promise<void> {
+  const { config, reporter } = request;
+  const started = Date.now();
+  let ctx: Context | undefined;
+  const release = await reporter.step('preflight', `preflight: ${request.release}`, async () => {
+    const release = readReleaseInRoot(config.root, request.release);
+    checkSyntax(release);
+    return release;
+  });
+  const unlock = await takeDeployLock(config.root);
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interruption.signal === undefined) reporter.info(`${sig}: rolling back, please wait`);
+    interruption.signal = sig;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const old = await findMaster(config.root, config.pid);
+    await assertNoUpgradeInFlight(config, old);
+    const previousTarget = readCurrentTarget(config.root);
+    const journal: Journal = {
+      kind: request.kind,
+      release: release.name,
+      releaseDir: release.dir,
+      version: release.version,
+      previous: previousTarget === undefined ? undefined : basename(previousTarget),
+      oldPid: old.pid,
+      newPid: undefined,
+      step: 'preflight',
+      outcome: 'running',
+      error: undefined,
+      pid: process.pid,
+      startedAt: new Date(started).toISOString(),
+      steps: [],
+    };
+    ctx = { config, release, old, journal, reporter, newPid: undefined, health: undefined };
+    journalStep(config.root, journal, 'preflight');
+    try {
+      await upgrade(ctx);
+    } catch (error) {
+      await rollBack(ctx, error);
+    }
+    await finish(ctx);
+    reporter.info(
+      `${request.kind === 'rollback' ? 'rolled back to' : 'deployed'} ${release.name} (${release.version}): master ${ctx.newPid} serves, in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      {
+        release: release.name,
+        version: release.version,
+        master: ctx.newPid,
+        ms: Date.now() - started,
+      },
+    );
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await unlock().catch(() => {});
+  }
+}
+
+async function rollBack(ctx: Context, error: unknown): Promise<never> {
+  const { config, journal, reporter } = ctx;
+  const failedAt = journal.step;
+  journal.error = `${failedAt}: ${messageOf(error)}`;
+  journalStep(config.root, journal, 'rollback');
+  reporter.info(`${ctx.release.name} failed at ${failedAt}: ${messageOf(error)}; rolling back`);
+  try {
+    await undoUpgrade(
+      config,
+      { oldPid: ctx.old.pid, newPid: ctx.newPid, oldReleaseDir: ctx.old.releaseDir },
+      reporter,
+    );
+  } catch (undoError) {
+    journal.outcome = 'rollback-incomplete';
+    writeJournal(config.root, journal);
+    const state = await describeState(config);
+    throw new PreforkError(
+      `${ctx.release.name} failed at ${failedAt} (${messageOf(error)}) and the rollback did not complete: ${messageOf(undoError)}. State: ${state}. Look at the masters' logs, then run "prefork rollback" or signal them by hand (docs/upgrade.md)`,
+      EXIT.rollbackIncomplete,
+      { cause: undoError instanceof UndoIncomplete ? undoError : error },
+    );
+  }
+  journal.outcome = 'rolled-back';
+  writeJournal(config.root, journal);
+  throw new PreforkError(
+    `${ctx.release.name} failed at ${failedAt}: ${messageOf(error)}. Rolled back: ${ctx.old.release} serves again (master ${ctx.old.pid})`,
+    EXIT.failedRolledBack,
+    { cause: error },
+  );
+}

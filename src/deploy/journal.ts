@@ -1,0 +1,96 @@
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../state/atomic-write.js';
+import { ensureStateDir } from '../state/state-dir.js';
+
+/** The steps of a deploy (SPEC §7), journaled before each is taken. */
+export const DEPLOY_STEPS = [
+  'preflight',
+  'activate',
+  'usr2',
+  'wait-ready',
+  'verify',
+  'winch',
+  'verify-window',
+  'quit-old',
+] as const;
+
+/** A step of the journal: a deploy step, or where a rollback got to. */
+export type JournalStep = (typeof DEPLOY_STEPS)[number] | 'rollback' | 'done';
+
+/** The deploy in progress (or the last one), as `.prefork/deploy.json` holds it. */
+export interface Journal {
+  kind: 'deploy' | 'rollback';
+  /** Release being deployed (directory name) and its real path. */
+  release: string;
+  releaseDir: string;
+  version: string;
+  /** Release `current` pointed at before (directory name), to go back to. */
+  previous: string | undefined;
+  oldPid: number;
+  newPid: number | undefined;
+  step: JournalStep;
+  /** `running` until the deploy ends; then how it ended. */
+  outcome: 'running' | 'done' | 'rolled-back' | 'rollback-incomplete';
+  error: string | undefined;
+  /** Deploying process, to tell a killed deploy from a running one. */
+  pid: number;
+  startedAt: string;
+  steps: { step: JournalStep; at: string }[];
+}
+
+/** One successful deploy, as `.prefork/history.json` lists them (oldest first). */
+export interface HistoryEntry {
+  release: string;
+  version: string;
+  previous: string | undefined;
+  kind: 'deploy' | 'rollback';
+  at: string;
+}
+
+const JOURNAL = 'deploy.json';
+const HISTORY = 'history.json';
+
+function readJson<T>(path: string): T | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    return JSON.parse(readFileSync(fd, 'utf8')) as T;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads the journal of the last deploy in `root`, if any. */
+export function readJournal(root: string): Journal | undefined {
+  return readJson<Journal>(join(root, '.prefork', JOURNAL));
+}
+
+/** Writes the journal atomically (it is the record a killed deploy leaves behind). */
+export function writeJournal(root: string, journal: Journal): void {
+  writeFileAtomic(join(ensureStateDir(root), JOURNAL), `${JSON.stringify(journal, null, 2)}\n`);
+}
+
+/** Records that `journal` is about to take `step`, before it is taken. */
+export function journalStep(root: string, journal: Journal, step: JournalStep): void {
+  journal.step = step;
+  journal.steps.push({ step, at: new Date().toISOString() });
+  writeJournal(root, journal);
+}
+
+/** The deploy history, oldest first. */
+export function readHistory(root: string): HistoryEntry[] {
+  return readJson<{ deploys: HistoryEntry[] }>(join(root, '.prefork', HISTORY))?.deploys ?? [];
+}
+
+/** Appends a successful deploy to the history (the last 100 are kept). */
+export function appendHistory(root: string, entry: HistoryEntry): void {
+  const deploys = [...readHistory(root), entry].slice(-100);
+  writeFileAtomic(join(ensureStateDir(root), HISTORY), `${JSON.stringify({ deploys }, null, 2)}\n`);
+}

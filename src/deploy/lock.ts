@@ -1,0 +1,37 @@
+import { join } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { EXIT, PreforkError } from '../errors/index.js';
+import { ensureStateDir } from '../state/state-dir.js';
+
+/**
+ * Takes the deploy lock of `root` (`.prefork/deploy.lock`, by proper-lockfile: an atomic mkdir,
+ * refreshed every second, stale — a killed deploy's — after 5 s). `waitMs` > 0 waits that long
+ * for it. Throws a {@link PreforkError} with exit code 4 when another deploy holds it.
+ * Returns the release function.
+ */
+export async function takeDeployLock(root: string, waitMs = 0): Promise<() => Promise<void>> {
+  const dir = ensureStateDir(root);
+  try {
+    return await lockfile.lock(dir, {
+      lockfilePath: join(dir, 'deploy.lock'),
+      stale: 5000,
+      update: 1000,
+      realpath: false,
+      retries:
+        waitMs > 0 ? { retries: Math.ceil(waitMs / 250), minTimeout: 250, maxTimeout: 250 } : 0,
+      onCompromised: () => {
+        // The lock could not be refreshed (the state directory vanished?): keep going; the
+        // journal still records every step.
+      },
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
+      throw new PreforkError(
+        `another deploy or rollback holds the lock (${join(dir, 'deploy.lock')}): wait for it to finish, or see "prefork status"`,
+        EXIT.locked,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,87 @@
+import { basename } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { findMaster, queryMaster } from '../control/client.js';
+import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
+import { OLDBIN_SUFFIX } from '../protocol/index.js';
+import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
+import { readPidfile } from '../state/pidfile.js';
+import { deploy } from './deploy.js';
+import { readHistory, readJournal, writeJournal } from './journal.js';
+import { takeDeployLock } from './lock.js';
+import type { Reporter } from './reporter.js';
+import { describeState, undoUpgrade } from './undo-upgrade.js';
+
+/** How long `rollback` waits for the lock of a deploy that was killed (its lock goes stale). */
+const LOCK_WAIT_MS = 8000;
+
+/** Undoes an upgrade in flight (two masters run): the old one serves alone again. */
+async function undoInFlight(config: Config, oldPid: number, reporter: Reporter): Promise<void> {
+  const old = await queryMaster(config.root, oldPid);
+  if (old === undefined) throw new UsageError(`old master ${oldPid} does not answer`);
+  const newPid = old.childPid ?? readPidfile(config.pid);
+  reporter.info(
+    `upgrade in flight: old master ${oldPid} (${old.release}), new master ${newPid ?? 'gone'}`,
+  );
+  const journal = readJournal(config.root);
+  try {
+    await undoUpgrade(
+      config,
+      { oldPid, newPid: newPid === oldPid ? undefined : newPid, oldReleaseDir: old.releaseDir },
+      reporter,
+    );
+  } catch (error) {
+    throw new PreforkError(
+      `the rollback did not complete: ${messageOf(error)}. State: ${await describeState(config)}`,
+      EXIT.rollbackIncomplete,
+      { cause: error },
+    );
+  }
+  if (journal && journal.outcome !== 'done') {
+    journal.outcome = 'rolled-back';
+    writeJournal(config.root, journal);
+  }
+  reporter.info(`rolled back: ${old.release} serves (master ${oldPid})`);
+}
+
+/**
+ * `prefork rollback` (SPEC §8): with an upgrade in flight (a killed deploy, or one done by hand),
+ * undo it; after a deploy that was killed before it switched masters, point `current` back;
+ * otherwise deploy the previous release from the history through the full deploy flow.
+ */
+export async function rollback(config: Config, reporter: Reporter): Promise<void> {
+  const unlock = await takeDeployLock(config.root, LOCK_WAIT_MS);
+  let target: string | undefined;
+  try {
+    const oldbinPid = readPidfile(config.pid + OLDBIN_SUFFIX);
+    if (oldbinPid !== undefined && (await queryMaster(config.root, oldbinPid))) {
+      await undoInFlight(config, oldbinPid, reporter);
+      return;
+    }
+    const master = await findMaster(config.root, config.pid);
+    const journal = readJournal(config.root);
+    const interrupted =
+      journal && (journal.outcome === 'running' || journal.outcome === 'rollback-incomplete');
+    if (interrupted && journal.previous === basename(master.releaseDir)) {
+      // The deploy died before the new master took over: the old release still serves.
+      if (readCurrentTarget(config.root) !== `releases/${journal.previous}`) {
+        pointCurrent(config.root, master.releaseDir);
+      }
+      journal.outcome = 'rolled-back';
+      writeJournal(config.root, journal);
+      reporter.info(
+        `the interrupted deploy of ${journal.release} never took over: ${master.release} serves, current points at it`,
+      );
+      return;
+    }
+    target = interrupted ? journal.previous : readHistory(config.root).at(-1)?.previous;
+    if (target === undefined) {
+      throw new UsageError(
+        'nothing to roll back to: no upgrade in flight and no previous release in the deploy history',
+      );
+    }
+  } finally {
+    await unlock().catch(() => {});
+  }
+  reporter.info(`redeploying the previous release ${target}`);
+  await deploy({ config, release: target, reporter, kind: 'rollback' });
+}

@@ -1,0 +1,156 @@
+import { existsSync, unlinkSync } from 'node:fs';
+import type { Config } from '../config/schema.js';
+import { isAlive, queryMaster } from '../control/client.js';
+import { OLDBIN_SUFFIX } from '../protocol/index.js';
+import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
+import { readPidfile } from '../state/pidfile.js';
+import { checkHealth, healthTarget } from './health.js';
+import type { Reporter } from './reporter.js';
+import { poll } from './wait.js';
+
+/** The two masters of an upgrade to undo. */
+export interface UpgradeInFlight {
+  oldPid: number;
+  /** The new master, when one was started (and is known). */
+  newPid: number | undefined;
+  /** Real path of the old master's release: `current` goes back to it. */
+  oldReleaseDir: string;
+}
+
+/** Why an undo could not complete, with the state things were left in. */
+export class UndoIncomplete extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'UndoIncomplete';
+  }
+}
+
+/** Waits up to `ms` for `pid` to exit. */
+async function exited(pid: number, ms: number): Promise<boolean> {
+  try {
+    await poll(
+      () => (isAlive(pid) ? undefined : true),
+      ms,
+      () => new Error('alive'),
+      {
+        interruptible: false,
+      },
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sends `signal` to `pid` if it still runs. */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone already
+  }
+}
+
+/**
+ * Undoes an upgrade the seed's way, each wait with a timeout and each timeout an action:
+ * `current` back to the old release; HUP the old master if its workers were stopped, until they
+ * are ready again; QUIT the new master, TERM it after the graceful timeout, KILL as a last
+ * resort; then check that the old master holds `prefork.pid` alone and answers health checks.
+ * Throws {@link UndoIncomplete} when the old master cannot be brought back.
+ */
+export async function undoUpgrade(
+  config: Config,
+  upgrade: UpgradeInFlight,
+  reporter: Reporter,
+): Promise<void> {
+  const { oldPid, newPid } = upgrade;
+  const options = { interruptible: false };
+  await reporter.step('restore-current', 'point current back at the old release', async () => {
+    pointCurrent(config.root, upgrade.oldReleaseDir);
+  });
+  if (!isAlive(oldPid)) {
+    throw new UndoIncomplete(`the old master ${oldPid} is gone, so there is nothing to go back to`);
+  }
+  await reporter.step('hup-old', `HUP old master ${oldPid}: its workers serve again`, async () => {
+    const status = await queryMaster(config.root, oldPid);
+    if (status === undefined) throw new UndoIncomplete(`old master ${oldPid} does not answer`);
+    const accepting = status.workers.filter((w) => w.state !== 'draining').length;
+    if (status.workersStopped || accepting < status.desiredWorkers) signal(oldPid, 'SIGHUP');
+    await poll(
+      async () => {
+        const now = await queryMaster(config.root, oldPid);
+        const ready = now?.workers.filter((w) => w.state === 'ready').length ?? 0;
+        return now && !now.workersStopped && ready >= now.desiredWorkers ? true : undefined;
+      },
+      config.readyTimeout * 1000,
+      () =>
+        new UndoIncomplete(
+          `old master ${oldPid}'s workers were not ready within ${config.readyTimeout} s`,
+        ),
+      options,
+    );
+  });
+  if (newPid !== undefined && isAlive(newPid)) {
+    await reporter.step(
+      'stop-new',
+      `QUIT new master ${newPid} (TERM, then KILL, if it lingers)`,
+      async () => {
+        signal(newPid, 'SIGQUIT');
+        if (await exited(newPid, config.gracefulTimeout * 1000 + 5000)) return;
+        reporter.info(`new master ${newPid} still running after QUIT: sending TERM`);
+        signal(newPid, 'SIGTERM');
+        if (await exited(newPid, 5000)) return;
+        reporter.info(`new master ${newPid} still running after TERM: sending KILL`);
+        signal(newPid, 'SIGKILL');
+        if (!(await exited(newPid, 5000))) {
+          throw new UndoIncomplete(`new master ${newPid} survived KILL`);
+        }
+      },
+    );
+  }
+  await reporter.step('check-old', `check old master ${oldPid} serves alone`, async () => {
+    const oldbin = config.pid + OLDBIN_SUFFIX;
+    await poll(
+      () => (readPidfile(config.pid) === oldPid && !existsSync(oldbin) ? true : undefined),
+      5000,
+      () => new UndoIncomplete(`old master ${oldPid} did not take ${config.pid} back`),
+      options,
+    ).catch(async (error) => {
+      // A killed new master may have left its pidfile; the old master restores it on the new
+      // one's exit, so only a leftover .oldbin of our own old master is cleaned up here.
+      if (readPidfile(oldbin) === oldPid && readPidfile(config.pid) === oldPid) unlinkSync(oldbin);
+      else throw error;
+    });
+    const status = await queryMaster(config.root, oldPid);
+    const target = status && healthTarget(status.binds, config.healthPath);
+    if (target) {
+      let problem: string | undefined;
+      await poll(
+        async () => {
+          problem = await checkHealth(target);
+          return problem === undefined ? true : undefined;
+        },
+        10_000,
+        () => new UndoIncomplete(`old master ${oldPid} is not healthy: ${problem}`),
+        { everyMs: 200, interruptible: false },
+      );
+    }
+  });
+}
+
+/** What `status`-like facts say about a root, for messages of an incomplete rollback. */
+export async function describeState(config: Config): Promise<string> {
+  const parts: string[] = [];
+  for (const file of [config.pid, config.pid + OLDBIN_SUFFIX]) {
+    const pid = readPidfile(file);
+    if (pid === undefined) continue;
+    const status = await queryMaster(config.root, pid).catch(() => undefined);
+    parts.push(
+      status
+        ? `${file}: master ${pid} on ${status.release} with ${status.workers.length} workers${status.workersStopped ? ' (stopped by WINCH)' : ''}`
+        : `${file}: pid ${pid} (${isAlive(pid) ? 'not answering' : 'dead'})`,
+    );
+  }
+  parts.push(`current -> ${readCurrentTarget(config.root) ?? '(none)'}`);
+  return parts.join('; ');
+}
