@@ -168,7 +168,7 @@ async function upgrade(ctx: Context): Promise<void> {
     ctx.health = healthTarget(status.binds, config.healthPath);
   });
   await step(ctx, 'verify', `check ${release.name} is healthy`, () =>
-    verifyFor(ctx, 0, HEALTHY_IN_A_ROW),
+    verifyFor(ctx, 0, HEALTHY_IN_A_ROW, 50),
   );
   await step(
     ctx,
