@@ -52,10 +52,10 @@ function exit(code: number, reason: string): never {
   process.exit(code);
 }
 
-async function drain(reason: string): Promise<void> {
+async function drain(reason: string, code = 0): Promise<void> {
   if (draining) return;
   draining = true;
-  if (tracker === undefined || app === undefined) exit(0, `${reason} before ready`);
+  if (tracker === undefined || app === undefined) exit(code || 0, `${reason} before ready`);
   const deadline = Date.now() + options.gracefulTimeoutMs;
   logger.info({ reason, connections: tracker.size }, 'draining');
   stopAccepting(listeners);
@@ -90,12 +90,24 @@ async function drain(reason: string): Promise<void> {
       logger.error({ err: error }, 'the app close() hook failed');
     }
   }
-  exit(0, reason);
+  exit(code, reason);
 }
 
 process.on('SIGTERM', () => exit(0, 'SIGTERM'));
 process.on('SIGINT', () => exit(0, 'SIGINT'));
 process.on('SIGQUIT', () => void drain('SIGQUIT'));
+// An uncaught exception: stop taking connections and finish the requests in flight on
+// other connections (they are not lost with this worker), then exit 1 for the master to
+// replace the worker. Before the app is ready, the boot error path below reports it instead.
+process.on('uncaughtException', (error) => {
+  logger.fatal({ err: error }, `uncaught exception: ${messageOf(error)}`);
+  if (tracker === undefined) {
+    send({ type: 'boot-error', message: `release ${options.release} crashed while starting: ${messageOf(error)}` });
+    log.flush();
+    process.exit(1);
+  }
+  void drain('uncaught exception', 1);
+});
 process.on('SIGUSR1', () => {
   log.reopen();
   logger.info('reopened log file');
