@@ -102,7 +102,10 @@ process.on('SIGQUIT', () => void drain('SIGQUIT'));
 process.on('uncaughtException', (error) => {
   logger.fatal({ err: error }, `uncaught exception: ${messageOf(error)}`);
   if (tracker === undefined) {
-    send({ type: 'boot-error', message: `release ${options.release} crashed while starting: ${messageOf(error)}` });
+    send({
+      type: 'boot-error',
+      message: `release ${options.release} crashed while starting: ${messageOf(error)}`,
+    });
     log.flush();
     process.exit(1);
   }

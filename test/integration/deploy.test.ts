@@ -1,10 +1,26 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { type Load, type LoadResult, startLoad } from '../helpers/load.js';
 import { getJson, type RunningMaster, startMaster } from '../helpers/master.js';
-import { alive, cmdline, killAll, PreforkProcess, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
+import {
+  alive,
+  cmdline,
+  killAll,
+  PreforkProcess,
+  readPid,
+  runPrefork,
+  track,
+  waitFor,
+} from '../helpers/processes.js';
 
 let root: AppRoot;
 
@@ -66,10 +82,19 @@ describe('prefork deploy / rollback under load', () => {
     const master = await startMaster(root.dir, ['releases/v1']);
     const traffic = startTraffic(master);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
-    const deployed = await runPrefork(['deploy', './releases/v2', '--root', root.dir, '--health-path', '/health']);
+    const deployed = await runPrefork([
+      'deploy',
+      './releases/v2',
+      '--root',
+      root.dir,
+      '--health-path',
+      '/health',
+    ]);
     expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
     // No TTY here: plain timestamped lines, no ANSI codes.
-    expect(deployed.stdout).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z deploy: preflight: \.\/releases\/v2 \.\.\./m);
+    expect(deployed.stdout).toMatch(
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z deploy: preflight: \.\/releases\/v2 \.\.\./m,
+    );
     expect(deployed.stdout).toMatch(/deployed v2 \(2\.0\.0\): master \d+ serves/);
     expect(deployed.stdout).not.toMatch(/\u001b\[/);
     const newPid = await expectOneMaster('v2');
@@ -80,9 +105,21 @@ describe('prefork deploy / rollback under load', () => {
 
     const rolled = await runPrefork(['rollback', '--root', root.dir, '--json', ...fast]);
     expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);
-    const events = rolled.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    expect(events.filter((e) => e.event === 'step' && e.status === 'done').map((e) => e.step)).toEqual([
-      'preflight', 'activate', 'usr2', 'wait-ready', 'verify', 'winch', 'verify-window', 'quit-old',
+    const events = rolled.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(
+      events.filter((e) => e.event === 'step' && e.status === 'done').map((e) => e.step),
+    ).toEqual([
+      'preflight',
+      'activate',
+      'usr2',
+      'wait-ready',
+      'verify',
+      'winch',
+      'verify-window',
+      'quit-old',
     ]);
     const back = await expectOneMaster('v1');
     track(back);
@@ -90,33 +127,74 @@ describe('prefork deploy / rollback under load', () => {
     expect(results[0]?.byRelease.v1).toBeGreaterThan(0);
     expect(results[0]?.byRelease.v2).toBeGreaterThan(0);
     const history = JSON.parse(readFileSync(root.path('.prefork/history.json'), 'utf8')).deploys;
-    expect(history.map((h: { release: string; kind: string }) => `${h.kind}:${h.release}`)).toEqual(['deploy:v2', 'rollback:v1']);
+    expect(history.map((h: { release: string; kind: string }) => `${h.kind}:${h.release}`)).toEqual(
+      ['deploy:v2', 'rollback:v1'],
+    );
   });
 
   it.each([
-    ['throws at load', listenerRelease('bad', "throw new Error('no config for production');"), [], /failed at wait-ready: the new master \d+ exited before it was ready: .*no config for production/],
-    ['never becomes ready', { 'package.json': { version: '9.0.0' }, 'index.js': 'module.exports = () => new Promise(() => {});' }, ['--ready-timeout', '3'], /failed at wait-ready: the new master \d+ was not ready within --ready-timeout 3 s/],
-    ['crash-loops after ready', listenerRelease('bad', "setTimeout(() => { throw new Error('lost the database'); }, 700);"), ['--verify-window', '3'], /failed at (verify|winch|verify-window): .*(died|exited|stopped answering)/],
-    ['fails its health check', listenerRelease('bad', '', "if (req.url === '/health') { res.statusCode = 503; res.end('down'); return; }"), ['--health-path', '/health'], /failed at verify: health check failed: GET \/health answered 503/],
-  ])('a release that %s: exit 1, the old release serving, 0 failed requests', async (_what, files, args, message) => {
-    root = makeAppRoot();
-    root.addRelease('bad', files as Record<string, string | object>);
-    const master = await startMaster(root.dir, ['releases/v1']);
-    const traffic = startTraffic(master);
-    await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 100);
-    const result = await runPrefork(['deploy', 'releases/bad', '--root', root.dir, ...fast, ...(args as string[])]);
-    expect(result.code, result.stdout + result.stderr).toBe(1);
-    expect(result.stderr).toMatch(message);
-    expect(result.stderr).toMatch(new RegExp(`Rolled back: v1 serves again \\(master ${master.pid}\\)`));
-    expect(await expectOneMaster('v1')).toBe(master.pid);
-    await waitFor('2 workers', () => master.workers().length === 2);
-    const seen = traffic.loads[0]?.count() ?? 0;
-    await waitFor('traffic after', () => (traffic.loads[0]?.count() ?? 0) > seen + 100);
-    const results = await expectNoFailures(traffic);
-    expect(results[0]?.byRelease.v1).toBeGreaterThan(0);
-    const journal = JSON.parse(readFileSync(root.path('.prefork/deploy.json'), 'utf8'));
-    expect(journal.outcome).toBe('rolled-back');
-  });
+    [
+      'throws at load',
+      listenerRelease('bad', "throw new Error('no config for production');"),
+      [],
+      /failed at wait-ready: the new master \d+ exited before it was ready: .*no config for production/,
+    ],
+    [
+      'never becomes ready',
+      {
+        'package.json': { version: '9.0.0' },
+        'index.js': 'module.exports = () => new Promise(() => {});',
+      },
+      ['--ready-timeout', '3'],
+      /failed at wait-ready: the new master \d+ was not ready within --ready-timeout 3 s/,
+    ],
+    [
+      'crash-loops after ready',
+      listenerRelease('bad', "setTimeout(() => { throw new Error('lost the database'); }, 700);"),
+      ['--verify-window', '3'],
+      /failed at (verify|winch|verify-window): .*(died|exited|stopped answering)/,
+    ],
+    [
+      'fails its health check',
+      listenerRelease(
+        'bad',
+        '',
+        "if (req.url === '/health') { res.statusCode = 503; res.end('down'); return; }",
+      ),
+      ['--health-path', '/health'],
+      /failed at verify: health check failed: GET \/health answered 503/,
+    ],
+  ])(
+    'a release that %s: exit 1, the old release serving, 0 failed requests',
+    async (_what, files, args, message) => {
+      root = makeAppRoot();
+      root.addRelease('bad', files as Record<string, string | object>);
+      const master = await startMaster(root.dir, ['releases/v1']);
+      const traffic = startTraffic(master);
+      await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 100);
+      const result = await runPrefork([
+        'deploy',
+        'releases/bad',
+        '--root',
+        root.dir,
+        ...fast,
+        ...(args as string[]),
+      ]);
+      expect(result.code, result.stdout + result.stderr).toBe(1);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toMatch(
+        new RegExp(`Rolled back: v1 serves again \\(master ${master.pid}\\)`),
+      );
+      expect(await expectOneMaster('v1')).toBe(master.pid);
+      await waitFor('2 workers', () => master.workers().length === 2);
+      const seen = traffic.loads[0]?.count() ?? 0;
+      await waitFor('traffic after', () => (traffic.loads[0]?.count() ?? 0) > seen + 100);
+      const results = await expectNoFailures(traffic);
+      expect(results[0]?.byRelease.v1).toBeGreaterThan(0);
+      const journal = JSON.parse(readFileSync(root.path('.prefork/deploy.json'), 'utf8'));
+      expect(journal.outcome).toBe('rolled-back');
+    },
+  );
 });
 
 describe('deploy refuses bad input before anything is signalled (exit 2)', () => {
@@ -129,8 +207,14 @@ describe('deploy refuses bad input before anything is signalled (exit 2)', () =>
   ])('%s', async (_what, release, message) => {
     root = makeAppRoot();
     root.addRelease('noentry', { 'package.json': { version: '1.0.0', main: 'gone.js' } });
-    root.addRelease('syntax', { 'package.json': { version: '1.0.0' }, 'index.js': 'module.exports = (req, res) => {' });
-    root.addRelease('future', { 'package.json': { version: '1.0.0', engines: { node: '>=99' } }, 'index.js': '' });
+    root.addRelease('syntax', {
+      'package.json': { version: '1.0.0' },
+      'index.js': 'module.exports = (req, res) => {',
+    });
+    root.addRelease('future', {
+      'package.json': { version: '1.0.0', engines: { node: '>=99' } },
+      'index.js': '',
+    });
     const master = await startMaster(root.dir, ['releases/v1'], { workers: 1 });
     const result = await runPrefork(['deploy', release, '--root', root.dir]);
     expect(result.code).toBe(2);
@@ -141,10 +225,16 @@ describe('deploy refuses bad input before anything is signalled (exit 2)', () =>
 
   it('a pidfile naming a live process that is not a prefork master', async () => {
     root = makeAppRoot();
-    const bystander = spawn(process.execPath, ['-e', "process.on('SIGUSR2', () => console.log('USR2!')); setInterval(() => {}, 1000)"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const bystander = spawn(
+      process.execPath,
+      ['-e', "process.on('SIGUSR2', () => console.log('USR2!')); setInterval(() => {}, 1000)"],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     track(bystander.pid);
     let out = '';
-    bystander.stdout.on('data', (c) => { out += c; });
+    bystander.stdout.on('data', (c) => {
+      out += c;
+    });
     writeFileSync(root.path('prefork.pid'), `${bystander.pid}\n`);
     symlinkSync('releases/v1', root.path('current'));
     const result = await runPrefork(['deploy', 'releases/v2', '--root', root.dir]);
