@@ -22,7 +22,7 @@ export async function poll<T>(
   check: () => Promise<T | undefined> | T | undefined,
   timeoutMs: number,
   onTimeout: () => Error,
-  { everyMs = 100, interruptible = true }: { everyMs?: number; interruptible?: boolean } = {},
+  { everyMs = 25, interruptible = true }: { everyMs?: number; interruptible?: boolean } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

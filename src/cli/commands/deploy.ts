@@ -2,9 +2,6 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import type { Config } from '../../config/schema.js';
-import { deploy } from '../../deploy/deploy.js';
-import { createReporter } from '../../deploy/reporter.js';
-import { rollback } from '../../deploy/rollback.js';
 import { addDeployOptions, addRootOptions, configFromOptions } from '../options.js';
 
 function configOf(options: Record<string, unknown>): Config {
@@ -31,6 +28,9 @@ export function registerDeploy(program: Command): void {
   addDeployOptions(deployCommand);
   deployCommand.action(async (release: string, options: Record<string, unknown>) => {
     const config = configOf(options);
+    // Loaded on use: a master (the `start` command) never carries the orchestrator's code.
+    const { createReporter } = await import('../../deploy/reporter.js');
+    const { deploy } = await import('../../deploy/deploy.js');
     const reporter = await createReporter('deploy', Boolean(options.json));
     await deploy({ config, release, reporter, kind: 'deploy' });
   });
@@ -42,6 +42,8 @@ export function registerDeploy(program: Command): void {
   addDeployOptions(rollbackCommand);
   rollbackCommand.action(async (options: Record<string, unknown>) => {
     const config = configOf(options);
+    const { createReporter } = await import('../../deploy/reporter.js');
+    const { rollback } = await import('../../deploy/rollback.js');
     const reporter = await createReporter('rollback', Boolean(options.json));
     await rollback(config, reporter);
   });
