@@ -71,25 +71,29 @@ export async function undoUpgrade(
   if (!isAlive(oldPid)) {
     throw new UndoIncomplete(`the old master ${oldPid} is gone, so there is nothing to go back to`);
   }
-  await reporter.step('hup-old', `HUP old master ${oldPid}: its workers serve again`, async () => {
-    const status = await queryMaster(config.root, oldPid);
-    if (status === undefined) throw new UndoIncomplete(`old master ${oldPid} does not answer`);
-    const accepting = status.workers.filter((w) => w.state !== 'draining').length;
-    if (status.workersStopped || accepting < status.desiredWorkers) signal(oldPid, 'SIGHUP');
-    await poll(
-      async () => {
-        const now = await queryMaster(config.root, oldPid);
-        const ready = now?.workers.filter((w) => w.state === 'ready').length ?? 0;
-        return now && !now.workersStopped && ready >= now.desiredWorkers ? true : undefined;
-      },
-      config.readyTimeout * 1000,
-      () =>
-        new UndoIncomplete(
-          `old master ${oldPid}'s workers were not ready within ${config.readyTimeout} s`,
-        ),
-      options,
-    );
-  });
+  await reporter.step(
+    'hup-old',
+    `old master ${oldPid}: workers serving (HUP if WINCH stopped them)`,
+    async () => {
+      const status = await queryMaster(config.root, oldPid);
+      if (status === undefined) throw new UndoIncomplete(`old master ${oldPid} does not answer`);
+      const accepting = status.workers.filter((w) => w.state !== 'draining').length;
+      if (status.workersStopped || accepting < status.desiredWorkers) signal(oldPid, 'SIGHUP');
+      await poll(
+        async () => {
+          const now = await queryMaster(config.root, oldPid);
+          const ready = now?.workers.filter((w) => w.state === 'ready').length ?? 0;
+          return now && !now.workersStopped && ready >= now.desiredWorkers ? true : undefined;
+        },
+        config.readyTimeout * 1000,
+        () =>
+          new UndoIncomplete(
+            `old master ${oldPid}'s workers were not ready within ${config.readyTimeout} s`,
+          ),
+        options,
+      );
+    },
+  );
   if (newPid !== undefined && isAlive(newPid)) {
     await reporter.step(
       'stop-new',
