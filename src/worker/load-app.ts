@@ -26,10 +26,20 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+/** An object with a Web-standard `fetch(request)` handler (Hono, itty-router, ...). */
+type FetchApp = { fetch: (request: Request, ...rest: unknown[]) => unknown };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
 /**
  * Turns a default export into a server, per the app contract (SPEC §2): a request listener
  * `(req, res)`, an `http.Server`/`https.Server` that is not listening yet, or a function (sync
- * or async, taking no arguments) returning one of those.
+ * or async, taking no arguments) returning one of those. Framework objects are taken as they
+ * are exported, so no example needs glue: a Koa app (`callback()`), a Fastify instance
+ * (`server` + `ready()`, awaited), or anything with a Web-standard `fetch(request)` such as a
+ * Hono app (served through @hono/node-server's adapter, loaded only then).
  */
 async function toServer(exported: unknown, entry: string, depth = 0): Promise<net.Server> {
   if (exported instanceof net.Server) {
@@ -44,8 +54,22 @@ async function toServer(exported: unknown, entry: string, depth = 0): Promise<ne
     if (exported.length >= 2) return http.createServer(exported as RequestListener);
     if (depth === 0) return toServer(await (exported as () => unknown)(), entry, depth + 1);
   }
+  if (isObject(exported)) {
+    if (exported.server instanceof net.Server) {
+      if (typeof exported.ready === 'function') await (exported.ready as () => unknown)();
+      return toServer(exported.server, entry, depth + 1);
+    }
+    if (typeof exported.callback === 'function') {
+      return http.createServer((exported.callback as () => RequestListener)());
+    }
+    if (typeof exported.fetch === 'function') {
+      const { getRequestListener } = await import('@hono/node-server');
+      const app = exported as FetchApp;
+      return http.createServer(getRequestListener((request, env) => app.fetch(request, env)));
+    }
+  }
   throw new AppContractError(
-    `${entry} must export (default or module.exports) a request listener (req, res), an unlistened http.Server, or a function returning one; it exports ${describe(exported)}`,
+    `${entry} must export (default or module.exports) a request listener (req, res), an unlistened http.Server, a Koa, Fastify or fetch-style (Hono) app, or a function returning one; it exports ${describe(exported)}`,
   );
 }
 
