@@ -1,8 +1,8 @@
-import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { findMaster } from '../control/client.js';
 import type { MasterStatus } from '../protocol/index.js';
+import { configSources } from './options.js';
 
 /** The app root's configuration and its verified serving master. */
 export interface MasterTarget {
@@ -15,10 +15,6 @@ export interface MasterTarget {
  * control socket to be a prefork master of this root before anything signals it.
  */
 export async function resolveMaster(options: Record<string, unknown>): Promise<MasterTarget> {
-  const config = loadConfig({
-    root: resolve(String(options.root ?? '.')),
-    configFile: options.config as string | undefined,
-    cli: options.pid === undefined ? {} : { pid: String(options.pid) },
-  });
+  const config = loadConfig(configSources(options));
   return { config, master: await findMaster(config.root, config.pid) };
 }

@@ -1,4 +1,6 @@
+import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { ConfigSources } from '../config/load.js';
 import type { PartialConfig } from '../config/schema.js';
 import { LOG_LEVELS } from '../config/schema.js';
 
@@ -108,4 +110,13 @@ export function addDeployOptions(command: Command): Command {
       seconds,
     )
     .option('--json', 'one JSON event per line on stdout instead of the task list');
+}
+
+/** Where a command's settings come from: `--root`, `--config` and the options given. */
+export function configSources(options: Record<string, unknown>): ConfigSources {
+  return {
+    root: resolve(String(options.root ?? '.')),
+    configFile: options.config as string | undefined,
+    cli: configFromOptions(options),
+  };
 }

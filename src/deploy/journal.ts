@@ -1,6 +1,6 @@
-import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../state/atomic-write.js';
+import { readFileNoFollow } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
 
 /** The steps of a deploy (SPEC §7), journaled before each is taken. */
@@ -52,18 +52,12 @@ const JOURNAL = 'deploy.json';
 const HISTORY = 'history.json';
 
 function readJson<T>(path: string): T | undefined {
-  let fd: number;
+  const text = readFileNoFollow(path);
+  if (text === undefined) return undefined;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return JSON.parse(text) as T;
   } catch {
     return undefined;
-  }
-  try {
-    return JSON.parse(readFileSync(fd, 'utf8')) as T;
-  } catch {
-    return undefined;
-  } finally {
-    closeSync(fd);
   }
 }
 

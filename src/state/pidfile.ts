@@ -1,6 +1,6 @@
-import { closeSync, constants, openSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { renameSync, unlinkSync } from 'node:fs';
 import { writeFileAtomic } from './atomic-write.js';
-import { assertSafeFile } from './safe-path.js';
+import { assertSafeFile, readFileNoFollow } from './safe-path.js';
 
 /** Writes a pidfile atomically. */
 export function writePidfile(path: string, pid: number): void {
@@ -12,18 +12,8 @@ export function writePidfile(path: string, pid: number): void {
  * symlink is not read through.
  */
 export function readPidfile(path: string): number | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch {
-    return undefined;
-  }
-  try {
-    const text = readFileSync(fd, 'utf8').trim();
-    return /^\d+$/.test(text) ? Number(text) : undefined;
-  } finally {
-    closeSync(fd);
-  }
+  const text = readFileNoFollow(path)?.trim();
+  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
 }
 
 /** Removes a pidfile only if it still holds `pid`. Returns whether it did. */

@@ -1,4 +1,4 @@
-import { lstatSync, statSync } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UsageError } from '../errors/index.js';
 
@@ -30,4 +30,21 @@ export function assertNotSymlink(path: string): void {
 export function assertSafeFile(path: string): void {
   assertSafeDirectory(dirname(path));
   assertNotSymlink(path);
+}
+
+/** The text of `path`, or undefined when it is missing, unreadable or a symlink (not followed). */
+export function readFileNoFollow(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    return readFileSync(fd, 'utf8');
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }

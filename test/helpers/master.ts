@@ -152,3 +152,18 @@ export async function sample(
   }
   return seen;
 }
+
+/** GETs `/` over a Unix socket and parses the JSON body. */
+export function getJsonUnix(socketPath: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath, path: '/', agent: false }, (res) => {
+        let text = '';
+        res.on('data', (chunk) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve(JSON.parse(text)));
+      })
+      .on('error', reject);
+  });
+}

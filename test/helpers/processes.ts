@@ -149,3 +149,35 @@ export function readPid(path: string): number | undefined {
   const text = readFileSync(path, 'utf8').trim();
   return /^\d+$/.test(text) ? Number(text) : undefined;
 }
+
+/**
+ * A live process that is not a prefork master, to put in a pidfile: it reports every signal
+ * prefork could send it, so a test can prove none was.
+ */
+export function startBystander(): { pid: number; signalsSeen: () => string } {
+  const signals = [
+    'SIGHUP',
+    'SIGQUIT',
+    'SIGTERM',
+    'SIGINT',
+    'SIGUSR1',
+    'SIGUSR2',
+    'SIGWINCH',
+    'SIGTTIN',
+    'SIGTTOU',
+  ];
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `for (const s of ${JSON.stringify(signals)}) process.on(s, () => console.log(s)); setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  track(child.pid);
+  let out = '';
+  child.stdout?.on('data', (chunk) => {
+    out += chunk;
+  });
+  return { pid: child.pid as number, signalsSeen: () => out };
+}

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
@@ -11,7 +10,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { startMaster } from '../helpers/master.js';
-import { alive, childrenOf, killAll, runPrefork, track, waitFor } from '../helpers/processes.js';
+import { alive, childrenOf, killAll, runPrefork, startBystander } from '../helpers/processes.js';
 
 let root: AppRoot;
 
@@ -186,19 +185,7 @@ describe('bad input: a clear one-line error, a non-zero exit, nothing left behin
 
   it('a pidfile naming a live process that is not a prefork master: never signalled', async () => {
     root = makeAppRoot();
-    const bystander = spawn(
-      process.execPath,
-      [
-        '-e',
-        "process.on('SIGHUP', () => console.log('HUP!')); process.on('SIGQUIT', () => console.log('QUIT!')); setInterval(() => {}, 1000)",
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    track(bystander.pid);
-    let out = '';
-    bystander.stdout.on('data', (c) => {
-      out += c;
-    });
+    const bystander = startBystander();
     writeFileSync(root.path('prefork.pid'), `${bystander.pid}\n`);
     for (const command of [['reload'], ['stop'], ['scale', '3'], ['reopen-logs']]) {
       const result = await runPrefork([...command, '--root', root.dir]);
@@ -211,7 +198,7 @@ describe('bad input: a clear one-line error, a non-zero exit, nothing left behin
     }
     const status = await runPrefork(['status', '--root', root.dir]);
     expect(status.stdout).toMatch(/not a prefork master of this root \(stale pidfile\)/);
-    await waitFor('the bystander to be still alive', () => alive(bystander.pid as number));
-    expect(out).toBe('');
+    expect(alive(bystander.pid)).toBe(true);
+    expect(bystander.signalsSeen()).toBe('');
   });
 });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   readdirSync,
@@ -17,6 +16,7 @@ import {
   killAll,
   readPid,
   runPrefork,
+  startBystander,
   track,
   waitFor,
 } from '../helpers/processes.js';
@@ -224,23 +224,14 @@ describe('deploy refuses bad input before anything is signalled (exit 2)', () =>
 
   it('a pidfile naming a live process that is not a prefork master', async () => {
     root = makeAppRoot();
-    const bystander = spawn(
-      process.execPath,
-      ['-e', "process.on('SIGUSR2', () => console.log('USR2!')); setInterval(() => {}, 1000)"],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    track(bystander.pid);
-    let out = '';
-    bystander.stdout.on('data', (c) => {
-      out += c;
-    });
+    const bystander = startBystander();
     writeFileSync(root.path('prefork.pid'), `${bystander.pid}\n`);
     symlinkSync('releases/v1', root.path('current'));
     const result = await runPrefork(['deploy', 'releases/v2', '--root', root.dir]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/is not a prefork master of .*nothing was signalled/);
     expect(readlinkSync(root.path('current'))).toBe('releases/v1');
-    expect(alive(bystander.pid as number)).toBe(true);
-    expect(out).toBe('');
+    expect(alive(bystander.pid)).toBe(true);
+    expect(bystander.signalsSeen()).toBe('');
   });
 });

@@ -1,11 +1,16 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readlinkSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseBind } from '../../src/config/bind.js';
 import { closeListenSockets, openListenSockets } from '../../src/master/listen-sockets.js';
 import { type AppRoot, makeAppRoot, PREFORK_BIN, switchCurrent } from '../helpers/app-root.js';
-import { createRunningMaster, getJson, startMaster, upgrade } from '../helpers/master.js';
+import {
+  createRunningMaster,
+  getJson,
+  getJsonUnix,
+  startMaster,
+  upgrade,
+} from '../helpers/master.js';
 import { alive, killAll, PreforkProcess, readPid, track, waitFor } from '../helpers/processes.js';
 
 let root: AppRoot;
@@ -24,20 +29,6 @@ function envRelease(name: string) {
       internal: Object.keys(process.env).filter((k) => k.startsWith('PREFORK_') || k.startsWith('LISTEN_')),
     }));`,
   };
-}
-
-function getUnix(socketPath: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ socketPath, path: '/', agent: false }, (res) => {
-        let text = '';
-        res.on('data', (c) => {
-          text += c;
-        });
-        res.on('end', () => resolve(JSON.parse(text)));
-      })
-      .on('error', reject);
-  });
 }
 
 describe('what a new master inherits', () => {
@@ -78,7 +69,7 @@ describe('what a new master inherits', () => {
     const listening = await proc.waitForLog(/^listening at http:/);
     const port = Number(/:(\d+)$/.exec(listening.msg)?.[1]);
     const old = createRunningMaster(proc, pid, port, root.path('prefork.pid'));
-    expect((await getUnix(dropped)).release).toBe('v1');
+    expect((await getJsonUnix(dropped)).release).toBe('v1');
 
     writeFileSync(
       root.path('prefork.config.json'),
@@ -86,13 +77,13 @@ describe('what a new master inherits', () => {
     );
     switchCurrent(root, 'v2');
     const next = await upgrade(old);
-    expect((await getUnix(added)).release).toBe('v2');
+    expect((await getJsonUnix(added)).release).toBe('v2');
     process.kill(old.pid, 'SIGWINCH');
     await waitFor('old workers drained', () => old.workers().length === 0);
     process.kill(old.pid, 'SIGQUIT');
     await waitFor('old master gone', () => !alive(old.pid));
-    expect((await getUnix(kept)).release).toBe('v2');
-    expect((await getUnix(added)).release).toBe('v2');
+    expect((await getJsonUnix(kept)).release).toBe('v2');
+    expect((await getJsonUnix(added)).release).toBe('v2');
     expect((await getJson(next.port)).body.release).toBe('v2');
     expect(existsSync(dropped)).toBe(false);
     process.kill(next.pid, 'SIGQUIT');
@@ -134,7 +125,7 @@ describe('what a new master inherits', () => {
     );
     // Only systemd's socket: no default bind was added.
     expect(out).not.toMatch(/127\.0\.0\.1:8000/);
-    expect((await getUnix(socketPath)).release).toBe('v1');
+    expect((await getJsonUnix(socketPath)).release).toBe('v1');
     const first = new PreforkProcess(['status', '--root', root.dir]);
     await first.exited;
     expect(first.stdout).toMatch(/^ {2}listening: web$/m);
@@ -150,7 +141,7 @@ describe('what a new master inherits', () => {
     track(nextPid);
     process.kill(pid, 'SIGQUIT');
     await waitFor('old master gone', () => !alive(pid));
-    expect((await getUnix(socketPath)).release).toBe('v2');
+    expect((await getJsonUnix(socketPath)).release).toBe('v2');
     process.kill(nextPid, 'SIGQUIT');
     await waitFor('new master gone', () => !alive(nextPid));
     expect(existsSync(socketPath)).toBe(true);

@@ -1,8 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
 import { startLoad } from '../helpers/load.js';
-import { type RunningMaster, sample, startMaster, upgrade } from '../helpers/master.js';
+import {
+  getJsonUnix,
+  type RunningMaster,
+  sample,
+  startMaster,
+  upgrade,
+} from '../helpers/master.js';
 import { alive, childrenOf, cmdline, killAll, readPid, waitFor } from '../helpers/processes.js';
 
 let root: AppRoot;
@@ -224,27 +230,10 @@ function fdCount(pid: number): number {
   return readdirSyncSafe(`/proc/${pid}/fd`).length;
 }
 
-import { readdirSync } from 'node:fs';
-import http from 'node:http';
-
 function readdirSyncSafe(path: string): string[] {
   try {
     return readdirSync(path);
   } catch {
     return [];
   }
-}
-
-function getJsonUnix(socketPath: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ socketPath, path: '/', agent: false }, (res) => {
-        let text = '';
-        res.on('data', (c) => {
-          text += c;
-        });
-        res.on('end', () => resolve(JSON.parse(text)));
-      })
-      .on('error', reject);
-  });
 }

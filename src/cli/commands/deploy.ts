@@ -1,15 +1,10 @@
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import type { Config } from '../../config/schema.js';
-import { addDeployOptions, addRootOptions, configFromOptions } from '../options.js';
+import { addDeployOptions, addRootOptions, configSources } from '../options.js';
 
 function configOf(options: Record<string, unknown>): Config {
-  return loadConfig({
-    root: resolve(String(options.root)),
-    configFile: options.config as string | undefined,
-    cli: configFromOptions(options),
-  });
+  return loadConfig(configSources(options));
 }
 
 /** Registers `prefork deploy <release>` and `prefork rollback`. */

@@ -1,5 +1,4 @@
 import { openSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { queryMaster } from '../../control/client.js';
@@ -10,7 +9,7 @@ import { pointCurrent, readCurrentRelease } from '../../release/current-link.js'
 import { readReleaseInRoot } from '../../release/read-release.js';
 import { readPidfile } from '../../state/pidfile.js';
 import { type MasterCommand, spawnMaster } from '../../upgrade/spawn-master.js';
-import { addMasterOptions, addRootOptions, configFromOptions } from '../options.js';
+import { addMasterOptions, addRootOptions, configSources } from '../options.js';
 
 /**
  * The command line a master re-execs with: the same Node flags, script and arguments, less
@@ -78,13 +77,9 @@ export function registerStart(program: Command): void {
   addRootOptions(command);
   addMasterOptions(command);
   command.action(async (release: string | undefined, options: Record<string, unknown>) => {
-    const root = resolve(String(options.root));
-    const configSources = {
-      root,
-      configFile: options.config as string | undefined,
-      cli: configFromOptions(options),
-    };
-    const config = loadConfig(configSources);
+    const sources = configSources(options);
+    const { root } = sources;
+    const config = loadConfig(sources);
     const runningPid = readPidfile(config.pid);
     if (runningPid !== undefined && process.env[ENV_READY_FD] === undefined) {
       if (await queryMaster(root, runningPid)) {
@@ -111,6 +106,6 @@ export function registerStart(program: Command): void {
       await daemonize(masterCommand, config.logFile);
       return;
     }
-    await startMaster({ config, configSources, release: current, command: masterCommand });
+    await startMaster({ config, configSources: sources, release: current, command: masterCommand });
   });
 }

@@ -1,4 +1,3 @@
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { isAlive, queryMaster } from '../../control/client.js';
@@ -6,7 +5,7 @@ import { type Journal, readJournal } from '../../deploy/journal.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../../protocol/index.js';
 import { readCurrentTarget } from '../../release/current-link.js';
 import { readPidfile } from '../../state/pidfile.js';
-import { addRootOptions } from '../options.js';
+import { addRootOptions, configSources } from '../options.js';
 
 /** What `status` reports for one pidfile. */
 interface PidfileReport {
@@ -56,11 +55,7 @@ export function registerStatus(program: Command): void {
     .option('--json', 'print one JSON document');
   addRootOptions(command);
   command.action(async (options: Record<string, unknown>) => {
-    const config = loadConfig({
-      root: resolve(String(options.root)),
-      configFile: options.config as string | undefined,
-      cli: options.pid === undefined ? {} : { pid: String(options.pid) },
-    });
+    const config = loadConfig(configSources(options));
     const reports: PidfileReport[] = [];
     for (const pidfile of [config.pid, config.pid + OLDBIN_SUFFIX]) {
       const pid = readPidfile(pidfile);
