@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { controlRequest, controlSocketPath, isAlive } from '../../control/client.js';
 import { PreforkError, UsageError } from '../../errors/index.js';
 import { resolveMaster } from '../master-target.js';
-import { addRootOptions, integer } from '../options.js';
+import { addRootOptions } from '../options.js';
 
 /** Waits until `pid` has exited, polling, up to `timeoutMs`. */
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
@@ -52,7 +52,7 @@ export function registerSignalCommands(program: Command): void {
   scale.action(async (amount: string, options: Record<string, unknown>) => {
     if (!/^[+-]?\d+$/.test(amount)) throw new UsageError(`scale "${amount}": expected N, +N or -N`);
     const { config, master } = await resolveMaster(options);
-    const target = /^[+-]/.test(amount) ? master.desiredWorkers + integer(amount) : integer(amount);
+    const target = /^[+-]/.test(amount) ? master.desiredWorkers + Number(amount) : Number(amount);
     if (target < 1)
       throw new UsageError(`scale ${amount}: would leave ${target} workers; at least 1 is needed`);
     const result = await controlRequest<{ workers: number }>(
