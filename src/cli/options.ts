@@ -64,6 +64,8 @@ export function addMasterOptions(command: Command): Command {
     .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
+    .option('-u, --user <user>', 'run workers as this user (the master must run as root)')
+    .option('-g, --group <group>', "run workers as this group (default: the user's primary group)")
     .option('-D, --daemon', 'detach: return once the master is ready, run it in the background');
 }
 
@@ -81,6 +83,8 @@ const CONFIG_KEYS = [
   'daemon',
   'pid',
   'healthPath',
+  'user',
+  'group',
   'readyTimeout',
   'verifyWindow',
 ] as const;

@@ -98,5 +98,7 @@ export function loadConfig(sources: ConfigSources): Config {
     pid: inRoot(merged.pid ?? PIDFILE),
     logFile: merged.logFile === undefined ? undefined : inRoot(merged.logFile),
     healthPath: merged.healthPath,
+    user: merged.user,
+    group: merged.group,
   };
 }

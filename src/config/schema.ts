@@ -22,6 +22,8 @@ export const configSchema = z
     maxRequests: z.number().int().min(0),
     maxRequestsJitter: z.number().int().min(0),
     forceWinch: z.boolean(),
+    user: z.string().min(1),
+    group: z.string().min(1),
     healthPath: z.string().startsWith('/'),
     readyTimeout: z.number().positive().max(86_400),
     verifyWindow: z.number().min(0).max(3600),
@@ -53,6 +55,9 @@ export interface Config {
   maxRequests: number;
   maxRequestsJitter: number;
   forceWinch: boolean;
+  /** Run workers as this user / group (the master must be root). */
+  user: string | undefined;
+  group: string | undefined;
   /** deploy/rollback: GET this through the first TCP bind; 2xx = healthy. */
   healthPath: string | undefined;
   /** deploy: seconds the new master has to become ready. */
@@ -64,7 +69,7 @@ export interface Config {
 /** Defaults for every setting a user may leave out. */
 export function defaults(): Omit<
   Config,
-  'root' | 'configFile' | 'pid' | 'logFile' | 'bindGiven' | 'healthPath'
+  'root' | 'configFile' | 'pid' | 'logFile' | 'bindGiven' | 'healthPath' | 'user' | 'group'
 > {
   return {
     bind: ['127.0.0.1:8000'],

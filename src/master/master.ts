@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { chownSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { type ConfigSources, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -20,6 +21,7 @@ import { type MasterCommand, spawnMaster } from '../upgrade/spawn-master.js';
 import type { ControlServer } from './control-server.js';
 import { CRASH_HEALTHY_MS, CrashBackoff } from './crash-backoff.js';
 import { closeListenSockets, type ListenSocket } from './listen-sockets.js';
+import type { WorkerIdentity } from './worker-identity.js';
 import { signalWorker, spawnWorker, type WorkerRecord } from './worker-process.js';
 
 /** How often the master checks heartbeats, boot and drain deadlines and backoff timers. */
@@ -70,6 +72,8 @@ export interface MasterParts {
   /** In the foreground of a terminal: WINCH is a window resize, not a command. */
   interactive: boolean;
   control: ControlServer | undefined;
+  /** uid/gid for workers (`--user`/`--group`). */
+  identity: WorkerIdentity | undefined;
 }
 
 /**
@@ -118,6 +122,7 @@ export class Master {
 
   /** Installs the signal handlers, starts the first workers and runs until exit. */
   run(): void {
+    this.shareLogFile();
     for (const signal of MASTER_SIGNALS) {
       process.on(signal, () => this.enqueue({ kind: 'signal', signal }));
     }
@@ -277,6 +282,7 @@ export class Master {
   /** USR1: reopen the log file here and in every worker. */
   private handleUsr1(): void {
     this.parts.log.reopen();
+    this.shareLogFile();
     this.logger.info('reopened log file');
     for (const worker of this.workers.values()) signalWorker(worker, 'SIGUSR1');
   }
@@ -354,6 +360,19 @@ export class Master {
     this.workersStopped = true;
     this.abandonReload('WINCH');
     for (const worker of this.workers.values()) this.drainWorker(worker, 'WINCH');
+  }
+
+  /** Workers running as `--user` append to the log file too: it is theirs as well. */
+  shareLogFile(): void {
+    const { identity } = this.parts;
+    if (identity === undefined || this.config.logFile === undefined) return;
+    try {
+      chownSync(this.config.logFile, identity.uid, identity.gid);
+    } catch (error) {
+      this.logger.error(
+        `cannot hand ${this.config.logFile} to the workers' user: ${messageOf(error)}`,
+      );
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -464,6 +483,7 @@ export class Master {
       generation: this.generation,
       fds: this.parts.sockets.map((s) => s.fd),
       env: this.parts.workerEnv,
+      identity: this.parts.identity,
       worker: {
         sockets: this.parts.sockets.map((s) => s.bind.name),
         gracefulTimeoutMs: this.config.gracefulTimeout * 1000,

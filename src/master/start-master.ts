@@ -16,6 +16,7 @@ import type { MasterCommand } from '../upgrade/spawn-master.js';
 import { ControlServer } from './control-server.js';
 import { openListenSockets } from './listen-sockets.js';
 import { Master } from './master.js';
+import { resolveWorkerIdentity } from './worker-identity.js';
 
 /** What `prefork start` hands over once the configuration and release check out. */
 export interface StartMasterOptions {
@@ -48,6 +49,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
   const parentPid = parentRaw && /^\d+$/.test(parentRaw) ? Number(parentRaw) : undefined;
   for (const name of INTERNAL_ENV) delete process.env[name];
   try {
+    const identity = resolveWorkerIdentity(config.user, config.group);
     const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });
     const stateDir = ensureStateDir(config.root);
     assertSafeFile(config.pid);
@@ -76,6 +78,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
       parentPid,
       interactive: process.stdin.isTTY === true,
       control,
+      identity,
     });
     master.run();
   } catch (error) {

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ENV_WORKER_OPTIONS, type WorkerMessage, type WorkerOptions } from '../protocol/index.js';
 import type { Release } from '../release/read-release.js';
+import type { WorkerIdentity } from './worker-identity.js';
 
 /** The worker entry script, next to this folder in `dist/`. */
 const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url));
@@ -34,6 +35,8 @@ export interface SpawnWorkerOptions {
   /** fds of the listen sockets, placed at 3, 4, ... in the worker. */
   fds: number[];
   env: NodeJS.ProcessEnv;
+  /** Run the worker as this uid/gid (`--user`/`--group`). */
+  identity: WorkerIdentity | undefined;
   worker: Omit<WorkerOptions, 'releaseDir' | 'entry' | 'release'>;
   onMessage: (pid: number, message: WorkerMessage) => void;
   onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
@@ -55,6 +58,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
     env: { ...options.env, [ENV_WORKER_OPTIONS]: JSON.stringify(payload) },
     stdio: ['ignore', 'inherit', 'inherit', ...options.fds, 'ipc'],
     serialization: 'json',
+    ...(options.identity ?? {}),
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn a worker process');

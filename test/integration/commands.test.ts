@@ -1,9 +1,16 @@
-import { renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
-import { startMaster } from '../helpers/master.js';
-import { alive, killAll, PreforkProcess, readPid, runPrefork, waitFor } from '../helpers/processes.js';
+import { createRunningMaster, getJson, startMaster } from '../helpers/master.js';
+import {
+  alive,
+  killAll,
+  PreforkProcess,
+  readPid,
+  runPrefork,
+  waitFor,
+} from '../helpers/processes.js';
 
 let root: AppRoot;
 
@@ -30,7 +37,9 @@ describe('the signal commands, for people who would rather not kill', () => {
     root = makeAppRoot();
     const logFile = root.path('app.log');
     const master = await startMaster(root.dir, ['--log-file', logFile, 'releases/v1']);
-    expect((await runPrefork(['scale', '4', '--root', root.dir])).stdout).toMatch(/now runs 4 workers/);
+    expect((await runPrefork(['scale', '4', '--root', root.dir])).stdout).toMatch(
+      /now runs 4 workers/,
+    );
     await waitFor('4 workers', () => master.workers().length === 4);
     expect((await runPrefork(['scale', '-3', '--root', root.dir])).code).toBe(0);
     await waitFor('1 worker', () => master.workers().length === 1);
@@ -61,7 +70,14 @@ describe('the signal commands, for people who would rather not kill', () => {
   it('HUP with a config file that no longer validates is refused; the running configuration stays', async () => {
     root = makeAppRoot();
     writeFileSync(root.path('prefork.config.json'), JSON.stringify({ workers: 2 }));
-    const proc = new PreforkProcess(['start', '--root', root.dir, '--bind', '127.0.0.1:0', 'releases/v1']);
+    const proc = new PreforkProcess([
+      'start',
+      '--root',
+      root.dir,
+      '--bind',
+      '127.0.0.1:0',
+      'releases/v1',
+    ]);
     await waitFor('the pidfile', () => readPid(root.path('prefork.pid')) === proc.pid);
     writeFileSync(root.path('prefork.config.json'), JSON.stringify({ workers: 'three' }));
     process.kill(proc.pid, 'SIGHUP');
@@ -78,14 +94,26 @@ describe('the signal commands, for people who would rather not kill', () => {
     root = makeAppRoot();
     root.addRelease('slow', {
       'package.json': { version: '1.0.0' },
-      'index.js': "module.exports = async () => { await new Promise((r) => setTimeout(r, 1500)); return (req, res) => res.end('ok'); };",
+      'index.js':
+        "module.exports = async () => { await new Promise((r) => setTimeout(r, 1500)); return (req, res) => res.end('ok'); };",
     });
-    const proc = new PreforkProcess(['start', '--root', root.dir, '--bind', '127.0.0.1:0', '-w', '2', 'releases/slow']);
+    const proc = new PreforkProcess([
+      'start',
+      '--root',
+      root.dir,
+      '--bind',
+      '127.0.0.1:0',
+      '-w',
+      '2',
+      'releases/slow',
+    ]);
     await proc.waitForLog(/^booting worker with pid/);
     expect(readPid(root.path('prefork.pid'))).toBeUndefined();
     const ready = await proc.waitForLog(/^master ready/);
     const booted = proc.logs().filter((l) => /^booting worker/.test(l.msg));
-    expect(Number(ready.time)).toBeGreaterThanOrEqual(Math.max(...booted.map((l) => Number(l.time))) + 1400);
+    expect(Number(ready.time)).toBeGreaterThanOrEqual(
+      Math.max(...booted.map((l) => Number(l.time))) + 1400,
+    );
     expect(readPid(root.path('prefork.pid'))).toBe(proc.pid);
   });
 
@@ -102,3 +130,85 @@ describe('the signal commands, for people who would rather not kill', () => {
     expect(alive(master.pid)).toBe(true);
   });
 });
+
+describe('--user / --group', () => {
+  // Needs root, as CI and this project's machines run tests.
+  it.skipIf(process.getuid?.() !== 0)(
+    'a root master binds a privileged port and runs its workers as nobody:nogroup',
+    async () => {
+      root = makeAppRoot();
+      chmodSync(root.dir, 0o755);
+      const port = await freePrivilegedPort();
+      const logFile = root.path('app.log');
+      const proc = new PreforkProcess([
+        'start',
+        '--root',
+        root.dir,
+        '--bind',
+        `127.0.0.1:${port}`,
+        '-w',
+        '2',
+        '--user',
+        'nobody',
+        '--group',
+        'nogroup',
+        '--log-file',
+        logFile,
+        'releases/v1',
+      ]);
+      await waitFor('the pidfile', () => readPid(root.path('prefork.pid')) === proc.pid, 30_000);
+      const master = createRunningMaster(proc, proc.pid, port, root.path('prefork.pid'));
+      await waitFor('2 workers', () => master.workers().length === 2);
+      expect(uidOf(master.pid)).toBe(0);
+      for (const worker of master.workers()) expect(uidOf(worker)).toBe(65534);
+      expect((await getJson(port)).body.release).toBe('v1');
+      renameSync(logFile, `${logFile}.1`);
+      process.kill(master.pid, 'SIGUSR1');
+      await waitFor('workers logging to the reopened file', () => {
+        try {
+          return (
+            (readFileSync(logFile, 'utf8').match(/"role":"worker".*"reopened log file"/g) ?? [])
+              .length === 2
+          );
+        } catch {
+          return false;
+        }
+      });
+    },
+  );
+
+  it('refuses an unknown user before starting anything', async () => {
+    root = makeAppRoot();
+    const result = await runPrefork([
+      'start',
+      '--root',
+      root.dir,
+      '--bind',
+      '127.0.0.1:0',
+      '--user',
+      'no-such-user-here',
+      'releases/v1',
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--user no-such-user-here: no such user/);
+  });
+});
+
+function uidOf(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Uid:'));
+  return Number(line?.split(/\s+/)[1]);
+}
+
+async function freePrivilegedPort(): Promise<number> {
+  for (let port = 1023; port > 900; port -= 1) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port below 1024');
+}
