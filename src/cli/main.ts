@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT, PreforkError } from '../errors/index.js';
+import { ReadyPipe } from '../upgrade/ready-pipe.js';
 import { registerDeploy } from './commands/deploy.js';
 import { registerReleases } from './commands/releases.js';
 import { registerSignalCommands } from './commands/signals.js';
@@ -41,6 +42,8 @@ try {
     process.exit(error.exitCode === 0 ? 0 : EXIT.usage);
   }
   if (error instanceof PreforkError) {
+    // A master started by USR2 or --daemon tells whoever waits for it why it will never be ready.
+    new ReadyPipe().send({ ready: false, error: error.message });
     process.stderr.write(`prefork: ${error.message}\n`);
     process.exit(error.exitCode);
   }

@@ -44,6 +44,8 @@ function send(message: WorkerMessage): void {
 let app: LoadedApp | undefined;
 let listeners: net.Server[] = [];
 let tracker: ConnectionTracker | undefined;
+/** Listening on every socket: from here on a drain has connections to finish. */
+let serving = false;
 let draining = false;
 
 function exit(code: number, reason: string): never {
@@ -55,7 +57,7 @@ function exit(code: number, reason: string): never {
 async function drain(reason: string, code = 0): Promise<void> {
   if (draining) return;
   draining = true;
-  if (tracker === undefined || app === undefined) exit(code || 0, `${reason} before ready`);
+  if (!serving || tracker === undefined || app === undefined) exit(code, `${reason} before ready`);
   const deadline = Date.now() + options.gracefulTimeoutMs;
   logger.info({ reason, connections: tracker.size }, 'draining');
   stopAccepting(listeners);
@@ -101,7 +103,7 @@ process.on('SIGQUIT', () => void drain('SIGQUIT'));
 // replace the worker. Before the app is ready, the boot error path below reports it instead.
 process.on('uncaughtException', (error) => {
   logger.fatal({ err: error }, `uncaught exception: ${messageOf(error)}`);
-  if (tracker === undefined) {
+  if (!serving) {
     send({
       type: 'boot-error',
       message: `release ${options.release} crashed while starting: ${messageOf(error)}`,
@@ -139,6 +141,7 @@ try {
     }
   });
   listeners = await listenOnInheritedSockets(app.server, options.sockets.length);
+  serving = true;
 } catch (error) {
   const what = error instanceof Error && error.name !== 'Error' ? `${error.name}: ` : '';
   const message = `release ${options.release} failed to start (${options.entry}): ${what}${messageOf(error)}`;

@@ -237,3 +237,19 @@ function readdirSyncSafe(path: string): string[] {
     return [];
   }
 }
+
+describe('a release the new master refuses', () => {
+  it('USR2 onto a release without package.json: the new master says why, the old one serves on', async () => {
+    root = makeAppRoot();
+    root.addRelease('empty', { 'index.js': 'module.exports = (req, res) => res.end()' });
+    const old = await startMaster(root.dir, ['releases/v1']);
+    switchCurrent(root, 'empty');
+    process.kill(old.pid, 'SIGUSR2');
+    await old.proc.waitForLog(
+      /^new master \d+ failed to start: release .*current has no package\.json/,
+    );
+    await old.proc.waitForLog(/^new master \d+ exited \(code 2\)/);
+    await waitFor('the pidfile back', () => readPid(root.path('prefork.pid')) === old.pid);
+    expectSettledOn(old, 'v1');
+  });
+});
