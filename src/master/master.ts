@@ -94,7 +94,9 @@ export class Master {
   private state: 'booting' | 'running' | 'stopping' = 'booting';
   private workersStopped = false;
   /** The generation a HUP replaces, to go back to if the new workers fail to boot. */
-  private reload: { generation: number; release: Release; config: Config } | undefined;
+  private reload:
+    | { generation: number; release: Release; config: Config; desired: number }
+    | undefined;
   private readonly backoff = new CrashBackoff();
   private nextSpawnAt = 0;
   private exitCode = 0;
@@ -236,7 +238,7 @@ export class Master {
         { release: this.release.name },
         'upgrade in flight: restarting workers on this master’s own release, nothing reloaded',
       );
-      this.startGeneration(this.release, this.config);
+      this.startGeneration(this.release, this.config, this.desired);
       return;
     }
     let config: Config;
@@ -358,7 +360,7 @@ export class Master {
       return;
     }
     this.workersStopped = true;
-    this.abandonReload('WINCH');
+    this.abandonReload(undefined);
     for (const worker of this.workers.values()) this.drainWorker(worker, 'WINCH');
   }
 
@@ -515,6 +517,8 @@ export class Master {
   }
 
   private killWorker(worker: WorkerRecord, reason: string): void {
+    if (worker.killed) return;
+    worker.killed = true;
     worker.failure = reason;
     worker.killAt = undefined;
     this.logger.error({ worker: worker.pid }, `killing worker ${worker.pid}: ${reason}`);
@@ -525,20 +529,28 @@ export class Master {
   // Generations (HUP)
   // -------------------------------------------------------------------------------------------
 
-  private startGeneration(release: Release, config: Config): void {
-    this.abandonReload('superseded by a new reload');
-    this.reload = { generation: this.generation, release: this.release, config: this.config };
+  private startGeneration(release: Release, config: Config, workers = config.workers): void {
+    this.abandonReload(undefined);
+    this.reload = {
+      generation: this.generation,
+      release: this.release,
+      config: this.config,
+      desired: this.desired,
+    };
     this.generation += 1;
     this.release = release;
     this.config = config;
-    this.desired = config.workers;
+    this.desired = workers;
     this.workersStopped = false;
     this.backoff.recordHealthy();
     this.nextSpawnAt = 0;
   }
 
-  /** Gives up an unfinished reload: back to the generation it was replacing. */
-  private abandonReload(reason: string): void {
+  /**
+   * Gives up an unfinished reload: back to the generation it was replacing. `reason`
+   * undefined gives it up silently (superseded by another reload, or WINCH).
+   */
+  private abandonReload(reason: string | undefined): void {
     const previous = this.reload;
     if (previous === undefined) return;
     this.reload = undefined;
@@ -548,8 +560,8 @@ export class Master {
     this.generation = previous.generation;
     this.release = previous.release;
     this.config = previous.config;
-    this.desired = previous.config.workers;
-    if (reason !== 'WINCH' && reason !== 'superseded by a new reload') {
+    this.desired = previous.desired;
+    if (reason !== undefined) {
       this.logger.error(
         { release: this.release.name },
         `reload failed: ${reason}; keeping the workers of release ${this.release.name}`,

@@ -26,6 +26,8 @@ export interface WorkerRecord {
   killAt: number | undefined;
   /** Why the master killed it, or what it reported when it failed to boot. */
   failure: string | undefined;
+  /** SIGKILL was sent: its exit is on the way. */
+  killed: boolean;
 }
 
 /** Everything a worker spawn needs. */
@@ -81,6 +83,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
     retiring: false,
     killAt: undefined,
     failure: undefined,
+    killed: false,
   };
 }
 
