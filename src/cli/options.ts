@@ -19,6 +19,15 @@ export function seconds(value: string): number {
   return n;
 }
 
+/** Parses a number of megabytes. */
+export function megabytes(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) {
+    throw new InvalidArgumentError('expected a number of megabytes');
+  }
+  return n;
+}
+
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -61,6 +70,11 @@ export function addMasterOptions(command: Command): Command {
       integer,
     )
     .option('--max-requests-jitter <n>', 'add 0..n to maxRequests per worker (default: 0)', integer)
+    .option(
+      '--max-memory <mb>',
+      'replace a worker whose memory (RSS) exceeds this many MB, 0 = never (default: 0)',
+      megabytes,
+    )
     .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
@@ -77,6 +91,7 @@ const CONFIG_KEYS = [
   'bootTimeout',
   'maxRequests',
   'maxRequestsJitter',
+  'maxMemory',
   'logFile',
   'logLevel',
   'forceWinch',

@@ -21,6 +21,7 @@ export const configSchema = z
     daemon: z.boolean(),
     maxRequests: z.number().int().min(0),
     maxRequestsJitter: z.number().int().min(0),
+    maxMemory: z.number().min(0),
     forceWinch: z.boolean(),
     user: z.string().min(1),
     group: z.string().min(1),
@@ -54,6 +55,8 @@ export interface Config {
   daemon: boolean;
   maxRequests: number;
   maxRequestsJitter: number;
+  /** Replace a worker whose RSS exceeds this many MB (0 = never). */
+  maxMemory: number;
   forceWinch: boolean;
   /** Run workers as this user / group (the master must be root). */
   user: string | undefined;
@@ -81,6 +84,7 @@ export function defaults(): Omit<
     daemon: false,
     maxRequests: 0,
     maxRequestsJitter: 0,
+    maxMemory: 0,
     forceWinch: false,
     readyTimeout: 60,
     verifyWindow: 2,

@@ -200,23 +200,35 @@ async function upgrade(ctx: Context): Promise<void> {
 async function finish(ctx: Context): Promise<void> {
   const { config, old } = ctx;
   await step(ctx, 'quit-old', `QUIT old master ${old.pid}`, async () => {
-    process.kill(old.pid, 'SIGQUIT');
+    const options = { interruptible: false };
     const gone = () => (isAlive(old.pid) ? undefined : true);
-    const wait = config.gracefulTimeout * 1000 + 10_000;
-    await poll(gone, wait, () => new Error('still running'), { interruptible: false }).catch(
-      async () => {
-        ctx.reporter.info(`old master ${old.pid} still running after QUIT: sending TERM`);
-        process.kill(old.pid, 'SIGTERM');
-        await poll(gone, 10_000, () => new Error(`old master ${old.pid} does not exit`), {
-          interruptible: false,
-        });
-      },
-    );
+    const waitGone = (ms: number) =>
+      poll(gone, ms, () => new Error('still running'), options).then(
+        () => true,
+        () => false,
+      );
+    process.kill(old.pid, 'SIGQUIT');
+    // Its workers were drained by WINCH already: TERM, then KILL, lose nothing.
+    for (const [signal, ms] of [
+      ['SIGTERM', config.gracefulTimeout * 1000 + 10_000],
+      ['SIGKILL', 10_000],
+      [undefined, 5000],
+    ] as const) {
+      if (await waitGone(ms)) break;
+      if (signal === undefined) {
+        throw new PreforkError(
+          `${ctx.release.name} serves (master ${ctx.newPid}), but the old master ${old.pid} survived QUIT, TERM and KILL: look at it (ps, /proc/${old.pid}/status)`,
+          EXIT.rollbackIncomplete,
+        );
+      }
+      ctx.reporter.info(`old master ${old.pid} still running: sending ${signal}`);
+      process.kill(old.pid, signal);
+    }
     await poll(
       () => (existsSync(config.pid + OLDBIN_SUFFIX) ? undefined : true),
       5000,
       () => new Error(`${config.pid}${OLDBIN_SUFFIX} was left behind`),
-      { interruptible: false },
+      options,
     );
   });
   appendHistory(config.root, {
@@ -274,13 +286,29 @@ export async function deploy(request: DeployRequest): Promise<void> {
       steps: [],
     };
     ctx = { config, release, old, journal, reporter, newPid: undefined, health: undefined };
-    journalStep(config.root, journal, 'preflight');
+    try {
+      journalStep(config.root, journal, 'preflight');
+    } catch (error) {
+      throw new UsageError(
+        `cannot write the deploy journal in ${config.root}/.prefork (${messageOf(error)}): free some space or fix its permissions; nothing was changed`,
+        { cause: error },
+      );
+    }
     try {
       await upgrade(ctx);
     } catch (error) {
       await rollBack(ctx, error);
     }
-    await finish(ctx);
+    try {
+      await finish(ctx);
+    } catch (error) {
+      if (error instanceof PreforkError) throw error;
+      throw new PreforkError(
+        `${release.name} serves (master ${ctx.newPid}), but finishing the deploy failed: ${messageOf(error)}. State: ${await describeState(config)}`,
+        EXIT.rollbackIncomplete,
+        { cause: error },
+      );
+    }
     reporter.info(
       `${request.kind === 'rollback' ? 'rolled back to' : 'deployed'} ${release.name} (${release.version}): master ${ctx.newPid} serves, in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       {
@@ -301,7 +329,15 @@ async function rollBack(ctx: Context, error: unknown): Promise<never> {
   const { config, journal, reporter } = ctx;
   const failedAt = journal.step;
   journal.error = `${failedAt}: ${messageOf(error)}`;
-  journalStep(config.root, journal, 'rollback');
+  // The journal is a record, not a precondition, once things must be undone.
+  const record = (write: () => void) => {
+    try {
+      write();
+    } catch (journalError) {
+      reporter.info(`cannot write the deploy journal: ${messageOf(journalError)}`);
+    }
+  };
+  record(() => journalStep(config.root, journal, 'rollback'));
   reporter.info(`${ctx.release.name} failed at ${failedAt}: ${messageOf(error)}; rolling back`);
   try {
     await undoUpgrade(
@@ -311,7 +347,7 @@ async function rollBack(ctx: Context, error: unknown): Promise<never> {
     );
   } catch (undoError) {
     journal.outcome = 'rollback-incomplete';
-    writeJournal(config.root, journal);
+    record(() => writeJournal(config.root, journal));
     const state = await describeState(config);
     throw new PreforkError(
       `${ctx.release.name} failed at ${failedAt} (${messageOf(error)}) and the rollback did not complete: ${messageOf(undoError)}. State: ${state}. Look at the masters' logs, then run "prefork rollback" or signal them by hand (docs/upgrade.md)`,
@@ -320,7 +356,7 @@ async function rollBack(ctx: Context, error: unknown): Promise<never> {
     );
   }
   journal.outcome = 'rolled-back';
-  writeJournal(config.root, journal);
+  record(() => writeJournal(config.root, journal));
   throw new PreforkError(
     `${ctx.release.name} failed at ${failedAt}: ${messageOf(error)}. Rolled back: ${ctx.old.release} serves again (master ${ctx.old.pid})`,
     EXIT.failedRolledBack,

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import pino from 'pino';
 
 /** A pino logger and the destination USR1 reopens. */
@@ -39,12 +40,41 @@ export async function createLog(options: LogOptions): Promise<Log> {
     sync: true,
     mkdir: options.file !== undefined,
   });
+  // A log that cannot be written (a full disk, a file made read-only) loses lines, never the
+  // process: say so once on stderr, and again only after a reopen.
+  let complained = false;
+  destination.on('error', (error: NodeJS.ErrnoException) => {
+    if (complained) return;
+    complained = true;
+    tellStderr(
+      `prefork: cannot write ${options.file ?? 'stdout'} (${error.code ?? error.message}): log lines are dropped until it can be written again`,
+    );
+  });
   const logger = pino({ level: options.level, base }, destination);
   return {
     logger,
     reopen: () => {
+      complained = false;
       if (options.file !== undefined) destination.reopen();
     },
-    flush: () => destination.flushSync(),
+    flush: () => {
+      try {
+        destination.flushSync();
+      } catch {
+        // the log cannot be written: already reported through the 'error' event
+      }
+    },
   };
+}
+
+/**
+ * Writes one line to stderr, ignoring a stderr that cannot be written (a daemon's stderr may
+ * be the very log file whose disk is full): reporting a problem must not become one.
+ */
+export function tellStderr(line: string): void {
+  try {
+    writeSync(2, `${line}\n`);
+  } catch {
+    // nobody to tell
+  }
 }

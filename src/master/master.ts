@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { type ConfigSources, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { messageOf } from '../errors/index.js';
-import type { Log } from '../log/logger.js';
+import { type Log, tellStderr } from '../log/logger.js';
 import {
   type ControlRequest,
   type MasterStatus,
@@ -104,6 +104,8 @@ export class Master {
   private child: ChildProcess | undefined;
   /** Why the last new master failed to start, for `status` and `deploy`. */
   private upgradeError: string | undefined;
+  /** The old master of the upgrade that started this one has exited. */
+  private oldMasterGone = false;
   /** Binds the new master serves (from its ready message). */
   private childBinds: Set<string> | undefined;
   private readonly startedAt = Date.now();
@@ -396,6 +398,7 @@ export class Master {
       case 'heartbeat':
         worker.requests = message.requests;
         worker.rss = message.rss;
+        this.checkMemory(worker);
         return;
       case 'boot-error':
         worker.failure = message.message;
@@ -411,6 +414,17 @@ export class Master {
         }
         return;
     }
+  }
+
+  /** A worker over `maxMemory` (a leak) is replaced like one that reached `maxRequests`. */
+  private checkMemory(worker: WorkerRecord): void {
+    const limit = this.config.maxMemory * 1024 * 1024;
+    if (limit === 0 || worker.retiring || worker.state !== 'ready' || worker.rss <= limit) return;
+    worker.retiring = true;
+    this.logger.warn(
+      { worker: worker.pid, rss: worker.rss },
+      `worker ${worker.pid} uses ${Math.round(worker.rss / 1024 / 1024)} MB, over maxMemory ${this.config.maxMemory} MB: replacing it`,
+    );
   }
 
   private onWorkerExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
@@ -452,6 +466,7 @@ export class Master {
 
   private onTick(): void {
     const now = Date.now();
+    this.noticeOldMasterGone();
     for (const worker of this.workers.values()) {
       if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
         this.killWorker(
@@ -601,7 +616,7 @@ export class Master {
     for (const worker of this.workers.values()) {
       if (worker.generation !== this.generation)
         this.drainWorker(worker, 'replaced by a new generation');
-      else if (worker.retiring) this.drainWorker(worker, 'maxRequests reached');
+      else if (worker.retiring) this.drainWorker(worker, 'replaced (maxRequests or maxMemory)');
     }
     if (this.reload !== undefined) {
       this.reload = undefined;
@@ -676,6 +691,23 @@ export class Master {
   }
 
   /**
+   * The old master that started this one exited (QUIT at the end of an upgrade, or killed):
+   * a `.oldbin` it left behind (it was killed) is removed, so one master and one pidfile remain.
+   */
+  private noticeOldMasterGone(): void {
+    const parent = this.parts.parentPid;
+    if (parent === undefined || this.oldMasterGone || this.parentAlive()) return;
+    this.oldMasterGone = true;
+    if (removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, parent)) {
+      this.logger.warn(
+        `old master ${parent} died without cleaning up: removed its ${OLDBIN_SUFFIX} pidfile`,
+      );
+    } else {
+      this.logger.info(`old master ${parent} has exited: this master serves alone`);
+    }
+  }
+
+  /**
    * True while the old master that started this one runs. Its children are reparented the
    * moment it exits (even while it is an unreaped zombie), so the parent pid tells.
    */
@@ -703,26 +735,30 @@ export class Master {
   /** Gives up booting: reports why, stops the workers, exits non-zero. */
   private failBoot(reason: string): void {
     this.logger.error(reason);
-    process.stderr.write(`prefork: ${reason}\n`);
+    tellStderr(`prefork: ${reason}`);
     this.parts.readyPipe.send({ ready: false, error: reason });
     this.exitCode = 1;
     this.quickShutdown();
   }
 
+  /** Cleans up what this master owns and exits, whatever fails on the way. */
   private exit(): void {
-    if (this.tick) clearInterval(this.tick);
-    this.parts.control?.close();
-    removePidfileIfOurs(this.config.pid, process.pid);
-    removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
-    // A new master that inherited the sockets still serves them: leave its Unix socket files.
-    const keep =
-      this.child === undefined
-        ? new Set<string>()
-        : (this.childBinds ?? new Set(this.parts.sockets.map((s) => s.bind.name)));
-    closeListenSockets(this.parts.sockets, keep);
-    this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
-    this.parts.log.flush();
-    process.exit(this.exitCode);
+    try {
+      if (this.tick) clearInterval(this.tick);
+      this.parts.control?.close();
+      removePidfileIfOurs(this.config.pid, process.pid);
+      removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
+      // A new master that inherited the sockets still serves them: leave its Unix socket files.
+      const keep =
+        this.child === undefined
+          ? new Set<string>()
+          : (this.childBinds ?? new Set(this.parts.sockets.map((s) => s.bind.name)));
+      closeListenSockets(this.parts.sockets, keep);
+      this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
+      this.parts.log.flush();
+    } finally {
+      process.exit(this.exitCode);
+    }
   }
 
   // -------------------------------------------------------------------------------------------

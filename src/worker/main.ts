@@ -49,9 +49,12 @@ let serving = false;
 let draining = false;
 
 function exit(code: number, reason: string): never {
-  logger.info({ reason }, `worker exiting (pid: ${process.pid})`);
-  log.flush();
-  process.exit(code);
+  try {
+    logger.info({ reason }, `worker exiting (pid: ${process.pid})`);
+    log.flush();
+  } finally {
+    process.exit(code);
+  }
 }
 
 async function drain(reason: string, code = 0): Promise<void> {
@@ -102,6 +105,8 @@ process.on('SIGQUIT', () => void drain('SIGQUIT'));
 // other connections (they are not lost with this worker), then exit 1 for the master to
 // replace the worker. Before the app is ready, the boot error path below reports it instead.
 process.on('uncaughtException', (error) => {
+  // A second failure while draining (or while logging) ends the worker at once.
+  if (draining) process.exit(1);
   logger.fatal({ err: error }, `uncaught exception: ${messageOf(error)}`);
   if (!serving) {
     send({
