@@ -1,19 +1,28 @@
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { isAlive } from '../control/client.js';
 import { EXIT, PreforkError } from '../errors/index.js';
 import { ensureStateDir } from '../state/state-dir.js';
+import { readJournal } from './journal.js';
 
 /**
  * Takes the deploy lock of `root` (`.prefork/deploy.lock`, by proper-lockfile: an atomic mkdir,
- * refreshed every second, stale — a killed deploy's — after 5 s). `waitMs` > 0 waits that long
+ * refreshed every second, stale after 5 s). The lock of a deploy whose journal says it was
+ * running but whose process is gone (killed) is broken at once. `waitMs` > 0 waits that long
  * for it. Throws a {@link PreforkError} with exit code 4 when another deploy holds it.
  * Returns the release function.
  */
 export async function takeDeployLock(root: string, waitMs = 0): Promise<() => Promise<void>> {
   const dir = ensureStateDir(root);
+  const lockfilePath = join(dir, 'deploy.lock');
+  // A deploy that was killed leaves its lock until it goes stale; its journal says it is dead.
+  const journal = readJournal(root);
+  if (journal?.outcome === 'running' && !isAlive(journal.pid)) {
+    await lockfile.unlock(dir, { lockfilePath, realpath: false }).catch(() => {});
+  }
   try {
     return await lockfile.lock(dir, {
-      lockfilePath: join(dir, 'deploy.lock'),
+      lockfilePath,
       stale: 5000,
       update: 1000,
       realpath: false,

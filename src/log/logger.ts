@@ -1,13 +1,12 @@
 import { writeSync } from 'node:fs';
 import pino from 'pino';
+import { LogDestination } from './destination.js';
 
 /** A pino logger and the destination USR1 reopens. */
 export interface Log {
   logger: pino.Logger;
   /** Reopens the log file (after logrotate moved it); a no-op for stdout. */
   reopen(): void;
-  /** Writes out anything buffered; call before exiting. */
-  flush(): void;
 }
 
 /** How a process of prefork logs. */
@@ -23,8 +22,8 @@ export interface LogOptions {
 
 /**
  * Creates the logger of a master, a worker or the CLI: JSON lines (one pino event each) to
- * `--log-file` or stdout, or human-readable ones on a terminal. Writes are synchronous: a
- * master logs rarely and must not lose its last lines when it exits.
+ * `--log-file` or stdout, or human-readable ones on a terminal. Writes are synchronous (a
+ * master logs rarely and must not lose its last lines when it exits) and never fatal.
  */
 export async function createLog(options: LogOptions): Promise<Log> {
   const base = { pid: process.pid, role: options.role };
@@ -33,38 +32,15 @@ export async function createLog(options: LogOptions): Promise<Log> {
     const { default: prettyStream } = await import('pino-pretty');
     const stream = prettyStream({ colorize: true, sync: true, ignore: 'hostname' });
     const logger = pino({ level: options.level, base }, stream);
-    return { logger, reopen: () => {}, flush: () => {} };
+    return { logger, reopen: () => {} };
   }
-  const destination = pino.destination({
-    dest: options.file ?? 1,
-    sync: true,
-    mkdir: options.file !== undefined,
-  });
-  // A log that cannot be written (a full disk, a file made read-only) loses lines, never the
-  // process: say so once on stderr, and again only after a reopen.
-  let complained = false;
-  destination.on('error', (error: NodeJS.ErrnoException) => {
-    if (complained) return;
-    complained = true;
+  const destination = new LogDestination(options.file, (error) =>
     tellStderr(
       `prefork: cannot write ${options.file ?? 'stdout'} (${error.code ?? error.message}): log lines are dropped until it can be written again`,
-    );
-  });
+    ),
+  );
   const logger = pino({ level: options.level, base }, destination);
-  return {
-    logger,
-    reopen: () => {
-      complained = false;
-      if (options.file !== undefined) destination.reopen();
-    },
-    flush: () => {
-      try {
-        destination.flushSync();
-      } catch {
-        // the log cannot be written: already reported through the 'error' event
-      }
-    },
-  };
+  return { logger, reopen: () => destination.reopen() };
 }
 
 /**

@@ -755,7 +755,6 @@ export class Master {
           : (this.childBinds ?? new Set(this.parts.sockets.map((s) => s.bind.name)));
       closeListenSockets(this.parts.sockets, keep);
       this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
-      this.parts.log.flush();
     } finally {
       process.exit(this.exitCode);
     }

@@ -51,7 +51,6 @@ let draining = false;
 function exit(code: number, reason: string): never {
   try {
     logger.info({ reason }, `worker exiting (pid: ${process.pid})`);
-    log.flush();
   } finally {
     process.exit(code);
   }
@@ -113,7 +112,6 @@ process.on('uncaughtException', (error) => {
       type: 'boot-error',
       message: `release ${options.release} crashed while starting: ${messageOf(error)}`,
     });
-    log.flush();
     process.exit(1);
   }
   void drain('uncaught exception', 1);
@@ -152,7 +150,6 @@ try {
   const message = `release ${options.release} failed to start (${options.entry}): ${what}${messageOf(error)}`;
   logger.error({ err: error }, message);
   send({ type: 'boot-error', message });
-  log.flush();
   process.exit(1);
 }
 send({ type: 'ready' });
