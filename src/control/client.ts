@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { UsageError } from '../errors/index.js';
@@ -67,6 +67,10 @@ export async function queryMaster(root: string, pid: number): Promise<MasterStat
  * signals it. Throws a {@link UsageError} saying why not, otherwise.
  */
 export async function findMaster(root: string, pidfile: string): Promise<MasterStatus> {
+  const owner = ownerOf(pidfile);
+  if (owner !== undefined && typeof process.getuid === 'function' && owner !== process.getuid()) {
+    throw new UsageError(`${pidfile} belongs to uid ${owner}, not to you: nothing was signalled`);
+  }
   const pid = readPidfile(pidfile);
   if (pid === undefined) {
     throw new UsageError(
@@ -80,6 +84,15 @@ export async function findMaster(root: string, pidfile: string): Promise<MasterS
     );
   }
   return status;
+}
+
+/** The uid owning `path` (not following a symlink), if it exists. */
+function ownerOf(path: string): number | undefined {
+  try {
+    return lstatSync(path).uid;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
