@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The soak runs for minutes: `npm run soak`.
+    exclude: process.env.PREFORK_SOAK ? [] : ['test/soak/**', '**/node_modules/**'],
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 30_000,

@@ -1,4 +1,6 @@
+import { appendFileSync } from 'node:fs';
 import autocannon from 'autocannon';
+import { expect } from 'vitest';
 
 /** What a load run saw. */
 export interface LoadResult {
@@ -77,6 +79,15 @@ export function startLoad(
       }
       const result = await done;
       const errors = result.errors - result.timeouts;
+      // `PREFORK_LOAD_REPORT=file npm test` records what each test sent and lost (docs/reliability.md).
+      const report = process.env.PREFORK_LOAD_REPORT;
+      if (report) {
+        const { currentTestName, testPath } = expect.getState();
+        appendFileSync(
+          report,
+          `${JSON.stringify({ file: testPath?.replace(/^.*\/test\//, 'test/'), test: currentTestName, sent: responses + result.errors, failed: result.errors + result.non2xx })}\n`,
+        );
+      }
       return {
         responses,
         errors,
