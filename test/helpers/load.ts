@@ -79,8 +79,8 @@ export function startLoad(
       }
       const result = await done;
       const errors = result.errors - result.timeouts;
-      // `PREFORK_LOAD_REPORT=file npm test` records what each test sent and lost (docs/reliability.md).
-      const report = process.env.PREFORK_LOAD_REPORT;
+      // `TEST_LOAD_REPORT=file npm test` records what each test sent and lost (docs/reliability.md).
+      const report = process.env.TEST_LOAD_REPORT;
       if (report) {
         const { currentTestName, testPath } = expect.getState();
         appendFileSync(

@@ -3,6 +3,7 @@ import { existsSync, readlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseBind } from '../../src/config/bind.js';
 import { closeListenSockets, openListenSockets } from '../../src/master/listen-sockets.js';
+import { INTERNAL_ENV } from '../../src/protocol/index.js';
 import { type AppRoot, makeAppRoot, PREFORK_BIN, switchCurrent } from '../helpers/app-root.js';
 import {
   createRunningMaster,
@@ -26,7 +27,7 @@ function envRelease(name: string) {
     'package.json': { version: '1.0.0' },
     'index.js': `module.exports = (req, res) => res.end(JSON.stringify({
       release: ${JSON.stringify(name)}, greeting: process.env.GREETING, cwd: process.cwd(),
-      internal: Object.keys(process.env).filter((k) => k.startsWith('PREFORK_') || k.startsWith('LISTEN_')),
+      keys: Object.keys(process.env),
     }));`,
   };
 }
@@ -45,7 +46,9 @@ describe('what a new master inherits', () => {
     const { body } = await getJson(next.port);
     expect(body.release).toBe('env2');
     expect(body.greeting).toBe('hello');
-    expect(body.internal).toEqual([]);
+    expect(
+      (body.keys as string[]).filter((k) => (INTERNAL_ENV as readonly string[]).includes(k)),
+    ).toEqual([]);
     // Workers run in the real release directory, not through `current`.
     expect(body.cwd).toBe(root.path('releases/env2'));
   });

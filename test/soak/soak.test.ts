@@ -20,7 +20,9 @@ function fdCount(pid: number): number {
 }
 
 function rssKb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
   return Number(line?.split(/\s+/)[1]);
 }
 
@@ -35,8 +37,18 @@ describe('soak', () => {
     const samples: { cycle: number; pid: number; fds: number; rssKb: number }[] = [];
     const started = Date.now();
     for (let cycle = 1; cycle <= CYCLES; cycle += 1) {
-      for (const [command, release] of [['deploy', 'releases/v2'], ['rollback', undefined]] as const) {
-        const args = [command, ...(release ? [release] : []), '--root', root.dir, '--verify-window', '0'];
+      for (const [command, release] of [
+        ['deploy', 'releases/v2'],
+        ['rollback', undefined],
+      ] as const) {
+        const args = [
+          command,
+          ...(release ? [release] : []),
+          '--root',
+          root.dir,
+          '--verify-window',
+          '0',
+        ];
         const run = await runPrefork(args);
         expect(run.code, `${command} in cycle ${cycle}: ${run.stderr}`).toBe(0);
       }
@@ -49,7 +61,14 @@ describe('soak', () => {
     const failed = results.reduce((n, r) => n + r.failed, 0);
     const first = samples[0];
     const last = samples.at(-1);
-    const summary = { cycles: CYCLES, minutes: (Date.now() - started) / 60_000, sent, failed, first, last };
+    const summary = {
+      cycles: CYCLES,
+      minutes: (Date.now() - started) / 60_000,
+      sent,
+      failed,
+      first,
+      last,
+    };
     console.log(`soak: ${JSON.stringify(summary)}`);
     expect(failed).toBe(0);
     // Each master is a fresh process: the 100th must look like the first.
