@@ -18,13 +18,14 @@ beforeAll(async () => {
   await Promise.all(
     FRAMEWORKS.map(async (name) => {
       cpSync(join(REPO, 'docs/examples', name), join(installed, name), { recursive: true });
-      await promisify(execFile)(
-        'npm',
-        ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock'],
-        {
-          cwd: join(installed, name),
-        },
-      );
+      const install = () =>
+        promisify(execFile)(
+          'npm',
+          ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock'],
+          { cwd: join(installed, name) },
+        );
+      // One retry: the registry is the network, and the network has bad seconds.
+      await install().catch(install);
     }),
   );
 }, 300_000);
