@@ -3,6 +3,7 @@
  * fd 3, 4, ..., reports ready, heartbeats, and drains on QUIT (or when its master goes away).
  * Signals: TERM/INT quick exit, QUIT graceful drain, USR1 reopen the log file.
  */
+import { closeSync, openSync } from 'node:fs';
 import type net from 'node:net';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
@@ -104,8 +105,9 @@ process.on('SIGQUIT', () => void drain('SIGQUIT'));
 // other connections (they are not lost with this worker), then exit 1 for the master to
 // replace the worker. Before the app is ready, the boot error path below reports it instead.
 process.on('uncaughtException', (error) => {
-  // A second failure while draining (or while logging) ends the worker at once.
-  if (draining) process.exit(1);
+  // More failures while draining change nothing: the drain (bounded by the graceful timeout,
+  // and by the master's KILL after it) finishes the requests in flight.
+  if (draining) return;
   logger.fatal({ err: error }, `uncaught exception: ${messageOf(error)}`);
   if (!serving) {
     send({
@@ -125,12 +127,32 @@ process.on('disconnect', () => void drain('master disconnected'));
 // It may have gone while this process was still starting, before the listener above existed.
 if (!process.connected) void drain('master disconnected');
 
+// Out of file descriptors, libuv accepts each new connection and closes it at once to shed
+// load, reporting nothing: a worker in that state silently drops whatever reaches it. Probe
+// for it often, and drain at once (no more accepting) so the other workers take the
+// connections; the master replaces this one when it exits.
+const FD_PROBE_MS = 50;
+const fdProbe = setInterval(() => {
+  if (!serving || draining) return;
+  try {
+    closeSync(openSync('/dev/null', 'r'));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EMFILE' && code !== 'ENFILE') return;
+    logger.error(`out of file descriptors (${code}): draining so that no connection is shed here`);
+    void drain(`out of file descriptors (${code})`, 1);
+  }
+}, FD_PROBE_MS);
+fdProbe.unref();
+
+let rss = 0;
 const heartbeat = setInterval(() => {
-  send({
-    type: 'heartbeat',
-    requests: tracker?.requests ?? 0,
-    rss: process.memoryUsage.rss(),
-  });
+  try {
+    rss = process.memoryUsage.rss();
+  } catch {
+    // reading /proc needs a free fd: out of them (EMFILE), report the last value
+  }
+  send({ type: 'heartbeat', requests: tracker?.requests ?? 0, rss });
 }, options.heartbeatMs);
 heartbeat.unref();
 
