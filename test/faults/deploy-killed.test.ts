@@ -1,12 +1,12 @@
-import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startLoad } from '../helpers/load.js';
 import { startMaster } from '../helpers/master.js';
 import {
-  alive,
   cmdline,
   killAll,
+  mastersIn,
   PreforkProcess,
   readPid,
   runPrefork,
@@ -20,24 +20,6 @@ afterEach(() => {
   killAll();
   root?.remove();
 });
-
-/** Live masters whose working directory is this test's root. */
-function mastersOfRoot(): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .filter((p) => {
-      try {
-        return (
-          alive(p) &&
-          cmdline(p).startsWith('prefork: master') &&
-          readlinkSync(`/proc/${p}/cwd`) === root.dir
-        );
-      } catch {
-        return false;
-      }
-    });
-}
 
 const STEPS = ['activate', 'usr2', 'wait-ready', 'verify', 'winch', 'verify-window', 'quit-old'];
 
@@ -81,8 +63,8 @@ describe('faults: the deploy process SIGKILLed at every journaled step', () => {
       expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);
       const pid = readPid(root.path('prefork.pid')) as number;
       track(pid);
-      await waitFor('one master', () => mastersOfRoot().length === 1);
-      expect(mastersOfRoot()).toEqual([pid]);
+      await waitFor('one master', () => mastersIn(root.dir).length === 1);
+      expect(mastersIn(root.dir)).toEqual([pid]);
       expect(cmdline(pid)).toBe('prefork: master [v1]');
       expect(existsSync(root.path('prefork.pid.oldbin'))).toBe(false);
       expect(readlinkSync(root.path('current'))).toBe('releases/v1');

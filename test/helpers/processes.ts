@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { PREFORK_BIN } from './app-root.js';
 
 /** Every pid a test started or saw (masters, workers), killed by pid in `killAll`. */
@@ -180,4 +180,19 @@ export function startBystander(): { pid: number; signalsSeen: () => string } {
     out += chunk;
   });
   return { pid: child.pid as number, signalsSeen: () => out };
+}
+
+/** Live prefork masters whose working directory is `dir` (the app root a test started them in). */
+export function mastersIn(dir: string): number[] {
+  const cwdOf = (pid: number) => {
+    try {
+      return readlinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      return undefined;
+    }
+  };
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((p) => alive(p) && cmdline(p).startsWith('prefork: master') && cwdOf(p) === dir);
 }

@@ -1,11 +1,4 @@
-import {
-  existsSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { type Load, type LoadResult, startLoad } from '../helpers/load.js';
@@ -14,6 +7,7 @@ import {
   alive,
   cmdline,
   killAll,
+  mastersIn,
   readPid,
   runPrefork,
   startBystander,
@@ -53,27 +47,11 @@ async function expectOneMaster(release: string): Promise<number> {
   expect(status.pidfiles[0].master.release).toBe(release);
   expect(status.pidfiles[0].master.childPid).toBeNull();
   expect(status.pidfiles[1].pid ?? null).toBeNull();
-  expect(mastersOfRoot()).toEqual([pid]);
+  expect(mastersIn(root.dir)).toEqual([pid]);
   return pid;
 }
 
 const fast = ['--verify-window', '1'];
-
-/** Live prefork masters running in this test's app root (their working directory). */
-function mastersOfRoot(): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .filter((p) => alive(p) && cmdline(p).startsWith('prefork: master') && cwdOf(p) === root.dir);
-}
-
-function cwdOf(pid: number): string | undefined {
-  try {
-    return readlinkSync(`/proc/${pid}/cwd`);
-  } catch {
-    return undefined;
-  }
-}
 
 describe('prefork deploy / rollback under load', () => {
   it('deploys v1 → v2 and rolls back from the history, 0 failed requests', async () => {
