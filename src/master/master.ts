@@ -74,6 +74,8 @@ export interface MasterParts {
   control: ControlServer | undefined;
   /** uid/gid for workers (`--user`/`--group`). */
   identity: WorkerIdentity | undefined;
+  /** Called when the master gives up before it was ever ready (`start` puts `current` back). */
+  onBootFailure?: (() => void) | undefined;
 }
 
 /**
@@ -737,6 +739,11 @@ export class Master {
     this.logger.error(reason);
     tellStderr(`prefork: ${reason}`);
     this.parts.readyPipe.send({ ready: false, error: reason });
+    try {
+      this.parts.onBootFailure?.();
+    } catch (error) {
+      this.logger.error(`could not undo the start: ${messageOf(error)}`);
+    }
     this.exitCode = 1;
     this.quickShutdown();
   }

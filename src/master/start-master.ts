@@ -4,7 +4,7 @@ import { parseBind } from '../config/bind.js';
 import type { ConfigSources } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isAlive } from '../control/client.js';
-import { messageOf } from '../errors/index.js';
+import { messageOf, UsageError } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
 import { controlSocketName, ENV_PARENT_PID, INTERNAL_ENV } from '../protocol/index.js';
 import type { Release } from '../release/read-release.js';
@@ -14,7 +14,7 @@ import { readInheritedFds } from '../upgrade/inherited-fds.js';
 import { ReadyPipe } from '../upgrade/ready-pipe.js';
 import type { MasterCommand } from '../upgrade/spawn-master.js';
 import { ControlServer } from './control-server.js';
-import { openListenSockets } from './listen-sockets.js';
+import { closeListenSockets, openListenSockets } from './listen-sockets.js';
 import { Master } from './master.js';
 import { resolveWorkerIdentity } from './worker-identity.js';
 
@@ -24,6 +24,8 @@ export interface StartMasterOptions {
   configSources: ConfigSources;
   release: Release;
   command: MasterCommand;
+  /** Undoes what `start` changed (its `current` swap) if the master never becomes ready. */
+  onBootFailure?: () => void;
 }
 
 /** Removes control sockets of masters that died without cleaning up. */
@@ -59,13 +61,17 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
     const binds = fromSystemd && !config.bindGiven ? [] : config.bind.map(parseBind);
     const sockets = await openListenSockets(binds, inherited);
     let master: Master | undefined;
-    const control = await ControlServer.listen(
-      join(stateDir, controlSocketName(process.pid)),
-      (request) => {
-        if (master === undefined) throw new Error('the master is starting');
-        return master.control(request);
-      },
-    );
+    const controlPath = join(stateDir, controlSocketName(process.pid));
+    const control = await ControlServer.listen(controlPath, (request) => {
+      if (master === undefined) throw new Error('the master is starting');
+      return master.control(request);
+    }).catch((error: unknown) => {
+      closeListenSockets(sockets);
+      throw new UsageError(
+        `cannot open the control socket ${controlPath}: ${messageOf(error)} (a Unix socket path holds at most 107 bytes: use a shorter --root)`,
+        { cause: error },
+      );
+    });
     master = new Master({
       config,
       configSources: options.configSources,
@@ -79,6 +85,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
       interactive: process.stdin.isTTY === true,
       control,
       identity,
+      onBootFailure: options.onBootFailure,
     });
     master.run();
   } catch (error) {

@@ -38,6 +38,7 @@ async function startFails(args: string[], code: number, message: RegExp): Promis
   expect(lines[0]).toMatch(message);
   expect(result.stderr).not.toMatch(/\n\s+at /);
   expect(existsSync(root.path('prefork.pid'))).toBe(false);
+  expect(existsSync(root.path('current'))).toBe(false);
   const leftovers = existsSync(root.path('.prefork')) ? readdirSync(root.path('.prefork')) : [];
   expect(leftovers.filter((f) => f.endsWith('.sock'))).toEqual([]);
   expect(childrenOf(process.pid).filter((pid) => alive(pid))).toEqual([]);

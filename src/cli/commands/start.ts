@@ -1,11 +1,17 @@
-import { openSync } from 'node:fs';
+import { openSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { queryMaster } from '../../control/client.js';
 import { PreforkError, UsageError } from '../../errors/index.js';
 import { startMaster } from '../../master/start-master.js';
 import { ENV_READY_FD, INTERNAL_ENV } from '../../protocol/index.js';
-import { pointCurrent, readCurrentRelease } from '../../release/current-link.js';
+import {
+  currentPath,
+  pointCurrent,
+  readCurrentRelease,
+  readCurrentTarget,
+} from '../../release/current-link.js';
 import { readReleaseInRoot } from '../../release/read-release.js';
 import { readPidfile } from '../../state/pidfile.js';
 import { type MasterCommand, spawnMaster } from '../../upgrade/spawn-master.js';
@@ -89,7 +95,14 @@ export function registerStart(program: Command): void {
       }
     }
     const target = release === undefined ? undefined : readReleaseInRoot(root, release);
+    const before = readCurrentTarget(root);
     if (target !== undefined) pointCurrent(root, target.dir);
+    // A start that fails leaves `current` as it found it.
+    const restoreCurrent = () => {
+      if (target === undefined) return;
+      if (before === undefined) rmSync(currentPath(root), { force: true });
+      else pointCurrent(root, resolve(root, before));
+    };
     const current = readCurrentRelease(root);
     const masterCommand: MasterCommand = {
       execPath: process.execPath,
@@ -102,10 +115,21 @@ export function registerStart(program: Command): void {
     };
     // A master spawned by prefork (the detached half of --daemon, or USR2's new master) never
     // detaches again, even with "daemon": true in the config file.
-    if (config.daemon && process.env[ENV_READY_FD] === undefined) {
-      await daemonize(masterCommand, config.logFile);
-      return;
+    try {
+      if (config.daemon && process.env[ENV_READY_FD] === undefined) {
+        await daemonize(masterCommand, config.logFile);
+        return;
+      }
+      await startMaster({
+        config,
+        configSources: sources,
+        release: current,
+        command: masterCommand,
+        onBootFailure: restoreCurrent,
+      });
+    } catch (error) {
+      restoreCurrent();
+      throw error;
     }
-    await startMaster({ config, configSources: sources, release: current, command: masterCommand });
   });
 }
