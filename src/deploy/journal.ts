@@ -4,19 +4,18 @@ import { readFileNoFollow } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
 
 /** The steps of a deploy (SPEC §7), journaled before each is taken. */
-export const DEPLOY_STEPS = [
-  'preflight',
-  'activate',
-  'usr2',
-  'wait-ready',
-  'verify',
-  'winch',
-  'verify-window',
-  'quit-old',
-] as const;
+type DeployStep =
+  | 'preflight'
+  | 'activate'
+  | 'usr2'
+  | 'wait-ready'
+  | 'verify'
+  | 'winch'
+  | 'verify-window'
+  | 'quit-old';
 
 /** A step of the journal: a deploy step, or where a rollback got to. */
-export type JournalStep = (typeof DEPLOY_STEPS)[number] | 'rollback' | 'done';
+export type JournalStep = DeployStep | 'rollback' | 'done';
 
 /** The deploy in progress (or the last one), as `.prefork/deploy.json` holds it. */
 export interface Journal {

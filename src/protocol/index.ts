@@ -102,15 +102,6 @@ export type WorkerMessage =
   | { type: 'boot-error'; message: string }
   | { type: 'retire'; requests: number };
 
-/** True when `value` is a {@link WorkerMessage}. */
-export function isWorkerMessage(value: unknown): value is WorkerMessage {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { type?: unknown }).type === 'string'
-  );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Ready pipe (new master → whoever spawned it: an old master, or `start --daemon`)
 // ---------------------------------------------------------------------------------------------
