@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { z } from 'zod';
+import * as v from 'valibot';
 import { UsageError } from '../errors/index.js';
 import { CONFIG_FILE, PIDFILE } from '../protocol/index.js';
 import { parseBind } from './bind.js';
@@ -20,19 +20,28 @@ function optionName(key: string): string {
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
-/** One line per problem, each naming the key and what it allows. */
-function describeIssues(issues: z.core.$ZodIssue[], where: 'file' | 'cli'): string {
-  const allowed = Object.keys(configSchema.shape).join(', ');
-  return issues
+/** One line per problem, each naming the key and what it allows; unknown keys last, all of them. */
+function describeIssues(
+  value: unknown,
+  issues: readonly v.BaseIssue<unknown>[],
+  where: 'file' | 'cli',
+): string {
+  const allowed = Object.keys(configSchema.entries);
+  const given = typeof value === 'object' && value !== null ? Object.keys(value) : [];
+  const unknown = given.filter((key) => !allowed.includes(key));
+  const problems = issues
+    .filter((issue) => issue.type !== 'strict_object')
     .map((issue) => {
-      if (issue.code === 'unrecognized_keys') {
-        return `unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')} (allowed keys: ${allowed})`;
-      }
-      const key = String(issue.path[0] ?? '');
-      const label = where === 'cli' ? optionName(key) : `"${issue.path.join('.')}"`;
+      const path = (issue.path ?? []).map((item) => String(item.key));
+      const label = where === 'cli' ? optionName(path[0] ?? '') : `"${path.join('.')}"`;
       return `${label}: ${issue.message}`;
-    })
-    .join('; ');
+    });
+  if (unknown.length > 0) {
+    problems.push(
+      `unknown key ${unknown.map((k) => `"${k}"`).join(', ')} (allowed keys: ${allowed.join(', ')})`,
+    );
+  }
+  return problems.join('; ');
 }
 
 /** Validates a partial configuration, throwing a {@link UsageError} that names every bad key. */
@@ -41,11 +50,11 @@ export function validatePartial(
   origin: string,
   where: 'file' | 'cli',
 ): PartialConfig {
-  const parsed = configSchema.safeParse(value);
+  const parsed = v.safeParse(configSchema, value);
   if (!parsed.success) {
-    throw new UsageError(`${origin}: ${describeIssues(parsed.error.issues, where)}`);
+    throw new UsageError(`${origin}: ${describeIssues(value, parsed.issues, where)}`);
   }
-  return parsed.data;
+  return parsed.output;
 }
 
 /** Reads and validates a JSON config file. */

@@ -1,38 +1,44 @@
 import { availableParallelism } from 'node:os';
-import { z } from 'zod';
+import * as v from 'valibot';
 
 /** Log levels pino knows, least to most verbose reversed. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+const seconds = v.pipe(v.number(), v.gtValue(0), v.maxValue(86_400));
+const text = v.pipe(v.string(), v.minLength(1));
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+
 /**
  * Every setting, as `prefork.config.json` spells it (camelCase). Command-line options use the
- * same names in kebab-case and win over the file. Unknown keys are errors.
+ * same names in kebab-case and win over the file. Unknown keys are errors. Validated by
+ * valibot rather than a larger schema library: the master loads this module, and its memory is
+ * a promise (`docs/benchmarks.md`).
  */
-export const configSchema = z
-  .strictObject({
-    bind: z.array(z.string().min(1)).min(1),
-    workers: z.number().int().min(1).max(1024),
-    timeout: z.number().positive().max(86_400),
-    gracefulTimeout: z.number().positive().max(86_400),
-    bootTimeout: z.number().positive().max(86_400),
-    pid: z.string().min(1),
-    logFile: z.string().min(1),
-    logLevel: z.enum(LOG_LEVELS),
-    daemon: z.boolean(),
-    maxRequests: z.number().int().min(0),
-    maxRequestsJitter: z.number().int().min(0),
-    maxMemory: z.number().min(0),
-    forceWinch: z.boolean(),
-    user: z.string().min(1),
-    group: z.string().min(1),
-    healthPath: z.string().startsWith('/'),
-    readyTimeout: z.number().positive().max(86_400),
-    verifyWindow: z.number().min(0).max(3600),
-  })
-  .partial();
+export const configSchema = v.partial(
+  v.strictObject({
+    bind: v.pipe(v.array(text), v.minLength(1)),
+    workers: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
+    timeout: seconds,
+    gracefulTimeout: seconds,
+    bootTimeout: seconds,
+    pid: text,
+    logFile: text,
+    logLevel: v.picklist(LOG_LEVELS),
+    daemon: v.boolean(),
+    maxRequests: count,
+    maxRequestsJitter: count,
+    maxMemory: v.pipe(v.number(), v.minValue(0)),
+    forceWinch: v.boolean(),
+    user: text,
+    group: text,
+    healthPath: v.pipe(v.string(), v.startsWith('/')),
+    readyTimeout: seconds,
+    verifyWindow: v.pipe(v.number(), v.minValue(0), v.maxValue(3600)),
+  }),
+);
 
 /** Settings as read from a file or the command line: any subset. */
-export type PartialConfig = z.infer<typeof configSchema>;
+export type PartialConfig = v.InferOutput<typeof configSchema>;
 
 /** The effective configuration of a master. */
 export interface Config {

@@ -131,12 +131,16 @@ describe('bad input: a clear one-line error, a non-zero exit, nothing left behin
     await startFails(
       ['releases/v1'],
       2,
-      /"workers": Invalid input: expected number, received string/,
+      /"workers": Invalid type: Expected number but received "many"/,
     );
     writeFileSync(root.path('prefork.config.json'), '{ not json');
     await startFails(['releases/v1'], 2, /is not valid JSON/);
     writeFileSync(root.path('prefork.config.json'), '{}');
-    await startFails(['--workers', '0', 'releases/v1'], 2, /--workers: Too small/);
+    await startFails(
+      ['--workers', '0', 'releases/v1'],
+      2,
+      /--workers: Invalid value: Expected >=1 but received 0/,
+    );
     await startFails(
       ['--log-level', 'loud', 'releases/v1'],
       2,

@@ -81,7 +81,7 @@ describe('the signal commands, for people who would rather not kill', () => {
     await waitFor('the pidfile', () => readPid(root.path('prefork.pid')) === proc.pid);
     writeFileSync(root.path('prefork.config.json'), JSON.stringify({ workers: 'three' }));
     process.kill(proc.pid, 'SIGHUP');
-    const refused = await proc.waitForLog(/^reload refused: .*"workers": Invalid input/);
+    const refused = await proc.waitForLog(/^reload refused: .*"workers": Invalid type/);
     expect(refused.msg).toMatch(/keeping the running configuration and release/);
     writeFileSync(root.path('prefork.config.json'), JSON.stringify({ workers: 3 }));
     process.kill(proc.pid, 'SIGHUP');

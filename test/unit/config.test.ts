@@ -51,7 +51,7 @@ describe('loadConfig', () => {
       JSON.stringify({ workers: -1, logLevel: 'loud', colour: true }),
     );
     expect(() => loadConfig({ root, configFile: 'bad.json', cli: {} })).toThrow(
-      /"workers": Too small.*"logLevel": Invalid option: expected one of "fatal"\|.*unknown key "colour"/,
+      /"workers": Invalid value: Expected >=1 but received -1; "logLevel": Invalid type: Expected \("fatal" \|.*; unknown key "colour"/,
     );
   });
 
@@ -64,7 +64,7 @@ describe('loadConfig', () => {
 
   it('names the option for command-line values', () => {
     expect(() => loadConfig({ root, configFile: 'bind.json', cli: { workers: 0 } })).toThrow(
-      /--workers: Too small/,
+      /--workers: Invalid value: Expected >=1 but received 0/,
     );
   });
 });
