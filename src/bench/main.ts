@@ -1,105 +1,53 @@
 /**
- * `npm run bench`: numbers, not assertions. On loopback, in a temporary app root with the
- * bundled releases, it measures prefork against Node's cluster module (round-robin, the same
- * app, the same number of workers): throughput, failed requests while each replaces its
- * workers at saturation, latency during a deploy, a deploy's cost, the master's footprint, and
- * 32 workers. Prints a Markdown report and writes the raw figures as JSON
- * (`BENCH_JSON`, default `bench-results.json`). PM2 is not measured yet (issue 6).
+ * `npm run bench`: numbers, not assertions. On loopback, prefork, Node's cluster module and PM2
+ * (cluster mode, `wait_ready`) serve the same bundled release with as many workers as cores:
+ *
+ * 1. failed requests while each replaces its workers at saturation (keep-alive, then
+ *    `Connection: close`; autocannon, cross-checked by wrk where installed);
+ * 2. throughput, median of alternating runs;
+ * 3. p99 while replacing workers ÷ steady p99, from the same runs as 1;
+ * 4. a deploy's cost, and the master's footprint with 4 and 32 workers next to PM2's daemon;
+ * 5. 32 workers: time to ready, and a deploy under load.
+ *
+ * Prints a Markdown report and writes every figure as JSON (`BENCH_JSON`, default
+ * `bench-results.json`). docs/benchmarks.md holds the last recorded run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type autocannonType from 'autocannon';
+import { performance } from 'node:perf_hooks';
+import {
+  autocannonLoad,
+  CONNECTIONS,
+  type LoadFigures,
+  windowQuantile,
+  wrkLoad,
+  wrkVersion,
+} from './load.js';
+import { ClusterRig } from './rigs/cluster-rig.js';
+import { Pm2Rig, pm2Version } from './rigs/pm2-rig.js';
+import { PreforkRig } from './rigs/prefork-rig.js';
+import { footprint, type Rig, sleep } from './rigs/rig.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const PREFORK = join(REPO, 'bin/prefork');
 const WORKERS = os.availableParallelism();
-const CONNECTIONS = 50;
+/** Runs per server and connection kind for the drop scenario (wrk: one more where installed). */
+const DROP_RUNS = 2;
+/** Alternating throughput rounds (one run per server each). */
+const THROUGHPUT_ROUNDS = 3;
+/** Load before the workers are replaced: the steady state the latency ratio compares with. */
+const STEADY_MS = 3000;
 
-type Autocannon = typeof autocannonType;
-let autocannon: Autocannon;
+/** Every rig started, so that a failed run still stops what it started. */
+const started: Rig[] = [];
 
-/** One autocannon run's figures. */
-interface LoadFigures {
-  requests: number;
-  rps: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
-  p50: number;
-  p99: number;
-  max: number;
+async function startRig<T extends Rig>(rig: T, workers: number): Promise<T> {
+  started.push(rig);
+  await rig.start(workers);
+  return rig;
 }
 
-function figures(result: autocannonType.Result): LoadFigures {
-  return {
-    requests: result.requests.total,
-    rps: Math.round(result.requests.average),
-    errors: result.errors - result.timeouts,
-    timeouts: result.timeouts,
-    non2xx: result.non2xx,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    max: result.latency.max,
-  };
-}
-
-/** Runs autocannon for `seconds` (or until `until` resolves) and returns its figures. */
-async function load(
-  url: string,
-  options: { seconds: number; close?: boolean; until?: Promise<unknown> },
-): Promise<LoadFigures> {
-  const instance: autocannonType.Instance = autocannon(
-    {
-      url,
-      connections: CONNECTIONS,
-      duration: options.seconds,
-      headers: options.close ? { connection: 'close' } : {},
-    },
-    () => {},
-  );
-  const done = new Promise<autocannonType.Result>((resolve) => instance.on('done', resolve));
-  if (options.until) void options.until.then(() => instance.stop());
-  return figures(await done);
-}
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [PREFORK, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function must(args: string[]): Promise<string> {
-  const result = await run(args);
-  if (result.code !== 0)
-    throw new Error(`prefork ${args[0]} failed (${result.code}): ${result.stderr}`);
-  return result.stdout;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+async function stopRig(rig: Rig): Promise<void> {
+  started.splice(started.indexOf(rig), 1);
+  await rig.stop();
 }
 
 function median(values: number[]): number {
@@ -107,314 +55,247 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }
 
-/** RSS and private (anonymous) memory of a process, in MB, and its CPU time in ms. */
-function footprint(pid: number): { rssMb: number; anonMb: number; cpuMs: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  const ticks = Number(stat[11]) + Number(stat[12]);
+function kinds(figures: LoadFigures): string {
+  const entries = Object.entries(figures.failedByKind);
+  return entries.length === 0 ? '—' : entries.map(([kind, n]) => `${kind} ${n}`).join(', ');
+}
+
+/** One drop-scenario run: steady load, then the rig replaces its workers under it. */
+interface DropRun {
+  server: string;
+  connection: 'keep-alive' | 'close';
+  run: number;
+  figures: LoadFigures;
+  /** autocannon runs only: p99 of the steady seconds and of the replacement windows. */
+  steadyP99?: number;
+  replacingP99?: number;
+  replaceMs: number;
+}
+
+async function dropRun(
+  rig: Rig,
+  close: boolean,
+  run: number,
+  tool: 'autocannon' | 'wrk',
+): Promise<DropRun> {
+  const connection = close ? 'close' : 'keep-alive';
+  const loadStart = performance.now();
+  let windows: [number, number][] = [];
+  const cycle = sleep(STEADY_MS).then(async () => {
+    windows = await rig.replace();
+    await sleep(250);
+  });
+  const base = { server: rig.name, connection, run } as const;
+  if (tool === 'wrk') {
+    const figures = await wrkLoad(rig.url, { seconds: 120, close, until: cycle });
+    return { ...base, figures, replaceMs: replaceTime(windows) };
+  }
+  const { figures, samples } = await autocannonLoad(rig.url, { seconds: 120, close, until: cycle });
+  const firstReplace = windows[0]?.[0] ?? loadStart + STEADY_MS;
   return {
-    rssMb: Math.round(kb('VmRSS') / 102.4) / 10,
-    anonMb: Math.round(kb('RssAnon') / 102.4) / 10,
-    cpuMs: ticks * 10,
+    ...base,
+    figures,
+    steadyP99: windowQuantile(samples, [[loadStart + 1000, firstReplace]], 0.99),
+    replacingP99: windowQuantile(samples, windows, 0.99),
+    replaceMs: replaceTime(windows),
   };
 }
 
-/** Every rig started, so that a failed run still stops what it started. */
-const rigs: { stop(): Promise<void> }[] = [];
-
-/** A prefork app root with a master running. */
-class PreforkRig {
-  readonly root = mkdtempSync(join(os.tmpdir(), 'prefork-bench-'));
-  port = 0;
-
-  constructor() {
-    cpSync(join(REPO, 'releases'), join(this.root, 'releases'), { recursive: true });
-    rigs.push(this);
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}/`;
-  }
-
-  async start(workers: number): Promise<number> {
-    this.port = await freePort();
-    const started = Date.now();
-    await must([
-      'start',
-      'releases/v1',
-      '--root',
-      this.root,
-      '--bind',
-      `127.0.0.1:${this.port}`,
-      '-w',
-      String(workers),
-      '--daemon',
-      '--log-file',
-      join(this.root, 'prefork.log'),
-    ]);
-    return Date.now() - started;
-  }
-
-  masterPid(): number {
-    return Number(readFileSync(join(this.root, 'prefork.pid'), 'utf8'));
-  }
-
-  /** deploy (or rollback) with --json; returns the step timings and the total. */
-  async step(
-    command: 'deploy' | 'rollback',
-    release?: string,
-  ): Promise<{ steps: Record<string, number>; totalMs: number }> {
-    const started = Date.now();
-    const out = await must([
-      command,
-      ...(release ? [release] : []),
-      '--root',
-      this.root,
-      '--json',
-      '--verify-window',
-      '1',
-    ]);
-    const steps: Record<string, number> = {};
-    for (const line of out.trim().split('\n')) {
-      const event = JSON.parse(line) as {
-        event?: string;
-        status?: string;
-        step?: string;
-        ms?: number;
-      };
-      if (event.event === 'step' && event.status === 'done' && event.step)
-        steps[event.step] = Number(event.ms);
-    }
-    return { steps, totalMs: Date.now() - started };
-  }
-
-  async stop(): Promise<void> {
-    await run(['stop', '--quick', '--root', this.root]);
-    rmSync(this.root, { recursive: true, force: true });
-  }
-}
-
-/** Node's cluster module serving the same app: the primary accepts and hands out (round-robin). */
-class ClusterRig {
-  private primary: ChildProcess | undefined;
-  private script = '';
-  port = 0;
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}/`;
-  }
-
-  async start(workers: number): Promise<void> {
-    rigs.push(this);
-    this.port = await freePort();
-    const app = join(REPO, 'releases/v1/app.js');
-    const code = `
-      const cluster = require('node:cluster');
-      const http = require('node:http');
-      if (cluster.isPrimary) {
-        let ready = 0;
-        const fork = () => cluster.fork().on('listening', () => { if (++ready === ${workers}) process.send('ready'); });
-        for (let i = 0; i < ${workers}; i++) fork();
-        // Restart: a new worker per old one, the old one disconnected once the new one listens.
-        process.on('message', async () => {
-          for (const old of Object.values(cluster.workers)) {
-            await new Promise((resolve) => cluster.fork().once('listening', resolve));
-            old.disconnect();
-          }
-          process.send('restarted');
-        });
-      } else {
-        http.createServer(require(${JSON.stringify(app)})).listen(${this.port}, '127.0.0.1');
-      }`;
-    // cluster forks its workers from a script file, so the program goes to one.
-    this.script = join(mkdtempSync(join(os.tmpdir(), 'prefork-bench-cluster-')), 'cluster.cjs');
-    writeFileSync(this.script, code);
-    this.primary = spawn(process.execPath, [this.script], {
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    });
-    await new Promise((resolve) => this.primary?.once('message', resolve));
-  }
-
-  /** Restarts every worker the graceful way cluster offers (fork, then disconnect the old). */
-  async restart(): Promise<void> {
-    this.primary?.send('restart');
-    await new Promise((resolve) => this.primary?.once('message', resolve));
-  }
-
-  async stop(): Promise<void> {
-    this.primary?.kill('SIGKILL');
-    await sleep(200);
-    rmSync(join(this.script, '..'), { recursive: true, force: true });
-  }
-}
-
-function failed(f: LoadFigures): number {
-  return f.errors + f.timeouts + f.non2xx;
+function replaceTime(windows: [number, number][]): number {
+  return Math.round(windows.reduce((sum, [from, to]) => sum + to - from, 0));
 }
 
 async function main(): Promise<void> {
-  autocannon = ((await import('autocannon')) as { default: Autocannon }).default;
-  const results: Record<string, unknown> = {};
-  const lines: string[] = [];
-  const started = Date.now();
-  lines.push(
+  const began = Date.now();
+  const wrk = wrkVersion();
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    workers: WORKERS,
+    connections: CONNECTIONS,
+    pm2: pm2Version(),
+    wrk: wrk ?? null,
+  };
+  const out: string[] = [
     '# prefork benchmarks',
     '',
-    `Machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}. Node ${process.version}. Command: \`npm run bench\`. Load: autocannon, ${CONNECTIONS} connections, loopback. Workers: ${WORKERS} (= cores).`,
+    `Machine: ${results.cpu}, ${results.cores} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}. Node ${process.version}. Command: \`npm run bench\`.`,
+    `Servers: prefork, Node's cluster module (round-robin) and PM2 ${pm2Version()} (cluster mode, \`wait_ready\`), each serving \`releases/v1\` with ${WORKERS} workers (= cores), each in its own session. Load: autocannon, ${CONNECTIONS} connections at saturation on loopback${wrk ? `; wrk ${wrk} (2 threads, ${CONNECTIONS} connections) as a cross-check` : '; wrk is not installed (`apt-get install wrk` adds a cross-check)'}.`,
     '',
-  );
+  ];
 
-  // 1. Throughput, alternating runs.
-  const prefork = new PreforkRig();
-  const cluster = new ClusterRig();
-  await prefork.start(WORKERS);
-  await cluster.start(WORKERS);
-  const rps: { prefork: number[]; cluster: number[] } = { prefork: [], cluster: [] };
-  for (let i = 0; i < 3; i += 1) {
-    rps.prefork.push((await load(prefork.url, { seconds: 5 })).rps);
-    rps.cluster.push((await load(cluster.url, { seconds: 5 })).rps);
-  }
-  const throughput = { prefork: median(rps.prefork), cluster: median(rps.cluster), runs: rps };
-  results.throughput = throughput;
-  lines.push(
-    '## Throughput (keep-alive, median of 3 alternating 5 s runs)',
-    '',
-    '| server | req/s | ratio |',
-    '| --- | --- | --- |',
-    `| prefork | ${throughput.prefork} | ${(throughput.prefork / throughput.cluster).toFixed(2)}× cluster |`,
-    `| Node cluster (round-robin) | ${throughput.cluster} | 1.00 |`,
-    '',
-  );
+  const prefork = await startRig(new PreforkRig(), WORKERS);
+  const cluster = await startRig(new ClusterRig(), WORKERS);
+  const pm2 = await startRig(new Pm2Rig(), WORKERS);
+  const servers: Rig[] = [prefork, pm2, cluster];
 
-  // 2. Failed requests while workers are replaced, at saturation; 3. latency during a deploy.
-  const steady = await load(prefork.url, { seconds: 5 });
-  const upgrades: Record<string, LoadFigures> = {};
+  // 1. Failed requests while the workers are replaced, at saturation.
+  const drops: DropRun[] = [];
   for (const close of [false, true]) {
-    const kind = close ? 'Connection: close' : 'keep-alive';
-    const cycle = (async () => {
-      await sleep(500);
-      await prefork.step('deploy', 'releases/v2');
-      await prefork.step('rollback');
-      await prefork.step('deploy', 'releases/v2');
-      await prefork.step('rollback');
-    })();
-    upgrades[`prefork deploy→rollback→deploy→rollback, ${kind}`] = await load(prefork.url, {
-      seconds: 120,
-      close,
-      until: cycle,
-    });
-    const restarts = (async () => {
-      await sleep(500);
-      await cluster.restart();
-      await cluster.restart();
-    })();
-    upgrades[`Node cluster, workers restarted twice, ${kind}`] = await load(cluster.url, {
-      seconds: 120,
-      close,
-      until: restarts,
-    });
+    for (let run = 1; run <= DROP_RUNS; run += 1) {
+      for (const rig of servers) drops.push(await dropRun(rig, close, run, 'autocannon'));
+    }
+    if (wrk) for (const rig of servers) drops.push(await dropRun(rig, close, 1, 'wrk'));
   }
-  results.upgrades = upgrades;
-  lines.push(
-    '## Failed requests while the workers are replaced, at saturation',
+  results.drops = drops;
+  const how: Record<string, string> = {
+    [prefork.name]: 'deploy → rollback → deploy',
+    [pm2.name]: '`pm2 reload` ×2',
+    [cluster.name]: 'fork new, disconnect old ×2',
+  };
+  out.push(
+    '## 1. Failed requests while the workers are replaced, at saturation',
     '',
-    '| scenario | requests | failed (errors / timeouts / non-2xx) | p50 | p99 | max (ms) |',
-    '| --- | --- | --- | --- | --- | --- |',
-    ...Object.entries(upgrades).map(
-      ([name, f]) =>
-        `| ${name} | ${f.requests} | ${failed(f)} (${f.errors} / ${f.timeouts} / ${f.non2xx}) | ${f.p50} | ${f.p99} | ${f.max} |`,
+    '| server | replaced by | connection | tool | run | requests | failed | failed by kind | p50 (ms) | p99 (ms) | max (ms) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...drops.map(
+      (d) =>
+        `| ${d.server} | ${how[d.server]} | ${d.connection} | ${d.figures.tool} | ${d.run} | ${d.figures.requests} | **${d.figures.failed}** | ${kinds(d.figures)} | ${d.figures.p50} | ${d.figures.p99} | ${d.figures.max} |`,
     ),
     '',
   );
-  const during = upgrades['prefork deploy→rollback→deploy→rollback, keep-alive'] as LoadFigures;
-  results.latency = { steadyP99: steady.p99, duringDeployP99: during.p99 };
-  lines.push(
-    '## Latency during deploys',
+
+  // 2. Throughput, alternating runs (the order rotates each round).
+  const rps: Record<string, number[]> = {};
+  for (let round = 0; round < THROUGHPUT_ROUNDS; round += 1) {
+    for (let i = 0; i < servers.length; i += 1) {
+      const rig = servers[(i + round) % servers.length] as Rig;
+      const { figures } = await autocannonLoad(rig.url, { seconds: 5 });
+      rps[rig.name] = [...(rps[rig.name] ?? []), figures.rps];
+    }
+  }
+  const throughput = Object.fromEntries(
+    Object.entries(rps).map(([name, runs]) => [name, { median: median(runs), runs }]),
+  );
+  results.throughput = throughput;
+  const preforkRps = throughput[prefork.name]?.median ?? 0;
+  out.push(
+    `## 2. Throughput (keep-alive, median of ${THROUGHPUT_ROUNDS} alternating 5 s runs)`,
     '',
-    `Steady p99 ${steady.p99} ms; p99 across two deploys and two rollbacks ${during.p99} ms: ratio ${(during.p99 / Math.max(1, steady.p99)).toFixed(2)} (target ≤ 2).`,
+    '| server | req/s | runs | prefork ÷ this |',
+    '| --- | --- | --- | --- |',
+    ...servers.map((rig) => {
+      const t = throughput[rig.name] as { median: number; runs: number[] };
+      return `| ${rig.name} | ${t.median} | ${t.runs.join(', ')} | ${(preforkRps / t.median).toFixed(2)}× |`;
+    }),
     '',
   );
-  await cluster.stop();
 
-  // 4. Deploy cost and the master's footprint.
-  const deploy = await prefork.step('deploy', 'releases/v2');
-  const steps = deploy.steps;
-  const boot = steps['wait-ready'] ?? 0;
-  const window = steps['verify-window'] ?? 0;
-  results.deploy = { ...deploy, overheadMs: deploy.totalMs - boot - window };
-  await prefork.stop();
-  const footprints: Record<string, unknown> = {};
-  for (const workers of [4, 32]) {
-    const rig = new PreforkRig();
-    const readyMs = await rig.start(workers);
-    await sleep(15_000);
-    const before = footprint(rig.masterPid());
-    await sleep(10_000);
-    const after = footprint(rig.masterPid());
-    const scaled =
-      workers === 32
-        ? await rig.step('deploy', 'releases/v2').then(async (d) => {
-            const f = await load(rig.url, { seconds: 60, until: rig.step('rollback') });
-            return { deployMs: d.totalMs, rollbackLoad: f };
-          })
-        : undefined;
-    footprints[workers] = {
-      readyMs,
-      rssMb: after.rssMb,
-      anonMb: after.anonMb,
-      idleCpuPercent: (after.cpuMs - before.cpuMs) / 100,
-      scaled,
-    };
-    await rig.stop();
-  }
-  results.footprint = footprints;
-  const f4 = footprints[4] as {
-    rssMb: number;
-    anonMb: number;
-    idleCpuPercent: number;
-    readyMs: number;
-  };
-  const f32 = footprints[32] as {
-    rssMb: number;
-    anonMb: number;
-    idleCpuPercent: number;
-    readyMs: number;
-    scaled: { rollbackLoad: LoadFigures };
-  };
-  lines.push(
-    "## A deploy's cost",
+  // 3. Latency while replacing, from the keep-alive autocannon runs of 1.
+  const latency = servers.map((rig) => {
+    const runs = drops.filter(
+      (d) => d.server === rig.name && d.connection === 'keep-alive' && d.steadyP99 !== undefined,
+    );
+    const ratios = runs.map((d) => (d.replacingP99 ?? 0) / Math.max(0.001, d.steadyP99 ?? 0));
+    return { server: rig.name, runs, worst: Math.max(...ratios) };
+  });
+  results.latency = latency.map((l) => ({
+    server: l.server,
+    worstRatio: l.worst,
+    runs: l.runs.map((d) => ({ steadyP99: d.steadyP99, replacingP99: d.replacingP99 })),
+  }));
+  const fmt = (n: number | undefined) => (n ?? 0).toFixed(1);
+  out.push(
+    '## 3. Latency while the workers are replaced (keep-alive runs of 1)',
     '',
-    `Total ${deploy.totalMs} ms: the new release's boot (wait-ready) ${boot} ms, verify window ${window} ms, prefork's own overhead ${deploy.totalMs - boot - window} ms (target < 1000). Steps: ${Object.entries(
-      steps,
+    `p99 of the responses that arrived while the workers were being replaced, against p99 of the ${STEADY_MS / 1000 - 1} s of steady load just before, in the same run (target for prefork: ≤ 2).`,
+    '',
+    '| server | steady p99 (ms) | p99 while replacing (ms) | worst ratio |',
+    '| --- | --- | --- | --- |',
+    ...latency.map(
+      (l) =>
+        `| ${l.server} | ${l.runs.map((d) => fmt(d.steadyP99)).join(', ')} | ${l.runs.map((d) => fmt(d.replacingP99)).join(', ')} | ${l.worst.toFixed(2)} |`,
+    ),
+    '',
+  );
+  await stopRig(cluster);
+  await stopRig(pm2);
+
+  // 4. A deploy's cost (no load), then the master's footprint next to PM2's daemon.
+  const deploy = await prefork.step('deploy', 'releases/v2');
+  await stopRig(prefork);
+  const boot = deploy.steps['wait-ready'] ?? 0;
+  const window = deploy.steps['verify-window'] ?? 0;
+  const overhead = deploy.totalMs - boot - window;
+  results.deploy = { ...deploy, bootMs: boot, verifyWindowMs: window, overheadMs: overhead };
+  out.push(
+    "## 4. A deploy's cost and the master's footprint",
+    '',
+    `\`prefork deploy releases/v2 --verify-window 1\` with ${WORKERS} workers, no load: ${deploy.totalMs} ms = the new release's boot (new master + workers ready) ${boot} ms + verify window ${window} ms + **prefork's own overhead ${overhead} ms** (target < 1000). Steps (ms): ${Object.entries(
+      deploy.steps,
     )
-      .map(([k, v]) => `${k} ${v}`)
+      .map(([step, ms]) => `${step} ${ms}`)
       .join(', ')}.`,
     '',
-    '## The master',
+  );
+
+  const idle = async (rigs: Rig[]) => {
+    await sleep(15_000);
+    const before = rigs.map((rig) => footprint(rig.supervisorPid()));
+    await sleep(10_000);
+    return rigs.map((rig, i) => {
+      const after = footprint(rig.supervisorPid());
+      return { ...after, idleCpuPercent: (after.cpuMs - (before[i]?.cpuMs ?? 0)) / 100 };
+    });
+  };
+  const small = new PreforkRig();
+  let readyStart = performance.now();
+  await startRig(small, 4);
+  const ready4 = Math.round(performance.now() - readyStart);
+  const pm2Small = await startRig(new Pm2Rig(), 4);
+  const [master4, daemon4] = await idle([small, pm2Small]);
+  await stopRig(pm2Small);
+  await stopRig(small);
+
+  // 5. Scale: 32 workers ready, then a deploy under load.
+  const large = new PreforkRig();
+  readyStart = performance.now();
+  await startRig(large, 32);
+  const ready32 = Math.round(performance.now() - readyStart);
+  const [master32] = await idle([large]);
+  const { figures: deploy32Load } = await autocannonLoad(large.url, {
+    seconds: 120,
+    until: sleep(1000).then(() => large.step('deploy', 'releases/v2')),
+  });
+  const deploy32 = large.history.at(-1);
+  await stopRig(large);
+  results.footprint = {
+    master4: { ...master4, readyMs: ready4 },
+    pm2Daemon4: daemon4,
+    master32: { ...master32, readyMs: ready32 },
+  };
+  results.scale = { readyMs: ready32, deploy: deploy32, load: deploy32Load };
+  const row = (name: string, f: typeof master4, ready?: number) =>
+    `| ${name} | ${ready ?? '—'} | ${f?.rssMb} | ${f?.anonMb} | ${f?.idleCpuPercent.toFixed(2)} % |`;
+  out.push(
+    'Supervisor processes after 15 s idle (RSS includes the pages of the `node` binary every Node process maps; "private" is `RssAnon`), CPU over the next 10 s idle:',
     '',
-    '| workers | ready in (ms) | master RSS (MB) | of which private (MB) | idle CPU |',
+    '| process | workers ready in (ms) | RSS (MB) | of which private (MB) | idle CPU |',
     '| --- | --- | --- | --- | --- |',
-    `| 4 | ${f4.readyMs} | ${f4.rssMb} | ${f4.anonMb} | ${f4.idleCpuPercent.toFixed(2)} % |`,
-    `| 32 | ${f32.readyMs} | ${f32.rssMb} | ${f32.anonMb} | ${f32.idleCpuPercent.toFixed(2)} % |`,
+    row('prefork master, 4 workers', master4, ready4),
+    row(`PM2 ${pm2Version()} daemon, 4 instances`, daemon4),
+    row('prefork master, 32 workers', master32, ready32),
     '',
-    `With 32 workers, a rollback under load: ${f32.scaled.rollbackLoad.requests} requests, ${failed(f32.scaled.rollbackLoad)} failed.`,
+    '## 5. Scale: 32 workers',
     '',
-    `Run time: ${((Date.now() - started) / 60_000).toFixed(1)} min.`,
+    `32 workers ready in ${ready32} ms (\`prefork start --daemon\` returns once all are ready). A deploy with 32 workers under keep-alive load at saturation: ${deploy32?.totalMs} ms, ${deploy32Load.requests} requests, **${deploy32Load.failed} failed**${deploy32Load.failed > 0 ? ` (${kinds(deploy32Load)})` : ''}, p99 ${deploy32Load.p99} ms.`,
+    '',
+    `Run time: ${((Date.now() - began) / 60_000).toFixed(1)} min.`,
   );
+
   const file = process.env.BENCH_JSON ?? 'bench-results.json';
-  writeFileSync(
-    file,
-    `${JSON.stringify({ node: process.version, cores: os.availableParallelism(), ...results }, null, 2)}\n`,
-  );
-  process.stdout.write(`${lines.join('\n')}\n`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  process.stderr.write(`prefork bench: figures written to ${file}\n`);
 }
 
 main().then(
   () => process.exit(0),
   async (error: unknown) => {
     process.stderr.write(`prefork bench: ${(error as Error).stack ?? error}\n`);
-    await Promise.all(rigs.map((rig) => rig.stop().catch(() => {})));
+    await Promise.all(started.map((rig) => rig.stop().catch(() => {})));
     process.exit(1);
   },
 );

@@ -1,0 +1,105 @@
+/**
+ * What every server under test offers the bench: prefork, Node's cluster module and PM2 each
+ * serve the same bundled release with the same number of workers, each in its own session
+ * (with Linux's autogroup scheduling, a session is a CPU-sharing group, so none of them shares
+ * one with the load generator).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+
+/** A server under test. */
+export interface Rig {
+  /** How the report names it. */
+  readonly name: string;
+  /** Where the load goes. */
+  readonly url: string;
+  /** Starts `workers` workers and resolves once they answer. */
+  start(workers: number): Promise<void>;
+  /**
+   * Replaces every worker twice or more, the way this tool's users ship a release; resolves
+   * with the `performance.now()` window of each replacement.
+   */
+  replace(): Promise<[number, number][]>;
+  /** The long-lived supervisor process: prefork master, cluster primary, PM2 daemon. */
+  supervisorPid(): number;
+  /** Stops everything it started and removes its files. */
+  stop(): Promise<void>;
+}
+
+/** Runs a command to its end, collecting its output. */
+export function run(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Like {@link run}, but a non-zero exit is an error naming the command and its stderr. */
+export async function must(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
+  const result = await run(command, args, env);
+  if (result.code !== 0) {
+    throw new Error(`${command} ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
+  }
+  return result.stdout;
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves once `url` answers 200, failing after `timeoutMs`. */
+export async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      await response.arrayBuffer();
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/** A process's RSS and private (anonymous) memory in MB, and its CPU time in ms. */
+export function footprint(pid: number): { rssMb: number; anonMb: number; cpuMs: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  // Fields after the command name, which may hold spaces and ends with ')'.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return {
+    rssMb: Math.round(kb('VmRSS') / 102.4) / 10,
+    anonMb: Math.round(kb('RssAnon') / 102.4) / 10,
+    cpuMs: ticks * 10,
+  };
+}
