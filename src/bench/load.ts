@@ -109,11 +109,32 @@ export function windowQuantile(samples: Samples, windows: [number, number][], p:
   return picked[Math.min(picked.length - 1, Math.floor(picked.length * p))] as number;
 }
 
-/** wrk's version line, or undefined where it is not installed. */
+/** wrk's version, or undefined where it is not installed. */
 export function wrkVersion(): string | undefined {
   const probe = spawnSync('wrk', ['--version'], { encoding: 'utf8' });
   if (probe.error) return undefined;
   return /wrk (\S+)/.exec(`${probe.stdout}${probe.stderr}`)?.[1] ?? 'unknown';
+}
+
+/**
+ * wrk's version, installing Debian's package first where wrk is missing and this process may
+ * (root, with apt-get). Undefined when wrk cannot be had: the bench then runs without it.
+ */
+export function ensureWrk(): string | undefined {
+  const found = wrkVersion();
+  if (found !== undefined || process.getuid?.() !== 0) return found;
+  if (spawnSync('apt-get', ['--version']).error) return undefined;
+  process.stderr.write('prefork bench: installing wrk (apt-get install wrk) for the cross-check\n');
+  const install = () =>
+    spawnSync('apt-get', ['install', '-y', '-qq', 'wrk'], {
+      stdio: 'ignore',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    }).status === 0;
+  if (!install()) {
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
+    install();
+  }
+  return wrkVersion();
 }
 
 /** A wrk duration ("1.50ms", "2.1s", "800us") in ms. */

@@ -18,14 +18,14 @@ import { performance } from 'node:perf_hooks';
 import {
   autocannonLoad,
   CONNECTIONS,
+  ensureWrk,
   type LoadFigures,
   windowQuantile,
   wrkLoad,
-  wrkVersion,
 } from './load.js';
 import { ClusterRig } from './rigs/cluster-rig.js';
 import { Pm2Rig, pm2Version } from './rigs/pm2-rig.js';
-import { PreforkRig } from './rigs/prefork-rig.js';
+import { type Phases, PreforkRig, SWITCH_MS } from './rigs/prefork-rig.js';
 import { footprint, type Rig, sleep } from './rigs/rig.js';
 
 const WORKERS = os.availableParallelism();
@@ -35,6 +35,8 @@ const DROP_RUNS = 2;
 const THROUGHPUT_ROUNDS = 3;
 /** Load before the workers are replaced: the steady state the latency ratio compares with. */
 const STEADY_MS = 3000;
+/** Warm-up requests per new worker for the `--warmup` prefork. */
+const WARMUP = 2000;
 
 /** Every rig started, so that a failed run still stops what it started. */
 const started: Rig[] = [];
@@ -69,6 +71,8 @@ interface DropRun {
   /** autocannon runs only: p99 of the steady seconds and of the replacement windows. */
   steadyP99?: number;
   replacingP99?: number;
+  /** prefork's autocannon runs: p99 in each phase of its replacements. */
+  phaseP99?: Record<keyof Phases, number>;
   replaceMs: number;
 }
 
@@ -97,6 +101,13 @@ async function dropRun(
     figures,
     steadyP99: windowQuantile(samples, [[loadStart + 1000, firstReplace]], 0.99),
     replacingP99: windowQuantile(samples, windows, 0.99),
+    ...(rig instanceof PreforkRig && {
+      phaseP99: {
+        boot: windowQuantile(samples, rig.phases.boot, 0.99),
+        switch: windowQuantile(samples, rig.phases.switch, 0.99),
+        rest: windowQuantile(samples, rig.phases.rest, 0.99),
+      },
+    }),
     replaceMs: replaceTime(windows),
   };
 }
@@ -107,7 +118,7 @@ function replaceTime(windows: [number, number][]): number {
 
 async function main(): Promise<void> {
   const began = Date.now();
-  const wrk = wrkVersion();
+  const wrk = ensureWrk();
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     node: process.version,
@@ -122,77 +133,99 @@ async function main(): Promise<void> {
     '# prefork benchmarks',
     '',
     `Machine: ${results.cpu}, ${results.cores} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}. Node ${process.version}. Command: \`npm run bench\`.`,
-    `Servers: prefork, Node's cluster module (round-robin) and PM2 ${pm2Version()} (cluster mode, \`wait_ready\`), each serving \`releases/v1\` with ${WORKERS} workers (= cores), each in its own session. Load: autocannon, ${CONNECTIONS} connections at saturation on loopback${wrk ? `; wrk ${wrk} (2 threads, ${CONNECTIONS} connections) as a cross-check` : '; wrk is not installed (`apt-get install wrk` adds a cross-check)'}.`,
+    `Servers: prefork, Node's cluster module (round-robin) and PM2 ${pm2Version()} (cluster mode, \`wait_ready\`), each serving \`releases/v1\` with ${WORKERS} workers (= cores), each in its own session; in the replacement scenarios also prefork with \`--warmup ${WARMUP} --warmup-path /health\`. Load: autocannon, ${CONNECTIONS} connections at saturation on loopback${wrk ? `; wrk ${wrk} (2 threads, ${CONNECTIONS} connections) as a cross-check` : '; wrk is not installed (`apt-get install wrk` adds a cross-check)'}.`,
     '',
   ];
 
   const prefork = await startRig(new PreforkRig(), WORKERS);
   const cluster = await startRig(new ClusterRig(), WORKERS);
   const pm2 = await startRig(new Pm2Rig(), WORKERS);
+  const warm = await startRig(new PreforkRig(WARMUP), WORKERS);
+  /** Throughput: one prefork (a warm-up changes nothing once workers run). */
   const servers: Rig[] = [prefork, pm2, cluster];
+  /** Replacements: prefork also with a warm-up, which is for exactly that. */
+  const replacing: Rig[] = [prefork, warm, pm2, cluster];
 
   // 1. Failed requests while the workers are replaced, at saturation.
   const drops: DropRun[] = [];
   for (const close of [false, true]) {
     for (let run = 1; run <= DROP_RUNS; run += 1) {
-      for (const rig of servers) drops.push(await dropRun(rig, close, run, 'autocannon'));
+      for (const rig of replacing) drops.push(await dropRun(rig, close, run, 'autocannon'));
     }
-    if (wrk) for (const rig of servers) drops.push(await dropRun(rig, close, 1, 'wrk'));
+    if (wrk) for (const rig of replacing) drops.push(await dropRun(rig, close, 1, 'wrk'));
   }
   results.drops = drops;
   const how: Record<string, string> = {
     [prefork.name]: 'deploy → rollback → deploy',
+    [warm.name]: 'deploy → rollback → deploy',
     [pm2.name]: '`pm2 reload` ×2',
     [cluster.name]: 'fork new, disconnect old ×2',
   };
   out.push(
     '## 1. Failed requests while the workers are replaced, at saturation',
     '',
-    '| server | replaced by | connection | tool | run | requests | failed | failed by kind | p50 (ms) | p99 (ms) | max (ms) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| server | replaced by | connection | tool | run | requests | req/s | failed | failed by kind | p50 (ms) | p99 (ms) | max (ms) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...drops.map(
       (d) =>
-        `| ${d.server} | ${how[d.server]} | ${d.connection} | ${d.figures.tool} | ${d.run} | ${d.figures.requests} | **${d.figures.failed}** | ${kinds(d.figures)} | ${d.figures.p50} | ${d.figures.p99} | ${d.figures.max} |`,
+        `| ${d.server} | ${how[d.server]} | ${d.connection} | ${d.figures.tool} | ${d.run} | ${d.figures.requests} | ${d.figures.rps} | **${d.figures.failed}** | ${kinds(d.figures)} | ${d.figures.p50} | ${d.figures.p99} | ${d.figures.max} |`,
     ),
+    '',
+    'Failed = errors (by kind: ECONNRESET etc. from autocannon; connect/read/write/timeout from wrk) + timeouts + non-2xx answers. With `Connection: close`, autocannon writes its next request on the connection the server just announced it closes (it does not honour the header), then reconnects and times that request from the first write: its latencies in that mode measure its own reconnect loop, for every server alike. wrk honours the header; read the latencies of those rows from wrk.',
     '',
   );
 
-  // 2. Throughput, alternating runs (the order rotates each round).
-  const rps: Record<string, number[]> = {};
-  for (let round = 0; round < THROUGHPUT_ROUNDS; round += 1) {
-    for (let i = 0; i < servers.length; i += 1) {
-      const rig = servers[(i + round) % servers.length] as Rig;
-      const { figures } = await autocannonLoad(rig.url, { seconds: 5 });
-      rps[rig.name] = [...(rps[rig.name] ?? []), figures.rps];
+  // 2. Throughput, alternating runs (the order rotates each round): keep-alive with
+  // autocannon; a new connection per request with wrk, which honours `Connection: close`.
+  const modes: { label: string; tool: 'autocannon' | 'wrk'; close: boolean }[] = [
+    { label: 'keep-alive, autocannon', tool: 'autocannon', close: false },
+    ...(wrk ? [{ label: '`Connection: close`, wrk', tool: 'wrk' as const, close: true }] : []),
+  ];
+  const throughput: Record<string, Record<string, { median: number; runs: number[] }>> = {};
+  for (const mode of modes) {
+    const rps: Record<string, number[]> = {};
+    for (let round = 0; round < THROUGHPUT_ROUNDS; round += 1) {
+      for (let i = 0; i < servers.length; i += 1) {
+        const rig = servers[(i + round) % servers.length] as Rig;
+        const figures =
+          mode.tool === 'wrk'
+            ? await wrkLoad(rig.url, { seconds: 5, close: mode.close })
+            : (await autocannonLoad(rig.url, { seconds: 5 })).figures;
+        rps[rig.name] = [...(rps[rig.name] ?? []), figures.rps];
+      }
     }
+    throughput[mode.label] = Object.fromEntries(
+      Object.entries(rps).map(([name, runs]) => [name, { median: median(runs), runs }]),
+    );
   }
-  const throughput = Object.fromEntries(
-    Object.entries(rps).map(([name, runs]) => [name, { median: median(runs), runs }]),
-  );
   results.throughput = throughput;
-  const preforkRps = throughput[prefork.name]?.median ?? 0;
   out.push(
-    `## 2. Throughput (keep-alive, median of ${THROUGHPUT_ROUNDS} alternating 5 s runs)`,
+    `## 2. Throughput (median of ${THROUGHPUT_ROUNDS} alternating 5 s runs)`,
     '',
-    '| server | req/s | runs | prefork ÷ this |',
-    '| --- | --- | --- | --- |',
-    ...servers.map((rig) => {
-      const t = throughput[rig.name] as { median: number; runs: number[] };
-      return `| ${rig.name} | ${t.median} | ${t.runs.join(', ')} | ${(preforkRps / t.median).toFixed(2)}× |`;
+    '| server | connections | req/s | runs | prefork ÷ this |',
+    '| --- | --- | --- | --- | --- |',
+    ...modes.flatMap((mode) => {
+      const byServer = throughput[mode.label] ?? {};
+      const preforkRps = byServer[prefork.name]?.median ?? 0;
+      return servers.map((rig) => {
+        const t = byServer[rig.name] as { median: number; runs: number[] };
+        return `| ${rig.name} | ${mode.label} | ${t.median} | ${t.runs.join(', ')} | ${(preforkRps / t.median).toFixed(2)}× |`;
+      });
     }),
     '',
   );
 
   // 3. Latency while replacing, from the keep-alive autocannon runs of 1.
-  const latency = servers.map((rig) => {
+  const latency = replacing.map((rig) => {
     const runs = drops.filter(
       (d) => d.server === rig.name && d.connection === 'keep-alive' && d.steadyP99 !== undefined,
     );
     const ratios = runs.map((d) => (d.replacingP99 ?? 0) / Math.max(0.001, d.steadyP99 ?? 0));
-    return { server: rig.name, runs, worst: Math.max(...ratios) };
+    return { server: rig.name, runs, ratios, worst: Math.max(...ratios) };
   });
   results.latency = latency.map((l) => ({
     server: l.server,
+    ratios: l.ratios,
     worstRatio: l.worst,
     runs: l.runs.map((d) => ({ steadyP99: d.steadyP99, replacingP99: d.replacingP99 })),
   }));
@@ -202,16 +235,29 @@ async function main(): Promise<void> {
     '',
     `p99 of the responses that arrived while the workers were being replaced, against p99 of the ${STEADY_MS / 1000 - 1} s of steady load just before, in the same run (target for prefork: ≤ 2).`,
     '',
-    '| server | steady p99 (ms) | p99 while replacing (ms) | worst ratio |',
-    '| --- | --- | --- | --- |',
+    '| server | steady p99 (ms) | p99 while replacing (ms) | ratio, per run | worst |',
+    '| --- | --- | --- | --- | --- |',
     ...latency.map(
       (l) =>
-        `| ${l.server} | ${l.runs.map((d) => fmt(d.steadyP99)).join(', ')} | ${l.runs.map((d) => fmt(d.replacingP99)).join(', ')} | ${l.worst.toFixed(2)} |`,
+        `| ${l.server} | ${l.runs.map((d) => fmt(d.steadyP99)).join(', ')} | ${l.runs.map((d) => fmt(d.replacingP99)).join(', ')} | ${l.ratios.map((r) => r.toFixed(2)).join(', ')} | ${l.worst.toFixed(2)} |`,
     ),
+    '',
+    `Where prefork's slow responses are, per run (p99 in ms): while the new master and workers boot next to the serving ones (USR2 → ready); in the first ${SWITCH_MS} ms after WINCH, when the new workers take every connection; and the rest of each command.`,
+    '',
+    '| server | run | boot | switch | rest |',
+    '| --- | --- | --- | --- | --- |',
+    ...latency
+      .flatMap((l) => l.runs)
+      .filter((d) => d.phaseP99 !== undefined)
+      .map(
+        (d) =>
+          `| ${d.server} | ${d.run} | ${fmt(d.phaseP99?.boot)} | ${fmt(d.phaseP99?.switch)} | ${fmt(d.phaseP99?.rest)} |`,
+      ),
     '',
   );
   await stopRig(cluster);
   await stopRig(pm2);
+  await stopRig(warm);
 
   // 4. A deploy's cost (no load), then the master's footprint next to PM2's daemon.
   const deploy = await prefork.step('deploy', 'releases/v2');
@@ -280,7 +326,11 @@ async function main(): Promise<void> {
     '',
     '## 5. Scale: 32 workers',
     '',
-    `32 workers ready in ${ready32} ms (\`prefork start --daemon\` returns once all are ready). A deploy with 32 workers under keep-alive load at saturation: ${deploy32?.totalMs} ms, ${deploy32Load.requests} requests, **${deploy32Load.failed} failed**${deploy32Load.failed > 0 ? ` (${kinds(deploy32Load)})` : ''}, p99 ${deploy32Load.p99} ms.`,
+    `32 workers ready in ${ready32} ms (\`prefork start --daemon\` returns once all are ready). A deploy with 32 workers under keep-alive load at saturation: ${deploy32?.totalMs} ms, ${deploy32Load.requests} requests, **${deploy32Load.failed} failed**${deploy32Load.failed > 0 ? ` (${kinds(deploy32Load)})` : ''}, p99 ${deploy32Load.p99} ms. Steps (ms): ${Object.entries(
+      deploy32?.steps ?? {},
+    )
+      .map(([step, ms]) => `${step} ${ms}`)
+      .join(', ')}.`,
     '',
     `Run time: ${((Date.now() - began) / 60_000).toFixed(1)} min.`,
   );

@@ -75,6 +75,15 @@ export function addMasterOptions(command: Command): Command {
       'replace a worker whose memory (RSS) exceeds this many MB, 0 = never (default: 0)',
       megabytes,
     )
+    .option(
+      '--warmup <requests>',
+      'requests each new worker sends itself before it takes traffic, 0 = none (default: 0)',
+      integer,
+    )
+    .option(
+      '--warmup-path <path>',
+      'path of the warm-up requests: GET, safe to repeat (default: --health-path, else /)',
+    )
     .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
@@ -102,6 +111,8 @@ const CONFIG_KEYS = [
   'group',
   'readyTimeout',
   'verifyWindow',
+  'warmup',
+  'warmupPath',
 ] as const;
 
 /** The settings given on the command line, as a partial configuration. */

@@ -109,5 +109,6 @@ export function loadConfig(sources: ConfigSources): Config {
     healthPath: merged.healthPath,
     user: merged.user,
     group: merged.group,
+    warmupPath: merged.warmupPath,
   };
 }

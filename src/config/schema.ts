@@ -34,6 +34,8 @@ export const configSchema = v.partial(
     healthPath: v.pipe(v.string(), v.startsWith('/')),
     readyTimeout: seconds,
     verifyWindow: v.pipe(v.number(), v.minValue(0), v.maxValue(3600)),
+    warmup: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000)),
+    warmupPath: v.pipe(v.string(), v.startsWith('/')),
   }),
 );
 
@@ -73,12 +75,24 @@ export interface Config {
   readyTimeout: number;
   /** deploy: seconds of health checks through the bind after WINCH. */
   verifyWindow: number;
+  /** Requests each new worker sends itself before it reports ready (0 = none). */
+  warmup: number;
+  /** The path of those requests (default: `healthPath`, else `/`). */
+  warmupPath: string | undefined;
 }
 
 /** Defaults for every setting a user may leave out. */
 export function defaults(): Omit<
   Config,
-  'root' | 'configFile' | 'pid' | 'logFile' | 'bindGiven' | 'healthPath' | 'user' | 'group'
+  | 'root'
+  | 'configFile'
+  | 'pid'
+  | 'logFile'
+  | 'bindGiven'
+  | 'healthPath'
+  | 'user'
+  | 'group'
+  | 'warmupPath'
 > {
   return {
     bind: ['127.0.0.1:8000'],
@@ -94,5 +108,6 @@ export function defaults(): Omit<
     forceWinch: false,
     readyTimeout: 60,
     verifyWindow: 2,
+    warmup: 0,
   };
 }

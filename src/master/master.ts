@@ -511,6 +511,9 @@ export class Master {
           this.config.maxRequests > 0
             ? this.config.maxRequests + Math.floor(Math.random() * (jitter + 1))
             : 0,
+        warmup: this.config.warmup,
+        warmupPath: this.config.warmupPath ?? this.config.healthPath ?? '/',
+        warmupTimeoutMs: (this.config.bootTimeout * 1000) / 2,
         logLevel: this.config.logLevel,
         logFile: this.config.logFile,
       },

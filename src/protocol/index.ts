@@ -91,6 +91,11 @@ export interface WorkerOptions {
   heartbeatMs: number;
   /** Recycle after this many requests (0 = never). Jitter already applied by the master. */
   maxRequests: number;
+  /** Warm-up requests to send itself before reporting ready (0 = none), and their path. */
+  warmup: number;
+  warmupPath: string;
+  /** How long the warm-up may take; past it the worker reports ready anyway. */
+  warmupTimeoutMs: number;
   logLevel: string;
   logFile?: string | undefined;
 }

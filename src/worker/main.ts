@@ -16,6 +16,7 @@ import {
 import { ConnectionTracker } from './connection-tracker.js';
 import { type LoadedApp, loadApp } from './load-app.js';
 import { listenOnInheritedSockets, stopAccepting } from './serve.js';
+import { warmUp } from './warm-up.js';
 
 /** A drained connection is closed once it has been idle this long (see ConnectionTracker). */
 const IDLE_CLOSE_MS = 250;
@@ -48,6 +49,8 @@ let tracker: ConnectionTracker | undefined;
 /** Listening on every socket: from here on a drain has connections to finish. */
 let serving = false;
 let draining = false;
+/** Sending itself warm-up requests: they count for nothing (maxRequests, heartbeats). */
+let warming = false;
 
 function exit(code: number, reason: string): never {
   try {
@@ -160,11 +163,30 @@ try {
   app = await loadApp(options.entry);
   let retired = false;
   tracker = new ConnectionTracker(app.server, () => {
+    if (warming) return;
     if (!retired && options.maxRequests > 0 && (tracker?.requests ?? 0) >= options.maxRequests) {
       retired = true;
       send({ type: 'retire', requests: tracker?.requests ?? 0 });
     }
   });
+  if (options.warmup > 0) {
+    warming = true;
+    const result = await warmUp(app.server, {
+      requests: options.warmup,
+      path: options.warmupPath,
+      timeoutMs: options.warmupTimeoutMs,
+    });
+    warming = false;
+    tracker.requests = 0;
+    if (result.stopped === undefined) {
+      logger.info({ requests: result.answered, ms: result.ms }, 'warmed up');
+    } else {
+      logger.warn(
+        { requests: result.answered, ms: result.ms },
+        `warm-up stopped early (${result.stopped}): serving anyway`,
+      );
+    }
+  }
   listeners = await listenOnInheritedSockets(app.server, options.sockets.length);
   serving = true;
 } catch (error) {

@@ -14,15 +14,34 @@ export interface StepTimes {
   totalMs: number;
 }
 
+/** How long after WINCH the bench calls "the switch" to the new workers. */
+export const SWITCH_MS = 500;
+
+/**
+ * Where in a replacement a response arrived (`performance.now()` windows): `boot`, from USR2
+ * until the new master is ready (its workers boot next to the serving ones); `switch`, the
+ * first {@link SWITCH_MS} ms after WINCH (the new workers take every connection); `rest`,
+ * anything else the command spent (preflight, health checks, the verify window, QUIT).
+ */
+export interface Phases {
+  boot: [number, number][];
+  switch: [number, number][];
+  rest: [number, number][];
+}
+
 /** prefork in a temporary app root holding the bundled releases (v1 and v2). */
 export class PreforkRig implements Rig {
-  readonly name = 'prefork';
+  readonly name: string;
   readonly root = mkdtempSync(join(os.tmpdir(), 'prefork-bench-'));
   private port = 0;
   /** `replace()` step timings, newest last. */
   readonly history: StepTimes[] = [];
+  /** The phases of the last `replace()`. */
+  phases: Phases = { boot: [], switch: [], rest: [] };
 
-  constructor() {
+  /** `warmup`: requests each new worker sends itself (`--warmup`, on `/health`); 0 = none. */
+  constructor(readonly warmup = 0) {
+    this.name = warmup > 0 ? `prefork --warmup ${warmup}` : 'prefork';
     cpSync(join(REPO, 'releases'), join(this.root, 'releases'), { recursive: true });
   }
 
@@ -41,6 +60,7 @@ export class PreforkRig implements Rig {
     await this.prefork([
       ...['start', 'releases/v1', '--bind', `127.0.0.1:${this.port}`, '-w', String(workers)],
       ...['--daemon', '--log-file', log],
+      ...(this.warmup > 0 ? ['--warmup', String(this.warmup), '--warmup-path', '/health'] : []),
     ]);
   }
 
@@ -56,19 +76,29 @@ export class PreforkRig implements Rig {
       ...(release ? [release] : []),
       ...['--json', '--verify-window', '1'],
     ]);
+    const ended = performance.now();
     const steps: Record<string, number> = {};
+    /** Each step's start and end on the `performance.now()` clock. */
+    const at: Record<string, number> = {};
     for (const line of out.trim().split('\n')) {
       const event = JSON.parse(line) as {
         event?: string;
         status?: string;
         step?: string;
         ms?: number;
+        time?: number;
       };
-      if (event.event === 'step' && event.status === 'done' && event.step) {
-        steps[event.step] = Number(event.ms);
-      }
+      if (event.event !== 'step' || !event.step) continue;
+      at[`${event.step} ${event.status}`] = Number(event.time) - performance.timeOrigin;
+      if (event.status === 'done') steps[event.step] = Number(event.ms);
     }
-    const times = { steps, totalMs: Math.round(performance.now() - started) };
+    const boot: [number, number] = [at['usr2 start'] ?? 0, at['wait-ready done'] ?? 0];
+    const winch = at['winch start'] ?? ended;
+    const flip: [number, number] = [winch, Math.min(ended, winch + SWITCH_MS)];
+    this.phases.boot.push(boot);
+    this.phases.switch.push(flip);
+    this.phases.rest.push([started, boot[0]], [boot[1], flip[0]], [flip[1], ended]);
+    const times = { steps, totalMs: Math.round(ended - started) };
     this.history.push(times);
     return times;
   }
@@ -78,6 +108,7 @@ export class PreforkRig implements Rig {
     const current = readlinkSync(join(this.root, 'current'));
     const other = current.endsWith('v1') ? 'releases/v2' : 'releases/v1';
     const windows: [number, number][] = [];
+    this.phases = { boot: [], switch: [], rest: [] };
     for (const [command, release] of [
       ['deploy', other],
       ['rollback', undefined],
