@@ -165,9 +165,9 @@ export function parseWrk(output: string): LoadFigures {
     rps: Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? 0)),
     failed: Object.values(kinds).reduce((sum, n) => sum + n, 0),
     failedByKind: kinds,
-    p50: wrkMs(/50%\s+(\S+)/.exec(output)?.[1]),
-    p99: wrkMs(/99%\s+(\S+)/.exec(output)?.[1]),
-    max: wrkMs(/Latency\s+\S+\s+\S+\s+(\S+)/.exec(output)?.[1]),
+    p50: wrkMs(/^\s*50%\s+(\S+)/m.exec(output)?.[1]),
+    p99: wrkMs(/^\s*99%\s+(\S+)/m.exec(output)?.[1]),
+    max: wrkMs(/^\s*Latency\s+\S+\s+\S+\s+(\S+)/m.exec(output)?.[1]),
   };
 }
 

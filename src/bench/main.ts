@@ -32,9 +32,12 @@ const WORKERS = os.availableParallelism();
 /** Runs per server and connection kind for the drop scenario (wrk: one more where installed). */
 const DROP_RUNS = 2;
 /** Alternating throughput rounds (one run per server each). */
-const THROUGHPUT_ROUNDS = 3;
-/** Load before the workers are replaced: the steady state the latency ratio compares with. */
-const STEADY_MS = 3000;
+const THROUGHPUT_ROUNDS = 5;
+/**
+ * Load before the workers are replaced: the steady state the latency ratio compares with
+ * (from its second second on, once the load generator is warm).
+ */
+const STEADY_MS = 5000;
 /** Warm-up requests per new worker for the `--warmup` prefork. */
 const WARMUP = 2000;
 

@@ -4,19 +4,25 @@ import tls from 'node:tls';
 
 /** What the tracker knows of one client connection. */
 interface ConnectionState {
-  /** Responses not finished yet on this connection. */
-  active: Set<ServerResponse>;
-  /** When the last response finished (or the connection was accepted). */
-  idleSince: number;
+  /** The latest response on this connection (responses finish in order, so it is the last). */
+  current: ServerResponse | undefined;
+  /** Requests seen on it: a change between two looks means it was busy in between. */
+  requests: number;
+  /** While draining: the request count when the connection was first seen idle, and when. */
+  idleAt: number;
+  idleRequests: number;
   /** Handed over to an `upgrade` handler (WebSocket): never idle, closed only when forced. */
   upgraded: boolean;
 }
 
 /**
- * Tracks every connection and in-flight request of a worker's server, so a drain can finish
- * each request, answer requests on kept-alive connections with `Connection: close`, and close
- * connections only once they have been idle for a while — a client that sends on a connection
- * at the very moment it is closed would see the request fail.
+ * Tracks every connection of a worker's server, so a drain can finish each request, answer
+ * requests on kept-alive connections with `Connection: close`, and close connections only once
+ * they have been idle for a while — a client that sends on a connection at the very moment it
+ * is closed would see the request fail.
+ *
+ * The request path stays lean (it runs for every request the worker serves): one property
+ * write and two counters, no listener per request. Idleness is only looked at while draining.
  */
 export class ConnectionTracker {
   private readonly connections = new Map<net.Socket, ConnectionState>();
@@ -29,28 +35,28 @@ export class ConnectionTracker {
     const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
     server.on(event, (socket: net.Socket) => this.track(socket));
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      const state = this.track(req.socket);
-      state.active.add(res);
+      const state = this.connections.get(req.socket) ?? this.track(req.socket);
+      state.current = res;
+      state.requests += 1;
       this.requests += 1;
       if (this.draining) res.setHeader('Connection', 'close');
-      res.once('close', () => {
-        state.active.delete(res);
-        state.idleSince = Date.now();
-      });
       onRequest();
     });
     server.prependListener('upgrade', (req: IncomingMessage) => {
-      this.track(req.socket).upgraded = true;
+      (this.connections.get(req.socket) ?? this.track(req.socket)).upgraded = true;
     });
   }
 
   private track(socket: net.Socket): ConnectionState {
-    let state = this.connections.get(socket);
-    if (state === undefined) {
-      state = { active: new Set(), idleSince: Date.now(), upgraded: false };
-      this.connections.set(socket, state);
-      socket.once('close', () => this.connections.delete(socket));
-    }
+    const state: ConnectionState = {
+      current: undefined,
+      requests: 0,
+      idleAt: 0,
+      idleRequests: -1,
+      upgraded: false,
+    };
+    this.connections.set(socket, state);
+    socket.once('close', () => this.connections.delete(socket));
     return state;
   }
 
@@ -65,15 +71,24 @@ export class ConnectionTracker {
    */
   startDraining(): void {
     this.draining = true;
-    for (const state of this.connections.values()) {
-      for (const res of state.active) if (!res.headersSent) res.setHeader('Connection', 'close');
+    for (const { current } of this.connections.values()) {
+      if (current !== undefined && !current.headersSent) current.setHeader('Connection', 'close');
     }
   }
 
-  /** Closes connections with no request in flight that have been idle for `idleMs`. */
+  /**
+   * Closes connections with no request in flight that have been idle for `idleMs`: seen idle
+   * this long ago, with no request on them since. (Call it every few tens of milliseconds while
+   * draining; a connection idle before the drain counts from the first look.)
+   */
   closeIdle(idleMs: number, now: number = Date.now()): void {
     for (const [socket, state] of this.connections) {
-      if (state.active.size === 0 && !state.upgraded && now - state.idleSince >= idleMs) {
+      const busy =
+        state.upgraded || (state.current !== undefined && !state.current.writableFinished);
+      if (busy || state.requests !== state.idleRequests) {
+        state.idleRequests = busy ? -1 : state.requests;
+        state.idleAt = now;
+      } else if (now - state.idleAt >= idleMs) {
         socket.destroy();
       }
     }
