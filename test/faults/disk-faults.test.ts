@@ -3,7 +3,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startLoad } from '../helpers/load.js';
 import { getJson, startMaster } from '../helpers/master.js';
-import { alive, killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
+import {
+  alive,
+  killAll,
+  readPid,
+  runPrefork,
+  runStart,
+  track,
+  waitFor,
+} from '../helpers/processes.js';
 
 let root: AppRoot;
 
@@ -65,14 +73,7 @@ describe('faults: a disk that refuses writes', () => {
     mkdirSync(root.path('.prefork'), { mode: 0o700 });
     const { chownSync } = await import('node:fs');
     chownSync(root.path('.prefork'), 65534, 65534);
-    const result = await runPrefork([
-      'start',
-      '--root',
-      root.dir,
-      '--bind',
-      '127.0.0.1:0',
-      'releases/v1',
-    ]);
+    const result = await runStart(root.dir, ['releases/v1']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(
       /\.prefork belongs to uid 65534, not to you: prefork will not use it/,

@@ -143,6 +143,15 @@ export async function runPrefork(
   return { code, stdout: run.stdout, stderr: run.stderr };
 }
 
+/** Runs `prefork start` in `root` on a free loopback port (`--bind 127.0.0.1:0`), to completion. */
+export function runStart(
+  root: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runPrefork(['start', '--root', root, '--bind', '127.0.0.1:0', ...args], options);
+}
+
 /** The pid in a pidfile, if there is one. */
 export function readPid(path: string): number | undefined {
   if (!existsSync(path)) return undefined;

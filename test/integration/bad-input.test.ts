@@ -10,7 +10,14 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { startMaster } from '../helpers/master.js';
-import { alive, childrenOf, killAll, runPrefork, startBystander } from '../helpers/processes.js';
+import {
+  alive,
+  childrenOf,
+  killAll,
+  runPrefork,
+  runStart,
+  startBystander,
+} from '../helpers/processes.js';
 
 let root: AppRoot;
 
@@ -21,16 +28,7 @@ afterEach(() => {
 
 /** Runs `prefork start` expected to fail; checks the one-line error and that nothing was left. */
 async function startFails(args: string[], code: number, message: RegExp): Promise<void> {
-  const result = await runPrefork([
-    'start',
-    '--root',
-    root.dir,
-    '--bind',
-    '127.0.0.1:0',
-    '-w',
-    '1',
-    ...args,
-  ]);
+  const result = await runStart(root.dir, ['-w', '1', ...args]);
   expect(result.code, result.stderr).toBe(code);
   const lines = result.stderr.trim().split('\n');
   expect(lines, result.stderr).toHaveLength(1);
@@ -153,16 +151,7 @@ describe('bad input: a clear one-line error, a non-zero exit, nothing left behin
     const target = root.path('precious.txt');
     writeFileSync(target, 'keep me');
     symlinkSync(target, root.path('prefork.pid'));
-    const result = await runPrefork([
-      'start',
-      '--root',
-      root.dir,
-      '--bind',
-      '127.0.0.1:0',
-      '-w',
-      '1',
-      'releases/v1',
-    ]);
+    const result = await runStart(root.dir, ['-w', '1', 'releases/v1']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/prefork\.pid is a symlink: prefork does not follow it/);
     expect(readFileSync(target, 'utf8')).toBe('keep me');
@@ -172,14 +161,7 @@ describe('bad input: a clear one-line error, a non-zero exit, nothing left behin
   it('a second start while a master runs is refused', async () => {
     root = makeAppRoot();
     const master = await startMaster(root.dir, ['releases/v1'], { workers: 1 });
-    const result = await runPrefork([
-      'start',
-      '--root',
-      root.dir,
-      '--bind',
-      '127.0.0.1:0',
-      'releases/v2',
-    ]);
+    const result = await runStart(root.dir, ['releases/v2']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(
       new RegExp(`a master is already running \\(pid ${master.pid}\\)`),

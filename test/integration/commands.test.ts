@@ -9,6 +9,7 @@ import {
   PreforkProcess,
   readPid,
   runPrefork,
+  runStart,
   waitFor,
 } from '../helpers/processes.js';
 
@@ -179,16 +180,7 @@ describe('--user / --group', () => {
 
   it('refuses an unknown user before starting anything', async () => {
     root = makeAppRoot();
-    const result = await runPrefork([
-      'start',
-      '--root',
-      root.dir,
-      '--bind',
-      '127.0.0.1:0',
-      '--user',
-      'no-such-user-here',
-      'releases/v1',
-    ]);
+    const result = await runStart(root.dir, ['--user', 'no-such-user-here', 'releases/v1']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--user no-such-user-here: no such user/);
   });
