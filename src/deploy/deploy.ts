@@ -8,7 +8,7 @@ import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
 import { type Release, readReleaseInRoot } from '../release/read-release.js';
 import { readPidfile } from '../state/pidfile.js';
-import { checkHealth, type HealthTarget, healthTarget } from './health.js';
+import { checkHealth, checkWorkers, type HealthTarget, healthTarget } from './health.js';
 import {
   appendHistory,
   type Journal,
@@ -100,12 +100,17 @@ async function newMasterReady(ctx: Context): Promise<MasterStatus | undefined> {
     : undefined;
 }
 
-/** Health checks through the real bind, plus the new master alive with the same workers. */
+/**
+ * Health checks through the real bind, plus the new master alive with the same workers. With
+ * `askWorkers` (while both generations accept, so the bind may be answered by either), each of
+ * the new master's workers is also asked to check its own app.
+ */
 async function verifyFor(
   ctx: Context,
   windowMs: number,
   inARow: number,
   everyMs: number,
+  askWorkers = false,
 ): Promise<void> {
   const first = await queryMaster(ctx.config.root, ctx.newPid as number);
   if (first === undefined) throw new Error(`the new master ${ctx.newPid} stopped answering`);
@@ -115,7 +120,6 @@ async function verifyFor(
     .join(',');
   const deadline = Date.now() + windowMs;
   let passed = 0;
-  let problem: string | undefined;
   for (;;) {
     if (interruption.signal) throw new Interrupted(interruption.signal);
     const now = await queryMaster(ctx.config.root, ctx.newPid as number);
@@ -128,7 +132,10 @@ async function verifyFor(
     ) {
       throw new Error(`workers of ${ctx.release.name} died during verification (crash loop?)`);
     }
-    problem = ctx.health ? await checkHealth(ctx.health) : undefined;
+    let problem = askWorkers
+      ? await checkWorkers(ctx.config.root, ctx.newPid as number, ctx.config.healthPath)
+      : undefined;
+    problem ??= ctx.health ? await checkHealth(ctx.health) : undefined;
     if (problem !== undefined) throw new Error(`health check failed: ${problem}`);
     passed += 1;
     if (passed >= inARow && Date.now() >= deadline) return;
@@ -168,7 +175,7 @@ async function upgrade(ctx: Context): Promise<void> {
     ctx.health = healthTarget(status.binds, config.healthPath);
   });
   await step(ctx, 'verify', `check ${release.name} is healthy`, () =>
-    verifyFor(ctx, 0, HEALTHY_IN_A_ROW, 50),
+    verifyFor(ctx, 0, HEALTHY_IN_A_ROW, 50, true),
   );
   await step(
     ctx,

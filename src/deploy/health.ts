@@ -1,4 +1,6 @@
 import http from 'node:http';
+import { controlRequest, controlSocketPath } from '../control/client.js';
+import type { WorkerHealth } from '../protocol/index.js';
 
 /** Where health checks go: the master's first TCP bind. */
 export interface HealthTarget {
@@ -39,11 +41,48 @@ export function checkHealth(target: HealthTarget, timeoutMs = 5000): Promise<str
       (res) => {
         res.resume();
         const status = res.statusCode ?? 0;
-        const healthy = target.path ? status >= 200 && status < 300 : status < 500;
-        resolve(healthy ? undefined : `GET ${path} answered ${status}`);
+        resolve(isHealthy(status, target.path) ? undefined : `GET ${path} answered ${status}`);
       },
     );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (error) => resolve(`GET ${path} failed: ${error.message}`));
   });
+}
+
+/** 2xx with a health path; any answer below 500 to `/` without one. */
+function isHealthy(status: number, healthPath: string | undefined): boolean {
+  return healthPath ? status >= 200 && status < 300 : status < 500;
+}
+
+/**
+ * Asks the master with `pid` to have each of its serving workers GET the health path (`/`
+ * without one) from its own app, and resolves with what was wrong, or undefined when every
+ * worker is healthy. This reaches the master's own release even while another generation's
+ * workers accept on the same sockets, where a check through the bind could be answered by
+ * either.
+ */
+export async function checkWorkers(
+  root: string,
+  pid: number,
+  healthPath: string | undefined,
+): Promise<string | undefined> {
+  const path = healthPath ?? '/';
+  let workers: WorkerHealth[];
+  try {
+    workers = await controlRequest<WorkerHealth[]>(controlSocketPath(root, pid), {
+      cmd: 'health',
+      path,
+    });
+  } catch (error) {
+    return `cannot ask master ${pid} to check its workers: ${(error as Error).message}`;
+  }
+  if (workers.length === 0) return `master ${pid} has no serving worker to check`;
+  for (const worker of workers) {
+    const where = `(worker ${worker.pid}, asked through master ${pid})`;
+    if (worker.status === null) return `${worker.error} ${where}`;
+    if (!isHealthy(worker.status, healthPath)) {
+      return `GET ${path} answered ${worker.status} ${where}`;
+    }
+  }
+  return undefined;
 }

@@ -2,16 +2,21 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { CONTROL_MAX_REQUEST, type ControlReply, type ControlRequest } from '../protocol/index.js';
 
-/** Answers one control request; throwing replies `{ ok: false, error }`. */
+/** Answers one control request, at once or later; throwing (rejecting) replies `{ ok: false, error }`. */
 export type ControlHandler = (request: ControlRequest) => unknown;
 
 function parseRequest(line: string): ControlRequest {
-  const value = JSON.parse(line) as { cmd?: unknown; workers?: unknown };
+  const value = JSON.parse(line) as { cmd?: unknown; workers?: unknown; path?: unknown } | null;
   if (value?.cmd === 'status') return { cmd: 'status' };
   if (value?.cmd === 'scale' && Number.isInteger(value.workers)) {
     return { cmd: 'scale', workers: value.workers as number };
   }
-  throw new Error('unknown request: expected {"cmd":"status"} or {"cmd":"scale","workers":N}');
+  if (value?.cmd === 'health' && typeof value.path === 'string' && value.path.startsWith('/')) {
+    return { cmd: 'health', path: value.path };
+  }
+  throw new Error(
+    'unknown request: expected {"cmd":"status"}, {"cmd":"scale","workers":N} or {"cmd":"health","path":"/..."}',
+  );
 }
 
 /**
@@ -44,11 +49,13 @@ export class ControlServer {
         const newline = buffer.indexOf('\n');
         if (newline < 0) return;
         socket.removeAllListeners('data');
-        try {
-          reply({ ok: true, result: handler(parseRequest(buffer.slice(0, newline))) });
-        } catch (error) {
-          reply({ ok: false, error: (error as Error).message });
-        }
+        const line = buffer.slice(0, newline);
+        Promise.resolve()
+          .then(() => handler(parseRequest(line)))
+          .then(
+            (result) => reply({ ok: true, result }),
+            (error: unknown) => reply({ ok: false, error: (error as Error).message }),
+          );
       });
     });
   }

@@ -11,6 +11,7 @@ import {
   masterTitle,
   OLDBIN_SUFFIX,
   type ReadyMessage,
+  type WorkerHealth,
   type WorkerMessage,
 } from '../protocol/index.js';
 import { readCurrentRelease } from '../release/current-link.js';
@@ -21,6 +22,7 @@ import { type MasterCommand, spawnMaster } from '../upgrade/spawn-master.js';
 import type { ControlServer } from './control-server.js';
 import { CRASH_HEALTHY_MS, CrashBackoff } from './crash-backoff.js';
 import { closeListenSockets, type ListenSocket } from './listen-sockets.js';
+import { WorkerHealthChecks } from './worker-health.js';
 import type { WorkerIdentity } from './worker-identity.js';
 import { signalWorker, spawnWorker, type WorkerRecord } from './worker-process.js';
 
@@ -30,6 +32,8 @@ const TICK_MS = 250;
 const KILL_GRACE_MS = 5000;
 /** Time workers get to exit on a quick shutdown before SIGKILL. */
 const QUICK_KILL_MS = 5000;
+/** How long a worker's own health check may take (under the control socket's 5 s timeout). */
+const WORKER_HEALTH_TIMEOUT_MS = 3000;
 
 /** The signals a master handles; each has one handler below (`handleHup`, ...). */
 export const MASTER_SIGNALS = [
@@ -100,6 +104,7 @@ export class Master {
     | { generation: number; release: Release; config: Config; desired: number }
     | undefined;
   private readonly backoff = new CrashBackoff();
+  private readonly healthChecks = new WorkerHealthChecks();
   private nextSpawnAt = 0;
   private exitCode = 0;
   private pidPath: string;
@@ -405,6 +410,9 @@ export class Master {
       case 'boot-error':
         worker.failure = message.message;
         return;
+      case 'health':
+        this.healthChecks.answer(pid, message);
+        return;
       case 'retire':
         worker.requests = message.requests;
         if (!worker.retiring) {
@@ -433,6 +441,7 @@ export class Master {
     const worker = this.workers.get(pid);
     if (worker === undefined) return;
     this.workers.delete(pid);
+    this.healthChecks.workerExited(pid);
     const how = signal ? `signal ${signal}` : `code ${code}`;
     if (worker.state === 'draining' || this.state === 'stopping') {
       this.logger.info({ worker: pid }, `worker exited (pid: ${pid}, ${how})`);
@@ -776,6 +785,7 @@ export class Master {
 
   /** Answers a control-socket request. */
   control(request: ControlRequest): unknown {
+    if (request.cmd === 'health') return this.checkWorkers(request.path);
     if (request.cmd === 'scale') {
       if (request.workers < 1) throw new Error('workers must be at least 1');
       this.desired = request.workers;
@@ -784,6 +794,18 @@ export class Master {
       return { workers: this.desired };
     }
     return this.status();
+  }
+
+  /**
+   * Asks every serving worker (ready, not draining) to GET `path` from its own app, so that
+   * whoever calls (a deploy) learns how this master's release answers even while another
+   * generation accepts on the same sockets. Empty when no worker serves (WINCH, booting).
+   */
+  private checkWorkers(path: string): Promise<WorkerHealth[]> {
+    const serving = [...this.workers.values()].filter((w) => w.state === 'ready');
+    return Promise.all(
+      serving.map((w) => this.healthChecks.ask(w, path, WORKER_HEALTH_TIMEOUT_MS)),
+    );
   }
 
   /** This master's state, as `prefork status` shows it. */

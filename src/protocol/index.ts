@@ -105,7 +105,30 @@ export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'heartbeat'; requests: number; rss: number }
   | { type: 'boot-error'; message: string }
-  | { type: 'retire'; requests: number };
+  | { type: 'retire'; requests: number }
+  | WorkerHealthReply;
+
+/** Messages a master sends a worker. */
+export type MasterMessage = WorkerHealthRequest;
+
+/**
+ * Asks a worker to GET `path` from its own app through a private socket (never the shared
+ * listen sockets, where another generation's worker could answer), within `timeoutMs`.
+ */
+export interface WorkerHealthRequest {
+  type: 'health-check';
+  id: number;
+  path: string;
+  timeoutMs: number;
+}
+
+/** A worker's answer to a {@link WorkerHealthRequest}: the status its app answered, or why none. */
+export interface WorkerHealthReply {
+  type: 'health';
+  id: number;
+  status: number | null;
+  error: string | null;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Ready pipe (new master → whoever spawned it: an old master, or `start --daemon`)
@@ -129,7 +152,10 @@ export type ReadyMessage =
 export const CONTROL_MAX_REQUEST = 64 * 1024;
 
 /** A control request: one JSON line. */
-export type ControlRequest = { cmd: 'status' } | { cmd: 'scale'; workers: number };
+export type ControlRequest =
+  | { cmd: 'status' }
+  | { cmd: 'scale'; workers: number }
+  | { cmd: 'health'; path: string };
 
 /** A control reply: one JSON line. */
 export type ControlReply<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
@@ -144,6 +170,18 @@ export interface WorkerStatus {
   rss: number;
   /** Seconds since spawn. */
   age: number;
+}
+
+/**
+ * One worker's answer to the control request `health`: the master asks each of its serving
+ * workers to GET the path from its own app (see {@link WorkerHealthRequest}).
+ */
+export interface WorkerHealth {
+  pid: number;
+  /** The HTTP status the app answered, or null when it did not answer. */
+  status: number | null;
+  /** Why there is no status (timeout, connection error, the worker exited). */
+  error: string | null;
 }
 
 /** A master as `status` reports it. */

@@ -9,12 +9,14 @@ import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
 import {
   ENV_WORKER_OPTIONS,
+  type MasterMessage,
   type WorkerMessage,
   type WorkerOptions,
   workerTitle,
 } from '../protocol/index.js';
 import { ConnectionTracker } from './connection-tracker.js';
 import { type LoadedApp, loadApp } from './load-app.js';
+import { checkSelf } from './self-check.js';
 import { listenOnInheritedSockets, stopAccepting } from './serve.js';
 import { warmUp } from './warm-up.js';
 
@@ -124,6 +126,21 @@ process.on('uncaughtException', (error) => {
 process.on('SIGUSR1', () => {
   log.reopen();
   logger.info('reopened log file');
+});
+// The master asks how this worker's app answers (a deploy verifying the new release).
+process.on('message', (message: MasterMessage) => {
+  if (message?.type !== 'health-check') return;
+  if (!serving || draining || app === undefined) {
+    const why = draining ? 'draining' : 'not serving yet';
+    send({
+      type: 'health',
+      id: message.id,
+      status: null,
+      error: `worker ${process.pid} is ${why}`,
+    });
+    return;
+  }
+  void checkSelf(app.server, message).then(send);
 });
 // The master is gone (killed?): finish what we hold and leave, never linger as an orphan.
 process.on('disconnect', () => void drain('master disconnected'));

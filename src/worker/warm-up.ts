@@ -1,13 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type net from 'node:net';
 import tls from 'node:tls';
+import { PrivateEndpoint } from './private-endpoint.js';
 
 /** Warm-up requests in flight at once. */
 const CONCURRENCY = 4;
+/** Why a warm-up that hit its deadline stopped. */
+const RAN_OUT = 'the warm-up time ran out';
 
 /** What a warm-up did. */
 export interface WarmUpResult {
@@ -29,55 +29,36 @@ export interface WarmUpOptions {
  * Sends `server` `requests` GETs of `path` before the worker takes traffic, so that V8 has
  * compiled the request path (Node's HTTP code and the app's) by the time real clients arrive:
  * a fresh Node process serves its first few hundred milliseconds of requests several times
- * slower (docs/benchmarks.md). The requests go through a private Unix socket in an owner-only
- * directory, never through the shared listen sockets, which would hand them to whichever
- * worker accepts first — old ones included. A failed request or the deadline ends the warm-up
- * early; it never keeps a worker from serving.
+ * slower (docs/benchmarks.md). The requests go through a {@link PrivateEndpoint}, never through
+ * the shared listen sockets. A failed request or the deadline ends the warm-up early; it
+ * never keeps a worker from serving.
  */
 export async function warmUp(server: net.Server, options: WarmUpOptions): Promise<WarmUpResult> {
   const started = Date.now();
   const deadline = started + options.timeoutMs;
-  const dir = mkdtempSync(join(tmpdir(), 'prefork-warmup-'));
-  const socketPath = join(dir, 's');
-  const secure = server instanceof tls.Server;
-  const listener = net.createServer((socket) => server.emit('connection', socket));
-  const agent = secure
-    ? new https.Agent({ keepAlive: true, maxSockets: CONCURRENCY, rejectUnauthorized: false })
-    : new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const get = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const request = (secure ? https : http).get(
-        { socketPath, path: options.path, agent, headers: { 'user-agent': 'prefork-warmup' } },
-        (response) => {
-          response.resume();
-          response.once('end', resolve);
-          response.once('error', reject);
-        },
-      );
-      request.setTimeout(Math.max(1, deadline - Date.now()), () =>
-        request.destroy(new Error('the warm-up time ran out')),
-      );
-      request.once('error', reject);
-    });
+  let endpoint: PrivateEndpoint | undefined;
+  const keepAlive = { keepAlive: true, maxSockets: CONCURRENCY };
+  const agent =
+    server instanceof tls.Server
+      ? new https.Agent({ ...keepAlive, rejectUnauthorized: false })
+      : new http.Agent(keepAlive);
   let sent = 0;
   let answered = 0;
   let stopped: string | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(socketPath, resolve);
-    });
+    endpoint = await PrivateEndpoint.open(server);
+    const self = endpoint;
     const one = async (): Promise<void> => {
       if (Date.now() >= deadline) {
-        stopped ??= 'the warm-up time ran out';
+        stopped ??= RAN_OUT;
         return;
       }
       sent += 1;
       try {
-        await get();
+        await self.get(options.path, 'prefork-warmup', deadline - Date.now(), agent);
         answered += 1;
       } catch (error) {
-        stopped ??= (error as Error).message;
+        stopped ??= Date.now() >= deadline ? RAN_OUT : (error as Error).message;
       }
     };
     const lane = async (): Promise<void> => {
@@ -90,8 +71,7 @@ export async function warmUp(server: net.Server, options: WarmUpOptions): Promis
     stopped = (error as Error).message;
   } finally {
     agent.destroy();
-    listener.close();
-    rmSync(dir, { recursive: true, force: true });
+    endpoint?.close();
   }
   return { answered, ms: Date.now() - started, ...(stopped !== undefined && { stopped }) };
 }

@@ -1,7 +1,7 @@
 import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
+import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { createRunningMaster, getJson, startMaster } from '../helpers/master.js';
 import {
   alive,
@@ -129,6 +129,37 @@ describe('the signal commands, for people who would rather not kill', () => {
     expect(await ask(socketPath, 'x'.repeat(200_000))).toMatch(/request larger than 65536 bytes/);
     expect(JSON.parse(await ask(socketPath, '{"cmd":"status"}\n')).result.pid).toBe(master.pid);
     expect(alive(master.pid)).toBe(true);
+  });
+});
+
+describe('the control request "health"', () => {
+  it('has each serving worker answer from its own app, none once WINCH stopped them', async () => {
+    root = makeAppRoot();
+    // Each worker answers a status of its own, so an answer from another worker would show.
+    root.addRelease(
+      'mirror',
+      listenerRelease(
+        'mirror',
+        '',
+        "if (req.url === '/health') { res.statusCode = 200 + (process.pid % 97); res.end(); return; }",
+      ),
+    );
+    const master = await startMaster(root.dir, ['releases/mirror'], { workers: 3 });
+    const socketPath = root.path('.prefork', `master-${master.pid}.sock`);
+    const health = async () => {
+      const reply = JSON.parse(await ask(socketPath, '{"cmd":"health","path":"/health"}\n'));
+      expect(reply.ok, JSON.stringify(reply)).toBe(true);
+      return reply.result as { pid: number; status: number | null; error: string | null }[];
+    };
+    const answers = await health();
+    expect(answers.map((w) => w.pid).sort()).toEqual(master.workers().sort());
+    for (const worker of answers) {
+      expect(worker).toEqual({ pid: worker.pid, status: 200 + (worker.pid % 97), error: null });
+    }
+    expect(await ask(socketPath, '{"cmd":"health","path":"health"}\n')).toMatch(/unknown request/);
+    process.kill(master.pid, 'SIGWINCH');
+    await waitFor('the workers to exit', () => master.workers().length === 0);
+    expect(await health()).toEqual([]);
   });
 });
 

@@ -139,7 +139,7 @@ describe('prefork deploy / rollback under load', () => {
         "if (req.url === '/health') { res.statusCode = 503; res.end('down'); return; }",
       ),
       ['--health-path', '/health'],
-      /failed at verify: health check failed: GET \/health answered 503/,
+      /failed at verify: health check failed: GET \/health answered 503 \(worker \d+, asked through master \d+\)/,
     ],
   ])(
     'a release that %s: exit 1, the old release serving, 0 failed requests',

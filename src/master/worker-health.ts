@@ -1,0 +1,61 @@
+import type { MasterMessage, WorkerHealth, WorkerHealthReply } from '../protocol/index.js';
+import type { WorkerRecord } from './worker-process.js';
+
+/** How long past the worker's own timeout the master waits for its answer (IPC, a busy loop). */
+const ANSWER_GRACE_MS = 500;
+
+interface PendingCheck {
+  pid: number;
+  settle: (health: WorkerHealth) => void;
+}
+
+/**
+ * The health checks a master has asked its workers for (control request `health`), matched to
+ * their answers by id. Every check ends: with the worker's answer, with its exit, or with a
+ * timeout — a hung worker never hangs the caller.
+ */
+export class WorkerHealthChecks {
+  private nextId = 1;
+  private readonly pending = new Map<number, PendingCheck>();
+
+  /** Asks `worker` to GET `path` from its own app within `timeoutMs`. */
+  ask(worker: WorkerRecord, path: string, timeoutMs: number): Promise<WorkerHealth> {
+    const id = this.nextId++;
+    const { pid } = worker;
+    return new Promise((resolve) => {
+      const settle = (health: WorkerHealth) => {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        resolve(health);
+      };
+      const failed = (error: string) => settle({ pid, status: null, error });
+      const timer = setTimeout(
+        () => failed(`worker ${pid} did not answer within ${timeoutMs} ms`),
+        timeoutMs + ANSWER_GRACE_MS,
+      );
+      timer.unref();
+      this.pending.set(id, { pid, settle });
+      const message: MasterMessage = { type: 'health-check', id, path, timeoutMs };
+      try {
+        worker.child.send(message, (error) => {
+          if (error) failed(`cannot reach worker ${pid}: ${error.message}`);
+        });
+      } catch (error) {
+        failed(`cannot reach worker ${pid}: ${(error as Error).message}`);
+      }
+    });
+  }
+
+  /** A worker answered a check. */
+  answer(pid: number, reply: WorkerHealthReply): void {
+    const check = this.pending.get(reply.id);
+    if (check?.pid === pid) check.settle({ pid, status: reply.status, error: reply.error });
+  }
+
+  /** A worker exited: its checks end with that. */
+  workerExited(pid: number): void {
+    for (const check of [...this.pending.values()]) {
+      if (check.pid === pid) check.settle({ pid, status: null, error: `worker ${pid} exited` });
+    }
+  }
+}
