@@ -79,7 +79,7 @@ export async function checkWorkers(
   if (workers.length === 0) return `master ${pid} has no serving worker to check`;
   for (const worker of workers) {
     const where = `(worker ${worker.pid}, asked through master ${pid})`;
-    if (worker.status === null) return `${worker.error} ${where}`;
+    if (worker.status === null) return `no answer to GET ${path} ${where}: ${worker.error}`;
     if (!isHealthy(worker.status, healthPath)) {
       return `GET ${path} answered ${worker.status} ${where}`;
     }

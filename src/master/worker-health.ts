@@ -30,7 +30,7 @@ export class WorkerHealthChecks {
       };
       const failed = (error: string) => settle({ pid, status: null, error });
       const timer = setTimeout(
-        () => failed(`worker ${pid} did not answer within ${timeoutMs} ms`),
+        () => failed(`no answer within ${timeoutMs} ms`),
         timeoutMs + ANSWER_GRACE_MS,
       );
       timer.unref();
@@ -38,10 +38,10 @@ export class WorkerHealthChecks {
       const message: MasterMessage = { type: 'health-check', id, path, timeoutMs };
       try {
         worker.child.send(message, (error) => {
-          if (error) failed(`cannot reach worker ${pid}: ${error.message}`);
+          if (error) failed(`cannot reach it: ${error.message}`);
         });
       } catch (error) {
-        failed(`cannot reach worker ${pid}: ${(error as Error).message}`);
+        failed(`cannot reach it: ${(error as Error).message}`);
       }
     });
   }
@@ -55,7 +55,8 @@ export class WorkerHealthChecks {
   /** A worker exited: its checks end with that. */
   workerExited(pid: number): void {
     for (const check of [...this.pending.values()]) {
-      if (check.pid === pid) check.settle({ pid, status: null, error: `worker ${pid} exited` });
+      if (check.pid === pid)
+        check.settle({ pid, status: null, error: 'it exited during the check' });
     }
   }
 }

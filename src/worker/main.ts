@@ -136,7 +136,7 @@ process.on('message', (message: MasterMessage) => {
       type: 'health',
       id: message.id,
       status: null,
-      error: `worker ${process.pid} is ${why}`,
+      error: `it is ${why}`,
     });
     return;
   }

@@ -22,7 +22,7 @@ export async function checkSelf(
     endpoint = await PrivateEndpoint.open(server);
     return reply(await endpoint.get(request.path, 'prefork-health', request.timeoutMs), null);
   } catch (error) {
-    return reply(null, `GET ${request.path} failed: ${(error as Error).message}`);
+    return reply(null, (error as Error).message);
   } finally {
     endpoint?.close();
   }

@@ -141,6 +141,12 @@ describe('prefork deploy / rollback under load', () => {
       ['--health-path', '/health'],
       /failed at verify: health check failed: GET \/health answered 503 \(worker \d+, asked through master \d+\)/,
     ],
+    [
+      'never answers its health check',
+      listenerRelease('bad', '', "if (req.url === '/health') return;"),
+      ['--health-path', '/health'],
+      /failed at verify: health check failed: no answer to GET \/health \(worker \d+, asked through master \d+\): no answer within 3000 ms/,
+    ],
   ])(
     'a release that %s: exit 1, the old release serving, 0 failed requests',
     async (_what, files, args, message) => {
