@@ -172,7 +172,7 @@ async function upgrade(ctx: Context): Promise<void> {
           `the new master ${ctx.newPid} was not ready within --ready-timeout ${config.readyTimeout} s`,
         ),
     );
-    ctx.health = healthTarget(status.binds, config.healthPath);
+    ctx.health = healthTarget(status, config.healthPath);
   });
   await step(ctx, 'verify', `check ${release.name} is healthy`, () =>
     verifyFor(ctx, 0, HEALTHY_IN_A_ROW, 50, true),

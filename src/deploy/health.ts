@@ -1,6 +1,7 @@
 import http from 'node:http';
+import https from 'node:https';
 import { controlRequest, controlSocketPath } from '../control/client.js';
-import type { WorkerHealth } from '../protocol/index.js';
+import type { MasterStatus, WorkerHealth } from '../protocol/index.js';
 
 /** Where health checks go: the master's first TCP bind. */
 export interface HealthTarget {
@@ -8,34 +9,47 @@ export interface HealthTarget {
   port: number;
   /** `--health-path`; without it any answer below 500 to `/` counts as healthy. */
   path: string | undefined;
+  /** The workers serve HTTPS: check over TLS. */
+  tls: boolean;
 }
 
-/** Turns a status address (`127.0.0.1:8000`, `[::1]:8000`, `[::]:8000`) into a target. */
-export function healthTarget(binds: string[], path: string | undefined): HealthTarget | undefined {
-  for (const bind of binds) {
+/**
+ * Where to check `master`: its first TCP bind (a status address such as `127.0.0.1:8000`,
+ * `[::1]:8000` or `[::]:8000`), over TLS when its workers serve HTTPS; undefined without a TCP
+ * bind.
+ */
+export function healthTarget(
+  master: Pick<MasterStatus, 'binds' | 'workers'>,
+  path: string | undefined,
+): HealthTarget | undefined {
+  const tls = master.workers.some((worker) => worker.tls);
+  for (const bind of master.binds) {
     const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(bind);
     if (!match || bind.startsWith('unix:')) continue;
     let host = match[1] ?? '';
     if (host === '0.0.0.0' || host === '') host = '127.0.0.1';
     if (host === '::') host = '::1';
-    return { host, port: Number(match[2]), path };
+    return { host, port: Number(match[2]), path, tls };
   }
   return undefined;
 }
 
 /**
  * One health check on a fresh connection: resolves with what was wrong, or undefined when
- * healthy (2xx with a health path; below 500 without).
+ * healthy (2xx with a health path; below 500 without). Over TLS the certificate is not
+ * verified: the check reaches the master's own bind on loopback, by address, which the name
+ * on a service's certificate rarely matches; what it checks is that the app answers.
  */
 export function checkHealth(target: HealthTarget, timeoutMs = 5000): Promise<string | undefined> {
   const path = target.path ?? '/';
   return new Promise((resolve) => {
-    const req = http.get(
+    const req = (target.tls ? https : http).get(
       {
         host: target.host,
         port: target.port,
         path,
         agent: false,
+        rejectUnauthorized: false,
         headers: { connection: 'close' },
       },
       (res) => {

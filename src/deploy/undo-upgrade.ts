@@ -125,13 +125,15 @@ export async function undoUpgrade(
       if (readPidfile(oldbin) === oldPid && readPidfile(config.pid) === oldPid) unlinkSync(oldbin);
       else throw error;
     });
-    const status = await queryMaster(config.root, oldPid);
-    const target = status && healthTarget(status.binds, config.healthPath);
-    if (target) {
+    const first = await queryMaster(config.root, oldPid);
+    if (first && healthTarget(first, config.healthPath)) {
       let problem: string | undefined;
       await poll(
         async () => {
-          problem = await checkHealth(target);
+          // Asked each time: whether the check speaks TLS comes from the ready workers.
+          const status = await queryMaster(config.root, oldPid);
+          const target = status && healthTarget(status, config.healthPath);
+          problem = target ? await checkHealth(target) : 'its control socket did not answer';
           return problem === undefined ? true : undefined;
         },
         10_000,

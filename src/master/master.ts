@@ -398,6 +398,7 @@ export class Master {
       case 'ready':
         if (worker.state === 'booting') {
           worker.state = 'ready';
+          worker.tls = message.tls === true;
           worker.readyAt = Date.now();
           this.logger.debug({ worker: pid }, 'worker ready');
         }
@@ -832,6 +833,7 @@ export class Master {
         release: w.release.name,
         generation: w.generation,
         state: w.state,
+        tls: w.tls,
         requests: w.requests,
         rss: w.rss,
         age: Math.round((now - w.bornAt) / 1000),

@@ -15,6 +15,8 @@ export interface WorkerRecord {
   generation: number;
   release: Release;
   state: 'booting' | 'ready' | 'draining';
+  /** Serves HTTPS (from its `ready` message). */
+  tls: boolean;
   bornAt: number;
   readyAt: number | undefined;
   lastBeat: number;
@@ -75,6 +77,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
     generation: options.generation,
     release: options.release,
     state: 'booting',
+    tls: false,
     bornAt: now,
     readyAt: undefined,
     lastBeat: now,

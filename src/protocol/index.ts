@@ -102,7 +102,11 @@ export interface WorkerOptions {
 
 /** Messages a worker sends its master. */
 export type WorkerMessage =
-  | { type: 'ready' }
+  | {
+      type: 'ready';
+      /** The app's server is a `tls.Server`: whoever checks it through the bind speaks TLS. */
+      tls: boolean;
+    }
   | { type: 'heartbeat'; requests: number; rss: number }
   | { type: 'boot-error'; message: string }
   | { type: 'retire'; requests: number }
@@ -166,6 +170,8 @@ export interface WorkerStatus {
   release: string;
   generation: number;
   state: 'booting' | 'ready' | 'draining';
+  /** Serves HTTPS (its app's server is a `tls.Server`), as its `ready` message said. */
+  tls: boolean;
   requests: number;
   rss: number;
   /** Seconds since spawn. */

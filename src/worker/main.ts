@@ -5,6 +5,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import type net from 'node:net';
+import tls from 'node:tls';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
 import {
@@ -213,4 +214,4 @@ try {
   send({ type: 'boot-error', message });
   process.exit(1);
 }
-send({ type: 'ready' });
+send({ type: 'ready', tls: app.server instanceof tls.Server });

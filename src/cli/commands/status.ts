@@ -28,7 +28,7 @@ function describeMaster(report: PidfileReport): string[] {
   }
   const lines = [
     `master ${m.pid} [${m.release}] version ${m.version}: ${m.state}${m.workersStopped ? ' (workers stopped by WINCH)' : ''}, up ${m.uptime}s, rss ${megabytes(m.rss)}, ${m.workers.length}/${m.desiredWorkers} workers, pidfile ${m.pidfile}`,
-    `  listening: ${m.binds.join(', ')}`,
+    `  listening: ${m.binds.join(', ')}${m.workers.some((w) => w.tls) ? ' (HTTPS)' : ''}`,
   ];
   if (m.childPid !== null) lines.push(`  upgrade in flight: new master ${m.childPid}`);
   for (const w of m.workers) {

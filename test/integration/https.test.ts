@@ -1,0 +1,68 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { startLoad } from '../helpers/load.js';
+import { startMaster } from '../helpers/master.js';
+import { killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
+
+/** A self-signed certificate for localhost/127.0.0.1, valid until 2126: for these tests only. */
+const TLS_DIR = join(REPO, 'test/fixtures/tls');
+
+let root: AppRoot;
+
+afterEach(() => {
+  killAll();
+  root?.remove();
+});
+
+/** A release exporting an unlistened `https.Server` (SPEC §2) that answers `{ release, pid }`. */
+function httpsRelease(name: string): Record<string, string | object> {
+  const file = (f: string) => JSON.stringify(join(TLS_DIR, f));
+  return {
+    'package.json': { name: `test-${name}`, version: '1.0.0', main: 'index.js' },
+    'index.js': `const https = require('node:https');
+const fs = require('node:fs');
+const options = { key: fs.readFileSync(${file('key.pem')}), cert: fs.readFileSync(${file('cert.pem')}) };
+module.exports = https.createServer(options, (req, res) => {
+  if (req.url === '/health') return res.end('ok');
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ release: ${JSON.stringify(name)}, pid: process.pid }));
+});
+`,
+  };
+}
+
+describe('an app that serves HTTPS', () => {
+  it('deploys and rolls back under load with 0 failed requests: health checks speak TLS', async () => {
+    root = makeAppRoot();
+    root.addRelease('tls-a', httpsRelease('tls-a'));
+    root.addRelease('tls-b', httpsRelease('tls-b'));
+    const master = await startMaster(root.dir, ['releases/tls-a']);
+    const url = `https://127.0.0.1:${master.port}`;
+    const status = await runPrefork(['status', '--root', root.dir]);
+    expect(status.stdout).toMatch(
+      new RegExp(`listening: 127\\.0\\.0\\.1:${master.port} \\(HTTPS\\)`),
+    );
+    const loads = [
+      startLoad(url, { connections: 8, durationSec: 120 }),
+      startLoad(url, { connections: 4, durationSec: 120, close: true }),
+    ];
+    await waitFor('traffic', () => (loads[0]?.byRelease['tls-a'] ?? 0) > 100);
+    const options = ['--root', root.dir, '--health-path', '/health', '--verify-window', '1'];
+
+    const deployed = await runPrefork(['deploy', 'releases/tls-b', ...options]);
+    expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
+    track(readPid(root.path('prefork.pid')));
+    await waitFor('traffic on tls-b', () => (loads[0]?.byRelease['tls-b'] ?? 0) > 100);
+
+    const rolled = await runPrefork(['rollback', ...options]);
+    expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);
+    track(readPid(root.path('prefork.pid')));
+    const before = loads[0]?.byRelease['tls-a'] ?? 0;
+    await waitFor('traffic on tls-a again', () => (loads[0]?.byRelease['tls-a'] ?? 0) > before);
+    for (const load of loads) {
+      const result = await load.stop();
+      expect(result.failed, JSON.stringify(result)).toBe(0);
+    }
+  });
+});
