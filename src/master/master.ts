@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { chownSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type ConfigSources, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -32,6 +33,8 @@ const TICK_MS = 250;
 const KILL_GRACE_MS = 5000;
 /** Time workers get to exit on a quick shutdown before SIGKILL. */
 const QUICK_KILL_MS = 5000;
+/** How long after a new master exits its ready-pipe message may still arrive. */
+const READY_AFTER_EXIT_MS = 1000;
 /** How long a worker's own health check may take (under the control socket's 5 s timeout). */
 const WORKER_HEALTH_TIMEOUT_MS = 3000;
 
@@ -344,11 +347,16 @@ export class Master {
     this.upgradeError = undefined;
     this.setTitle();
     this.logger.info({ newMaster: pid }, `upgrade: started new master with pid: ${pid}`);
-    spawned.child.on('exit', (code, signal) =>
-      this.enqueue({ kind: 'child-exit', pid, code, signal }),
-    );
-    void spawned.ready.then((message) => {
+    const reported = spawned.ready.then((message) => {
       if (message) this.enqueue({ kind: 'child-ready', pid, message });
+    });
+    // Its exit is handled after what it wrote on the ready pipe (why it failed), never before:
+    // the two arrive on different handles, in either order. The pipe closes when it exits at
+    // the latest; the timeout only guards against a pipe held open by something else.
+    spawned.child.on('exit', (code, signal) => {
+      void Promise.race([reported, sleep(READY_AFTER_EXIT_MS, undefined, { ref: false })]).then(
+        () => this.enqueue({ kind: 'child-exit', pid, code, signal }),
+      );
     });
   }
 
