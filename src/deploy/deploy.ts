@@ -200,7 +200,9 @@ async function upgrade(ctx: Context): Promise<void> {
     ctx,
     'verify-window',
     `verify ${release.name} alone for ${config.verifyWindow} s`,
-    () => verifyFor(ctx, config.verifyWindow * 1000, 1, 200),
+    // Only the new release accepts now, so the bind reaches it; without a TCP bind to check
+    // through (Unix sockets only), its workers are asked instead.
+    () => verifyFor(ctx, config.verifyWindow * 1000, 1, 200, ctx.health === undefined),
   );
 }
 

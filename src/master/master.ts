@@ -776,11 +776,16 @@ export class Master {
       this.parts.control?.close();
       removePidfileIfOurs(this.config.pid, process.pid);
       removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
-      // A new master that inherited the sockets still serves them: leave its Unix socket files.
+      // Leave the Unix socket files another master still serves: a new master's (it inherited
+      // the sockets), or, when this is the new master of an upgrade being undone, the old
+      // master's (it handed them over and serves them again).
       const keep =
         this.child === undefined
           ? new Set<string>()
           : (this.childBinds ?? new Set(this.parts.sockets.map((s) => s.bind.name)));
+      if (this.parentAlive()) {
+        for (const socket of this.parts.sockets) if (socket.inherited) keep.add(socket.bind.name);
+      }
       closeListenSockets(this.parts.sockets, keep);
       this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
     } finally {

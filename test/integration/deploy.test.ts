@@ -2,12 +2,13 @@ import { existsSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } fr
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { type Load, type LoadResult, startLoad } from '../helpers/load.js';
-import { getJson, type RunningMaster, startMaster } from '../helpers/master.js';
+import { getJson, getJsonUnix, type RunningMaster, startMaster } from '../helpers/master.js';
 import {
   alive,
   cmdline,
   killAll,
   mastersIn,
+  PreforkProcess,
   readPid,
   runPrefork,
   startBystander,
@@ -217,5 +218,42 @@ describe('deploy refuses bad input before anything is signalled (exit 2)', () =>
     expect(readlinkSync(root.path('current'))).toBe('releases/v1');
     expect(alive(bystander.pid)).toBe(true);
     expect(bystander.signalsSeen()).toBe('');
+  });
+});
+
+describe('deploy with Unix socket binds only (behind a proxy)', () => {
+  it('the verify window asks the new workers themselves: a release that turns sick is rolled back', async () => {
+    root = makeAppRoot();
+    const socketPath = root.path('app.sock');
+    // Healthy for the 3 checks each worker gets in `verify`, sick from the 4th on.
+    root.addRelease(
+      'sickens',
+      listenerRelease(
+        'sickens',
+        'let checks = 0;',
+        "if (req.url === '/health') { checks += 1; res.statusCode = checks > 3 ? 503 : 200; res.end(); return; }",
+      ),
+    );
+    const start = new PreforkProcess(
+      ['start', '--root', root.dir, '--bind', `unix:${socketPath}`, '-w', '2', 'releases/v1'],
+      { cwd: root.dir },
+    );
+    await waitFor('the master to be ready', () => readPid(root.path('prefork.pid')) === start.pid);
+    const result = await runPrefork([
+      'deploy',
+      'releases/sickens',
+      '--root',
+      root.dir,
+      '--health-path',
+      '/health',
+      '--verify-window',
+      '2',
+    ]);
+    expect(result.code, result.stdout + result.stderr).toBe(1);
+    expect(result.stderr).toMatch(
+      /failed at verify-window: health check failed: GET \/health answered 503 \(worker \d+, asked through master \d+\)/,
+    );
+    expect(await expectOneMaster('v1')).toBe(start.pid);
+    expect((await getJsonUnix(socketPath)).release).toBe('v1');
   });
 });
