@@ -153,7 +153,9 @@ describe('prefork deploy / rollback under load', () => {
     async (_what, files, args, message) => {
       root = makeAppRoot();
       root.addRelease('bad', files as Record<string, string | object>);
-      const master = await startMaster(root.dir, ['releases/v1']);
+      // A Unix socket too: the failed new master must leave its file to the old master.
+      const socketPath = root.path('app.sock');
+      const master = await startMaster(root.dir, ['--bind', `unix:${socketPath}`, 'releases/v1']);
       const traffic = startTraffic(master);
       await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 100);
       const result = await runPrefork([
@@ -175,6 +177,7 @@ describe('prefork deploy / rollback under load', () => {
       await waitFor('traffic after', () => (traffic.loads[0]?.count() ?? 0) > seen + 100);
       const results = await expectNoFailures(traffic);
       expect(results[0]?.byRelease.v1).toBeGreaterThan(0);
+      expect((await getJsonUnix(socketPath)).release).toBe('v1');
       const journal = JSON.parse(readFileSync(root.path('.prefork/deploy.json'), 'utf8'));
       expect(journal.outcome).toBe('rolled-back');
     },
