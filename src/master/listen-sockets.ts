@@ -200,19 +200,32 @@ export async function openListenSockets(
   }
 }
 
+/** Which Unix socket files {@link closeListenSockets} leaves for another process. */
+export interface CloseOptions {
+  /** Names of sockets a new master still serves (it inherited them from this one). */
+  keep?: ReadonlySet<string>;
+  /**
+   * The sockets this master inherited are its own to remove: the old master that handed them
+   * over has exited. Otherwise they are left, as the old master may serve them again (an
+   * upgrade undone, or this new master failing to start).
+   */
+  ownInherited?: boolean;
+}
+
 /**
  * Closes this process's handles on the sockets and removes the Unix socket files among them,
- * except systemd's and those named in `keep` (a new master still serves them). A kept Unix
- * socket's handle is left open for the process exit to close: libuv unlinks the path when it
- * closes a pipe it bound itself.
+ * except systemd's and those {@link CloseOptions} leave to another master. A kept Unix socket's
+ * handle is left open for the process exit to close: libuv unlinks the path when it closes a
+ * pipe it bound itself.
  */
-export function closeListenSockets(
-  sockets: ListenSocket[],
-  keep: ReadonlySet<string> = new Set(),
-): void {
+export function closeListenSockets(sockets: ListenSocket[], options: CloseOptions = {}): void {
   for (const socket of sockets) {
     const isUnix = socket.bind.kind === 'unix';
-    if (isUnix && (socket.systemd || keep.has(socket.bind.name))) continue;
+    const othersToo =
+      socket.systemd ||
+      options.keep?.has(socket.bind.name) === true ||
+      (socket.inherited && options.ownInherited !== true);
+    if (isUnix && othersToo) continue;
     socket.handle.close();
     if (isUnix && socket.bind.kind === 'unix') {
       try {

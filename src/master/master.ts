@@ -777,16 +777,12 @@ export class Master {
       removePidfileIfOurs(this.config.pid, process.pid);
       removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
       // Leave the Unix socket files another master still serves: a new master's (it inherited
-      // the sockets), or, when this is the new master of an upgrade being undone, the old
-      // master's (it handed them over and serves them again).
+      // the sockets), or the old master's while it lives (an upgrade being undone).
       const keep =
         this.child === undefined
           ? new Set<string>()
           : (this.childBinds ?? new Set(this.parts.sockets.map((s) => s.bind.name)));
-      if (this.parentAlive()) {
-        for (const socket of this.parts.sockets) if (socket.inherited) keep.add(socket.bind.name);
-      }
-      closeListenSockets(this.parts.sockets, keep);
+      closeListenSockets(this.parts.sockets, { keep, ownInherited: !this.parentAlive() });
       this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
     } finally {
       process.exit(this.exitCode);
