@@ -4,8 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { EXIT, PreforkError } from '../errors/index.js';
-import { ReadyPipe } from '../upgrade/ready-pipe.js';
+import { EXIT, messageOf, PreforkError } from '../errors/index.js';
+import { Handover } from '../upgrade/new-master-side.js';
 import { registerDeploy } from './commands/deploy.js';
 import { registerReleases } from './commands/releases.js';
 import { registerSignalCommands } from './commands/signals.js';
@@ -38,12 +38,12 @@ for (const command of program.commands) {
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof CommanderError) {
-    process.exit(error.exitCode === 0 ? 0 : EXIT.usage);
-  }
+  if (error instanceof CommanderError && error.exitCode === 0) process.exit(0);
+  // A master started by USR2 or --daemon tells whoever waits for it why it will never be ready
+  // (a no-op in any other process: it was handed no ready pipe).
+  Handover.take().reportFailure(messageOf(error));
+  if (error instanceof CommanderError) process.exit(EXIT.usage);
   if (error instanceof PreforkError) {
-    // A master started by USR2 or --daemon tells whoever waits for it why it will never be ready.
-    new ReadyPipe().send({ ready: false, error: error.message });
     process.stderr.write(`prefork: ${error.message}\n`);
     process.exit(error.exitCode);
   }

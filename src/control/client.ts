@@ -1,7 +1,8 @@
-import { lstatSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { UsageError } from '../errors/index.js';
+import { isAlive, processState, processTitle } from '../process/alive.js';
 import {
   type ControlReply,
   type ControlRequest,
@@ -80,10 +81,39 @@ export async function findMaster(root: string, pidfile: string): Promise<MasterS
   const status = await queryMaster(root, pid);
   if (status === undefined) {
     throw new UsageError(
-      `pid ${pid} in ${pidfile} is not a prefork master of ${root} (stale pidfile?): nothing was signalled; remove the pidfile or start a master`,
+      `${whyNoAnswer(root, pid, pidfile)}: nothing was signalled; ${whatToDo(root, pid)}`,
     );
   }
   return status;
+}
+
+/**
+ * A live process titled as a prefork master whose control socket exists in `root`: a master
+ * of this root that did not answer (stopped, or hung), not a stale pidfile.
+ */
+function isUnresponsiveMaster(root: string, pid: number): boolean {
+  return (
+    isAlive(pid) &&
+    processTitle(pid).startsWith('prefork: master') &&
+    existsSync(controlSocketPath(root, pid))
+  );
+}
+
+/** Why the pid `pidfile` names did not answer as a prefork master of `root`. */
+export function whyNoAnswer(root: string, pid: number, pidfile: string): string {
+  const which = `pid ${pid} in ${pidfile}`;
+  if (!isAlive(pid)) return `${which} is not running (stale pidfile)`;
+  if (!isUnresponsiveMaster(root, pid)) {
+    return `${which} is not a prefork master of ${root} (stale pidfile?)`;
+  }
+  const stopped = processState(pid) === 'T';
+  return `${which} is a prefork master of ${root} ("${processTitle(pid)}") that ${stopped ? 'is stopped (state T: SIGSTOP or a debugger)' : 'did not answer on its control socket'}`;
+}
+
+/** What a person should do about the pid {@link whyNoAnswer} described. */
+function whatToDo(root: string, pid: number): string {
+  if (!isUnresponsiveMaster(root, pid)) return 'remove the pidfile or start a master';
+  return `do not remove the pidfile: that master still owns the listen sockets. Check it with "ps -o pid,stat,cmd -p ${pid}": state T means stopped, resume it with "kill -CONT ${pid}"; otherwise it is hung: look at its log, and stop it with "kill -TERM ${pid}" before starting another`;
 }
 
 /** The uid owning `path` (not following a symlink), if it exists. */
@@ -92,22 +122,5 @@ function ownerOf(path: string): number | undefined {
     return lstatSync(path).uid;
   } catch {
     return undefined;
-  }
-}
-
-/**
- * True when a process with `pid` runs. A zombie (exited, not yet reaped by its parent — init
- * for an old master whose own parent is gone) counts as exited.
- */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
   }
 }

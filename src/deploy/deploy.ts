@@ -2,8 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Config } from '../config/schema.js';
-import { findMaster, isAlive, queryMaster } from '../control/client.js';
+import { findMaster, queryMaster } from '../control/client.js';
 import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
+import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
 import { type Release, readReleaseInRoot } from '../release/read-release.js';
@@ -18,6 +19,12 @@ import {
 } from './journal.js';
 import { takeDeployLock } from './lock.js';
 import type { Reporter } from './reporter.js';
+import {
+  NEW_MASTER_SPAWN_MS,
+  PIDFILE_SETTLE_MS,
+  SYNTAX_CHECK_MS,
+  WINCH_ACK_MS,
+} from './timeouts.js';
 import { describeState, UndoIncomplete, undoUpgrade } from './undo-upgrade.js';
 import { Interrupted, interruption, poll, sleep } from './wait.js';
 
@@ -30,16 +37,18 @@ export interface DeployRequest {
   kind: 'deploy' | 'rollback';
 }
 
-/** How long to wait for the old master to start the new one after USR2. */
-const SPAWN_TIMEOUT_MS = 10_000;
 /** Health checks in a row the new release must pass before the old workers stop. */
 const HEALTHY_IN_A_ROW = 3;
+/** Pause between the checks of `verify`, while both generations accept. */
+const VERIFY_EVERY_MS = 50;
+/** Pause between the checks of the verify window, after WINCH. */
+const VERIFY_WINDOW_EVERY_MS = 200;
 
 /** Checks that the entry module parses (`node --check`), without running it. */
 function checkSyntax(release: Release): void {
   const result = spawnSync(process.execPath, ['--check', release.entry], {
     encoding: 'utf8',
-    timeout: 30_000,
+    timeout: SYNTAX_CHECK_MS,
   });
   if (result.status !== 0) {
     const lines = (result.stderr ?? '').split('\n').filter((l) => l.trim() !== '');
@@ -55,7 +64,7 @@ function checkSyntax(release: Release): void {
 async function assertNoUpgradeInFlight(config: Config, master: MasterStatus): Promise<void> {
   const oldbin = readPidfile(config.pid + OLDBIN_SUFFIX);
   const oldMaster = oldbin === undefined ? undefined : await queryMaster(config.root, oldbin);
-  if (master.childPid !== null || master.parentPid !== null || oldMaster !== undefined) {
+  if (master.newMasterPid !== null || master.oldMasterPid !== null || oldMaster !== undefined) {
     throw new UsageError(
       'an upgrade is already in flight (two masters run): finish or undo it with "prefork rollback" first',
     );
@@ -87,7 +96,7 @@ async function step(
 async function newMasterReady(ctx: Context): Promise<MasterStatus | undefined> {
   const old = await queryMaster(ctx.config.root, ctx.old.pid);
   if (old === undefined) throw new Error(`the old master ${ctx.old.pid} stopped answering`);
-  if (old.childPid === null) {
+  if (old.newMasterPid === null) {
     throw new Error(
       `the new master ${ctx.newPid} exited before it was ready${old.upgradeError ? `: ${old.upgradeError}` : ''}`,
     );
@@ -100,18 +109,24 @@ async function newMasterReady(ctx: Context): Promise<MasterStatus | undefined> {
     : undefined;
 }
 
-/**
- * Health checks through the real bind, plus the new master alive with the same workers. With
- * `askWorkers` (while both generations accept, so the bind may be answered by either), each of
- * the new master's workers is also asked to check its own app.
- */
-async function verifyFor(
-  ctx: Context,
-  windowMs: number,
-  inARow: number,
-  everyMs: number,
-  askWorkers = false,
-): Promise<void> {
+/** How long and how often {@link verify} checks. */
+interface VerifyPlan {
+  /** Keep checking at least this long. */
+  windowMs: number;
+  /** ...and at least this many checks in a row. */
+  inARow: number;
+  /** Pause between checks. */
+  everyMs: number;
+  /**
+   * Ask each of the new master's workers to check its own app too: needed while both
+   * generations accept, when a check through the bind may be answered by either.
+   */
+  askWorkers: boolean;
+}
+
+/** Health checks through the real bind, plus the new master alive with the same workers. */
+async function verify(ctx: Context, plan: VerifyPlan): Promise<void> {
+  const { windowMs, inARow, everyMs, askWorkers } = plan;
   const first = await queryMaster(ctx.config.root, ctx.newPid as number);
   if (first === undefined) throw new Error(`the new master ${ctx.newPid} stopped answering`);
   const workers = first.workers
@@ -155,8 +170,8 @@ async function upgrade(ctx: Context): Promise<void> {
     async () => {
       process.kill(old.pid, 'SIGUSR2');
       ctx.newPid = await poll(
-        async () => (await queryMaster(config.root, old.pid))?.childPid ?? undefined,
-        SPAWN_TIMEOUT_MS,
+        async () => (await queryMaster(config.root, old.pid))?.newMasterPid ?? undefined,
+        NEW_MASTER_SPAWN_MS,
         () => new Error(`master ${old.pid} did not start a new master (see its log)`),
       );
       ctx.journal.newPid = ctx.newPid;
@@ -175,7 +190,12 @@ async function upgrade(ctx: Context): Promise<void> {
     ctx.health = healthTarget(status, config.healthPath);
   });
   await step(ctx, 'verify', `check ${release.name} is healthy`, () =>
-    verifyFor(ctx, 0, HEALTHY_IN_A_ROW, 50, true),
+    verify(ctx, {
+      windowMs: 0,
+      inARow: HEALTHY_IN_A_ROW,
+      everyMs: VERIFY_EVERY_MS,
+      askWorkers: true,
+    }),
   );
   await step(
     ctx,
@@ -188,7 +208,7 @@ async function upgrade(ctx: Context): Promise<void> {
           const status = await queryMaster(config.root, old.pid);
           return status?.workersStopped ? true : undefined;
         },
-        5000,
+        WINCH_ACK_MS,
         () =>
           new Error(
             `old master ${old.pid} did not stop its workers (is it in the foreground of a terminal? set forceWinch)`,
@@ -202,42 +222,35 @@ async function upgrade(ctx: Context): Promise<void> {
     `verify ${release.name} alone for ${config.verifyWindow} s`,
     // Only the new release accepts now, so the bind reaches it; without a TCP bind to check
     // through (Unix sockets only), its workers are asked instead.
-    () => verifyFor(ctx, config.verifyWindow * 1000, 1, 200, ctx.health === undefined),
+    () =>
+      verify(ctx, {
+        windowMs: config.verifyWindow * 1000,
+        inARow: 1,
+        everyMs: VERIFY_WINDOW_EVERY_MS,
+        askWorkers: ctx.health === undefined,
+      }),
   );
 }
 
 async function finish(ctx: Context): Promise<void> {
   const { config, old } = ctx;
   await step(ctx, 'quit-old', `QUIT old master ${old.pid}`, async () => {
-    const options = { interruptible: false };
-    const gone = () => (isAlive(old.pid) ? undefined : true);
-    const waitGone = (ms: number) =>
-      poll(gone, ms, () => new Error('still running'), options).then(
-        () => true,
-        () => false,
-      );
-    process.kill(old.pid, 'SIGQUIT');
     // Its workers were drained by WINCH already: TERM, then KILL, lose nothing.
-    for (const [signal, ms] of [
-      ['SIGTERM', config.gracefulTimeout * 1000 + 10_000],
-      ['SIGKILL', 10_000],
-      [undefined, 5000],
-    ] as const) {
-      if (await waitGone(ms)) break;
-      if (signal === undefined) {
-        throw new PreforkError(
-          `${ctx.release.name} serves (master ${ctx.newPid}), but the old master ${old.pid} survived QUIT, TERM and KILL: look at it (ps, /proc/${old.pid}/status)`,
-          EXIT.rollbackIncomplete,
-        );
-      }
-      ctx.reporter.info(`old master ${old.pid} still running: sending ${signal}`);
-      process.kill(old.pid, signal);
+    const stoppedBy = await stopProcess(old.pid, masterStopPlan(config.gracefulTimeout), {
+      onEscalate: (next) =>
+        ctx.reporter.info(`old master ${old.pid} still running: sending ${next.signal}`),
+    });
+    if (stoppedBy === undefined) {
+      throw new PreforkError(
+        `${ctx.release.name} serves (master ${ctx.newPid}), but the old master ${old.pid} survived QUIT, TERM and KILL: look at it (ps, /proc/${old.pid}/status)`,
+        EXIT.rollbackIncomplete,
+      );
     }
     await poll(
       () => (existsSync(config.pid + OLDBIN_SUFFIX) ? undefined : true),
-      5000,
+      PIDFILE_SETTLE_MS,
       () => new Error(`${config.pid}${OLDBIN_SUFFIX} was left behind`),
-      options,
+      { interruptible: false },
     );
   });
   appendHistory(config.root, {
@@ -306,7 +319,7 @@ export async function deploy(request: DeployRequest): Promise<void> {
     try {
       await upgrade(ctx);
     } catch (error) {
-      await rollBack(ctx, error);
+      await undoFailedDeploy(ctx, error);
     }
     try {
       await finish(ctx);
@@ -334,7 +347,8 @@ export async function deploy(request: DeployRequest): Promise<void> {
   }
 }
 
-async function rollBack(ctx: Context, error: unknown): Promise<never> {
+/** A step failed (or the deploy was interrupted): undo the upgrade and say what happened. */
+async function undoFailedDeploy(ctx: Context, error: unknown): Promise<never> {
   const { config, journal, reporter } = ctx;
   const failedAt = journal.step;
   journal.error = `${failedAt}: ${messageOf(error)}`;

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import type { MasterStatus, WorkerHealth } from '../protocol/index.js';
+import { HEALTH_REQUEST_MS } from './timeouts.js';
 
 /** Where health checks go: the master's first TCP bind. */
 export interface HealthTarget {
@@ -40,7 +41,10 @@ export function healthTarget(
  * verified: the check reaches the master's own bind on loopback, by address, which the name
  * on a service's certificate rarely matches; what it checks is that the app answers.
  */
-export function checkHealth(target: HealthTarget, timeoutMs = 5000): Promise<string | undefined> {
+export function checkHealth(
+  target: HealthTarget,
+  timeoutMs = HEALTH_REQUEST_MS,
+): Promise<string | undefined> {
   const path = target.path ?? '/';
   return new Promise((resolve) => {
     const req = (target.tls ? https : http).get(

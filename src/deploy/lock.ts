@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { isAlive } from '../control/client.js';
 import { EXIT, PreforkError } from '../errors/index.js';
+import { isAlive } from '../process/alive.js';
 import { ensureStateDir } from '../state/state-dir.js';
 import { readJournal } from './journal.js';
 

@@ -18,7 +18,7 @@ const LOCK_WAIT_MS = 8000;
 async function undoInFlight(config: Config, oldPid: number, reporter: Reporter): Promise<void> {
   const old = await queryMaster(config.root, oldPid);
   if (old === undefined) throw new UsageError(`old master ${oldPid} does not answer`);
-  const newPid = old.childPid ?? readPidfile(config.pid);
+  const newPid = old.newMasterPid ?? readPidfile(config.pid);
   reporter.info(
     `upgrade in flight: old master ${oldPid} (${old.release}), new master ${newPid ?? 'gone'}`,
   );

@@ -1,11 +1,14 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
-import { isAlive, queryMaster } from '../control/client.js';
+import { queryMaster } from '../control/client.js';
+import { isAlive, sendSignal } from '../process/alive.js';
+import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { OLDBIN_SUFFIX } from '../protocol/index.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
 import { readPidfile } from '../state/pidfile.js';
 import { checkHealth, healthTarget } from './health.js';
 import type { Reporter } from './reporter.js';
+import { OLD_MASTER_HEALTHY_MS, PIDFILE_SETTLE_MS } from './timeouts.js';
 import { poll } from './wait.js';
 
 /** The two masters of an upgrade to undo. */
@@ -22,32 +25,6 @@ export class UndoIncomplete extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'UndoIncomplete';
-  }
-}
-
-/** Waits up to `ms` for `pid` to exit. */
-async function exited(pid: number, ms: number): Promise<boolean> {
-  try {
-    await poll(
-      () => (isAlive(pid) ? undefined : true),
-      ms,
-      () => new Error('alive'),
-      {
-        interruptible: false,
-      },
-    );
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Sends `signal` to `pid` if it still runs. */
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // gone already
   }
 }
 
@@ -78,7 +55,7 @@ export async function undoUpgrade(
       const status = await queryMaster(config.root, oldPid);
       if (status === undefined) throw new UndoIncomplete(`old master ${oldPid} does not answer`);
       const accepting = status.workers.filter((w) => w.state !== 'draining').length;
-      if (status.workersStopped || accepting < status.desiredWorkers) signal(oldPid, 'SIGHUP');
+      if (status.workersStopped || accepting < status.desiredWorkers) sendSignal(oldPid, 'SIGHUP');
       await poll(
         async () => {
           const now = await queryMaster(config.root, oldPid);
@@ -99,16 +76,13 @@ export async function undoUpgrade(
       'stop-new',
       `QUIT new master ${newPid} (TERM, then KILL, if it lingers)`,
       async () => {
-        signal(newPid, 'SIGQUIT');
-        if (await exited(newPid, config.gracefulTimeout * 1000 + 5000)) return;
-        reporter.info(`new master ${newPid} still running after QUIT: sending TERM`);
-        signal(newPid, 'SIGTERM');
-        if (await exited(newPid, 5000)) return;
-        reporter.info(`new master ${newPid} still running after TERM: sending KILL`);
-        signal(newPid, 'SIGKILL');
-        if (!(await exited(newPid, 5000))) {
-          throw new UndoIncomplete(`new master ${newPid} survived KILL`);
-        }
+        const stoppedBy = await stopProcess(newPid, masterStopPlan(config.gracefulTimeout), {
+          onEscalate: (next, previous) =>
+            reporter.info(
+              `new master ${newPid} still running after ${previous.signal.slice(3)}: sending ${next.signal.slice(3)}`,
+            ),
+        });
+        if (stoppedBy === undefined) throw new UndoIncomplete(`new master ${newPid} survived KILL`);
       },
     );
   }
@@ -116,7 +90,7 @@ export async function undoUpgrade(
     const oldbin = config.pid + OLDBIN_SUFFIX;
     await poll(
       () => (readPidfile(config.pid) === oldPid && !existsSync(oldbin) ? true : undefined),
-      5000,
+      PIDFILE_SETTLE_MS,
       () => new UndoIncomplete(`old master ${oldPid} did not take ${config.pid} back`),
       options,
     ).catch(async (error) => {
@@ -136,7 +110,7 @@ export async function undoUpgrade(
           problem = target ? await checkHealth(target) : 'its control socket did not answer';
           return problem === undefined ? true : undefined;
         },
-        10_000,
+        OLD_MASTER_HEALTHY_MS,
         () => new UndoIncomplete(`old master ${oldPid} is not healthy: ${problem}`),
         { everyMs: 200, interruptible: false },
       );

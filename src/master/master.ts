@@ -1,42 +1,39 @@
-import type { ChildProcess } from 'node:child_process';
 import { chownSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type ConfigSources, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { messageOf } from '../errors/index.js';
 import { type Log, tellStderr } from '../log/logger.js';
+import { QUICK_KILL_MS, WORKER_KILL_GRACE_MS } from '../process/timeouts.js';
 import {
   type ControlRequest,
   type MasterStatus,
   masterTitle,
   OLDBIN_SUFFIX,
-  type ReadyMessage,
   type WorkerHealth,
   type WorkerMessage,
 } from '../protocol/index.js';
 import { readCurrentRelease } from '../release/current-link.js';
 import type { Release } from '../release/read-release.js';
-import { movePidfileIfOurs, removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
-import type { ReadyPipe } from '../upgrade/ready-pipe.js';
-import { type MasterCommand, spawnMaster } from '../upgrade/spawn-master.js';
+import { removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
+import { closeListenSockets, type ListenSocket } from '../upgrade/listen-sockets.js';
+import type { Handover, OldMaster } from '../upgrade/new-master-side.js';
+import {
+  NEW_MASTER_READY_MARGIN_MS,
+  type NewMaster,
+  type NewMasterEvent,
+  UpgradeRefused,
+} from '../upgrade/old-master-side.js';
+import type { MasterCommand } from '../upgrade/spawn-master.js';
 import type { ControlServer } from './control-server.js';
 import { CRASH_HEALTHY_MS, CrashBackoff } from './crash-backoff.js';
-import { closeListenSockets, type ListenSocket } from './listen-sockets.js';
-import { WorkerHealthChecks } from './worker-health.js';
+import { type MasterEffects, realEffects } from './effects.js';
+import { HEALTH_ANSWER_MS, WorkerHealthChecks } from './worker-health.js';
 import type { WorkerIdentity } from './worker-identity.js';
-import { signalWorker, spawnWorker, type WorkerRecord } from './worker-process.js';
+import type { WorkerRecord } from './worker-process.js';
 
 /** How often the master checks heartbeats, boot and drain deadlines and backoff timers. */
 const TICK_MS = 250;
-/** Extra time a draining worker gets past the graceful timeout before SIGKILL. */
-const KILL_GRACE_MS = 5000;
-/** Time workers get to exit on a quick shutdown before SIGKILL. */
-const QUICK_KILL_MS = 5000;
-/** How long after a new master exits its ready-pipe message may still arrive. */
-const READY_AFTER_EXIT_MS = 1000;
-/** How long a worker's own health check may take (under the control socket's 5 s timeout). */
-const WORKER_HEALTH_TIMEOUT_MS = 3000;
 
 /** The signals a master handles; each has one handler below (`handleHup`, ...). */
 export const MASTER_SIGNALS = [
@@ -53,12 +50,11 @@ export const MASTER_SIGNALS = [
 type MasterSignal = (typeof MASTER_SIGNALS)[number];
 
 /** Everything a master loop reacts to. All state changes happen while handling one of these. */
-type MasterEvent =
+export type MasterEvent =
   | { kind: 'signal'; signal: MasterSignal }
   | { kind: 'worker-message'; pid: number; message: WorkerMessage }
   | { kind: 'worker-exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
-  | { kind: 'child-ready'; pid: number; message: ReadyMessage }
-  | { kind: 'child-exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
+  | NewMasterEvent
   | { kind: 'tick' };
 
 /** What a master is built from (see `start-master.ts`). */
@@ -73,9 +69,8 @@ export interface MasterParts {
   command: MasterCommand;
   /** Environment for workers: the original one, less prefork's own variables. */
   workerEnv: NodeJS.ProcessEnv;
-  readyPipe: ReadyPipe;
-  /** The old master, when this one was started by USR2. */
-  parentPid: number | undefined;
+  /** What whoever spawned this master handed it: the ready pipe, the old master (USR2). */
+  handover: Handover;
   /** In the foreground of a terminal: WINCH is a window resize, not a command. */
   interactive: boolean;
   control: ControlServer | undefined;
@@ -83,6 +78,8 @@ export interface MasterParts {
   identity: WorkerIdentity | undefined;
   /** Called when the master gives up before it was ever ready (`start` puts `current` back). */
   onBootFailure?: (() => void) | undefined;
+  /** What the master does to processes, the clock and its exit; unit tests record them. */
+  effects?: MasterEffects | undefined;
 }
 
 /**
@@ -110,15 +107,16 @@ export class Master {
   private readonly healthChecks = new WorkerHealthChecks();
   private nextSpawnAt = 0;
   private exitCode = 0;
+  /** The pidfile holding this master's pid: `prefork.pid`, or `.oldbin` during an upgrade. */
   private pidPath: string;
-  private child: ChildProcess | undefined;
+  /** The new master this one started by USR2, while it runs. */
+  private newMaster: NewMaster | undefined;
   /** Why the last new master failed to start, for `status` and `deploy`. */
   private upgradeError: string | undefined;
-  /** The old master of the upgrade that started this one has exited. */
-  private oldMasterGone = false;
-  /** Binds the new master serves (from its ready message). */
-  private childBinds: Set<string> | undefined;
-  private readonly startedAt = Date.now();
+  /** The old master of the upgrade that started this one (undefined when started by hand). */
+  private readonly oldMaster: OldMaster | undefined;
+  private readonly effects: MasterEffects;
+  private readonly startedAt: number;
   private tick: NodeJS.Timeout | undefined;
   private killAllAt: number | undefined;
 
@@ -128,6 +126,9 @@ export class Master {
     this.desired = parts.config.workers;
     this.pidPath = parts.config.pid;
     this.logger = parts.log.logger;
+    this.oldMaster = parts.handover.oldMaster;
+    this.effects = parts.effects ?? realEffects;
+    this.startedAt = this.effects.now();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -166,15 +167,29 @@ export class Master {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      for (let event = this.events.shift(); event; event = this.events.shift()) {
-        try {
-          this.handle(event);
-        } catch (error) {
-          this.logger.error({ err: error, event: event.kind }, 'error while handling an event');
-        }
-      }
-      this.reconcile();
+      this.handleQueued();
     });
+  }
+
+  /** Handles every queued event, then reconciles once. */
+  private handleQueued(): void {
+    for (let event = this.events.shift(); event; event = this.events.shift()) {
+      try {
+        this.handle(event);
+      } catch (error) {
+        this.logger.error({ err: error, event: event.kind }, 'error while handling an event');
+      }
+    }
+    this.reconcile();
+  }
+
+  /**
+   * Handles `event` and reconciles at once, as the loop would: how unit tests drive a master
+   * without processes (see `test/unit/master-decisions.test.ts`).
+   */
+  dispatch(event: MasterEvent): void {
+    this.events.push(event);
+    this.handleQueued();
   }
 
   private handle(event: MasterEvent): void {
@@ -189,11 +204,11 @@ export class Master {
       case 'worker-exit':
         this.onWorkerExit(event.pid, event.code, event.signal);
         return;
-      case 'child-ready':
-        this.onChildReady(event.pid, event.message);
+      case 'new-master-ready':
+        if (this.newMaster?.pid === event.pid) this.newMaster.onReadyMessage(event.message);
         return;
-      case 'child-exit':
-        this.onChildExit(event.pid, event.code, event.signal);
+      case 'new-master-exit':
+        this.onNewMasterExit(event.pid, event.code, event.signal);
         return;
       case 'tick':
         this.onTick();
@@ -245,7 +260,7 @@ export class Master {
       this.logger.warn(`HUP ignored: the master is ${this.state}`);
       return;
     }
-    if (this.child !== undefined) {
+    if (this.newMaster !== undefined) {
       this.logger.info(
         { release: this.release.name },
         'upgrade in flight: restarting workers on this master’s own release, nothing reloaded',
@@ -298,22 +313,23 @@ export class Master {
     this.parts.log.reopen();
     this.shareLogFile();
     this.logger.info('reopened log file');
-    for (const worker of this.workers.values()) signalWorker(worker, 'SIGUSR1');
+    for (const worker of this.workers.values()) this.effects.signalWorker(worker, 'SIGUSR1');
   }
 
   /**
    * USR2: binary upgrade. Move the pidfile to `.oldbin`, become `master (old)`, and start a
-   * new master the way this one was started, handing it the listen sockets.
+   * new master the way this one was started, handing it the listen sockets
+   * (`src/upgrade/old-master-side.ts`).
    */
   private handleUsr2(): void {
     const refuse = (why: string) => this.logger.warn(`USR2 refused: ${why}`);
-    if (this.child !== undefined) {
-      refuse(`an upgrade is already in flight (new master pid ${this.child.pid})`);
+    if (this.newMaster !== undefined) {
+      refuse(`an upgrade is already in flight (new master pid ${this.newMaster.pid})`);
       return;
     }
-    if (this.parentAlive()) {
+    if (this.oldMaster?.alive()) {
       refuse(
-        `this master is itself the new master of an upgrade; its old master (pid ${this.parts.parentPid}) still runs — QUIT it first`,
+        `this master is itself the new master of an upgrade; its old master (pid ${this.oldMaster.pid}) still runs — QUIT it first`,
       );
       return;
     }
@@ -321,43 +337,23 @@ export class Master {
       refuse(`the master is ${this.state}`);
       return;
     }
-    const oldbin = this.config.pid + OLDBIN_SUFFIX;
     try {
-      if (!movePidfileIfOurs(this.config.pid, oldbin, process.pid)) {
-        writePidfile(oldbin, process.pid);
-      }
+      this.newMaster = this.effects.startUpgrade({
+        command: this.parts.command,
+        sockets: this.parts.sockets,
+        pidfile: this.config.pid,
+        readyBy: this.effects.now() + this.config.bootTimeout * 1000 + NEW_MASTER_READY_MARGIN_MS,
+        logger: this.logger,
+        onEvent: (event) => this.enqueue(event),
+      });
     } catch (error) {
-      refuse(`cannot rename the pidfile to ${oldbin}: ${messageOf(error)}`);
+      if (!(error instanceof UpgradeRefused)) throw error;
+      refuse(error.message);
       return;
     }
-    this.pidPath = oldbin;
-    const spawned = spawnMaster(this.parts.command, {
-      sockets: this.parts.sockets,
-      parentPid: process.pid,
-      stdout: 'inherit',
-      stderr: 'inherit',
-    });
-    const pid = spawned.child.pid;
-    if (pid === undefined) {
-      this.restorePidfile();
-      refuse('the new master could not be spawned');
-      return;
-    }
-    this.child = spawned.child;
+    this.pidPath = this.newMaster.oldbin;
     this.upgradeError = undefined;
     this.setTitle();
-    this.logger.info({ newMaster: pid }, `upgrade: started new master with pid: ${pid}`);
-    const reported = spawned.ready.then((message) => {
-      if (message) this.enqueue({ kind: 'child-ready', pid, message });
-    });
-    // Its exit is handled after what it wrote on the ready pipe (why it failed), never before:
-    // the two arrive on different handles, in either order. The pipe closes when it exits at
-    // the latest; the timeout only guards against a pipe held open by something else.
-    spawned.child.on('exit', (code, signal) => {
-      void Promise.race([reported, sleep(READY_AFTER_EXIT_MS, undefined, { ref: false })]).then(
-        () => this.enqueue({ kind: 'child-exit', pid, code, signal }),
-      );
-    });
   }
 
   /**
@@ -401,13 +397,13 @@ export class Master {
   private onWorkerMessage(pid: number, message: WorkerMessage): void {
     const worker = this.workers.get(pid);
     if (worker === undefined) return;
-    worker.lastBeat = Date.now();
+    worker.lastBeat = this.effects.now();
     switch (message.type) {
       case 'ready':
         if (worker.state === 'booting') {
           worker.state = 'ready';
           worker.tls = message.tls === true;
-          worker.readyAt = Date.now();
+          worker.readyAt = this.effects.now();
           this.logger.debug({ worker: pid }, 'worker ready');
         }
         return;
@@ -474,9 +470,9 @@ export class Master {
       return;
     }
     if (worker.generation !== this.generation) return;
-    const delay = this.backoff.recordDeath(Date.now() - worker.bornAt);
+    const delay = this.backoff.recordDeath(this.effects.now() - worker.bornAt);
     if (delay > 0) {
-      this.nextSpawnAt = Date.now() + delay;
+      this.nextSpawnAt = this.effects.now() + delay;
       this.logger.warn(
         { deaths: this.backoff.deaths, delayMs: delay },
         `workers are crash-looping: next spawn in ${delay} ms`,
@@ -485,8 +481,9 @@ export class Master {
   }
 
   private onTick(): void {
-    const now = Date.now();
+    const now = this.effects.now();
     this.noticeOldMasterGone();
+    this.newMaster?.checkReadyDeadline(now, this.config.bootTimeout);
     for (const worker of this.workers.values()) {
       if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
         this.killWorker(
@@ -515,7 +512,7 @@ export class Master {
 
   private spawn(): void {
     const jitter = this.config.maxRequestsJitter;
-    const worker = spawnWorker({
+    const worker = this.effects.spawnWorker({
       release: this.release,
       generation: this.generation,
       fds: this.parts.sockets.map((s) => s.fd),
@@ -549,9 +546,9 @@ export class Master {
   private drainWorker(worker: WorkerRecord, reason: string): void {
     if (worker.state === 'draining') return;
     worker.state = 'draining';
-    worker.killAt = Date.now() + this.config.gracefulTimeout * 1000 + KILL_GRACE_MS;
+    worker.killAt = this.effects.now() + this.config.gracefulTimeout * 1000 + WORKER_KILL_GRACE_MS;
     this.logger.info({ worker: worker.pid, reason }, `draining worker ${worker.pid} (${reason})`);
-    signalWorker(worker, 'SIGQUIT');
+    this.effects.signalWorker(worker, 'SIGQUIT');
   }
 
   private killWorker(worker: WorkerRecord, reason: string): void {
@@ -560,7 +557,7 @@ export class Master {
     worker.failure = reason;
     worker.killAt = undefined;
     this.logger.error({ worker: worker.pid }, `killing worker ${worker.pid}: ${reason}`);
-    signalWorker(worker, 'SIGKILL');
+    this.effects.signalWorker(worker, 'SIGKILL');
   }
 
   // -------------------------------------------------------------------------------------------
@@ -620,10 +617,10 @@ export class Master {
       (w) => w.generation === this.generation && !w.retiring && w.state !== 'draining',
     );
     if (!this.workersStopped) {
-      if (current.length < this.desired && Date.now() >= this.nextSpawnAt) {
+      if (current.length < this.desired && this.effects.now() >= this.nextSpawnAt) {
         const count = this.backoff.deaths > 1 ? 1 : this.desired - current.length;
         for (let i = 0; i < count; i += 1) this.spawn();
-        if (this.backoff.delay() > 0) this.nextSpawnAt = Date.now() + this.backoff.delay();
+        if (this.backoff.delay() > 0) this.nextSpawnAt = this.effects.now() + this.backoff.delay();
       }
       const extra = current.length - this.desired;
       if (extra > 0) {
@@ -643,6 +640,7 @@ export class Master {
     }
     if (this.reload !== undefined) {
       this.reload = undefined;
+      this.setTitle();
       this.logger.info({ release: this.release.name }, 'reload complete: new workers ready');
     }
     if (this.state === 'booting') this.becomeReady();
@@ -658,7 +656,7 @@ export class Master {
       return;
     }
     this.pidPath = this.config.pid;
-    this.parts.readyPipe.send({
+    this.parts.handover.reportReady({
       ready: true,
       pid: process.pid,
       binds: this.parts.sockets.map((s) => s.bind.name),
@@ -670,30 +668,16 @@ export class Master {
   }
 
   // -------------------------------------------------------------------------------------------
-  // The new master of an upgrade
+  // Upgrades: this master as the old one (its new master) or as the new one (its old master)
   // -------------------------------------------------------------------------------------------
 
-  private onChildReady(pid: number, message: ReadyMessage): void {
-    if (this.child?.pid !== pid) return;
-    if (message.ready) {
-      this.childBinds = new Set(message.binds);
-      this.logger.info({ newMaster: pid }, `new master ${pid} is ready`);
-    } else {
-      this.upgradeError = message.error;
-      this.logger.error({ newMaster: pid }, `new master ${pid} failed to start: ${message.error}`);
-    }
-  }
-
-  /** The new master is gone: take the service back, as nginx does. */
-  private onChildExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.child?.pid !== pid) return;
-    this.child = undefined;
-    this.childBinds = undefined;
-    this.logger.warn(
-      { newMaster: pid },
-      `new master ${pid} exited (${signal ? `signal ${signal}` : `code ${code}`}): this master serves again`,
-    );
-    this.restorePidfile();
+  /** The new master is gone: take the service back, and restart the workers WINCH stopped. */
+  private onNewMasterExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    const newMaster = this.newMaster;
+    if (newMaster?.pid !== pid) return;
+    this.newMaster = undefined;
+    this.upgradeError = newMaster.failure;
+    this.pidPath = newMaster.onExit(code, signal);
     this.setTitle();
     if (this.workersStopped && this.state === 'running') {
       this.workersStopped = false;
@@ -701,45 +685,14 @@ export class Master {
     }
   }
 
-  private restorePidfile(): void {
-    const oldbin = this.config.pid + OLDBIN_SUFFIX;
-    try {
-      if (!movePidfileIfOurs(oldbin, this.config.pid, process.pid)) {
-        writePidfile(this.config.pid, process.pid);
-      }
-      this.pidPath = this.config.pid;
-    } catch (error) {
-      this.logger.error(`cannot restore the pidfile ${this.config.pid}: ${messageOf(error)}`);
-    }
-  }
-
-  /**
-   * The old master that started this one exited (QUIT at the end of an upgrade, or killed):
-   * a `.oldbin` it left behind (it was killed) is removed, so one master and one pidfile remain.
-   */
+  /** Once the old master that started this one has exited, clean up after it. */
   private noticeOldMasterGone(): void {
-    const parent = this.parts.parentPid;
-    if (parent === undefined || this.oldMasterGone || this.parentAlive()) return;
-    this.oldMasterGone = true;
-    if (removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, parent)) {
-      this.logger.warn(
-        `old master ${parent} died without cleaning up: removed its ${OLDBIN_SUFFIX} pidfile`,
-      );
-    } else {
-      this.logger.info(`old master ${parent} has exited: this master serves alone`);
-    }
-  }
-
-  /**
-   * True while the old master that started this one runs. Its children are reparented the
-   * moment it exits (even while it is an unreaped zombie), so the parent pid tells.
-   */
-  private parentAlive(): boolean {
-    return this.parts.parentPid !== undefined && process.ppid === this.parts.parentPid;
+    const line = this.oldMaster?.noticeGone(this.config.pid);
+    if (line !== undefined) this.logger.info(line);
   }
 
   private setTitle(): void {
-    process.title = masterTitle(this.release.name, this.child !== undefined);
+    this.effects.setTitle(masterTitle(this.release.name, this.newMaster !== undefined));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -748,10 +701,10 @@ export class Master {
 
   private quickShutdown(): void {
     this.state = 'stopping';
-    this.killAllAt = Date.now() + QUICK_KILL_MS;
+    this.killAllAt = this.effects.now() + QUICK_KILL_MS;
     for (const worker of this.workers.values()) {
       worker.state = 'draining';
-      signalWorker(worker, 'SIGTERM');
+      this.effects.signalWorker(worker, 'SIGTERM');
     }
   }
 
@@ -759,7 +712,7 @@ export class Master {
   private failBoot(reason: string): void {
     this.logger.error(reason);
     tellStderr(`prefork: ${reason}`);
-    this.parts.readyPipe.send({ ready: false, error: reason });
+    this.parts.handover.reportFailure(reason);
     try {
       this.parts.onBootFailure?.();
     } catch (error) {
@@ -776,16 +729,13 @@ export class Master {
       this.parts.control?.close();
       removePidfileIfOurs(this.config.pid, process.pid);
       removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
-      // Leave the Unix socket files another master still serves: a new master's (it inherited
-      // the sockets), or the old master's while it lives (an upgrade being undone).
-      const keep =
-        this.child === undefined
-          ? new Set<string>()
-          : (this.childBinds ?? new Set(this.parts.sockets.map((s) => s.bind.name)));
-      closeListenSockets(this.parts.sockets, { keep, ownInherited: !this.parentAlive() });
+      closeListenSockets(this.parts.sockets, {
+        newMaster: this.newMaster && { binds: this.newMaster.binds },
+        oldMasterAlive: this.oldMaster?.alive() === true,
+      });
       this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
     } finally {
-      process.exit(this.exitCode);
+      this.effects.exit(this.exitCode);
     }
   }
 
@@ -813,28 +763,26 @@ export class Master {
    */
   private checkWorkers(path: string): Promise<WorkerHealth[]> {
     const serving = [...this.workers.values()].filter((w) => w.state === 'ready');
-    return Promise.all(
-      serving.map((w) => this.healthChecks.ask(w, path, WORKER_HEALTH_TIMEOUT_MS)),
-    );
+    return Promise.all(serving.map((w) => this.healthChecks.ask(w, path, HEALTH_ANSWER_MS)));
   }
 
   /** This master's state, as `prefork status` shows it. */
   status(): MasterStatus {
-    const now = Date.now();
+    const now = this.effects.now();
     return {
       pid: process.pid,
       root: this.config.root,
       release: this.release.name,
       version: this.release.version,
       releaseDir: this.release.dir,
-      state: this.state === 'running' && this.child !== undefined ? 'old' : this.state,
+      state: this.state === 'running' && this.newMaster !== undefined ? 'old' : this.state,
       workersStopped: this.workersStopped,
       desiredWorkers: this.desired,
       uptime: Math.round((now - this.startedAt) / 1000),
       rss: process.memoryUsage.rss(),
       binds: this.parts.sockets.map((s) => s.address),
-      parentPid: this.parentAlive() ? (this.parts.parentPid ?? null) : null,
-      childPid: this.child?.pid ?? null,
+      oldMasterPid: this.oldMaster?.alive() ? this.oldMaster.pid : null,
+      newMasterPid: this.newMaster?.pid ?? null,
       upgradeError: this.upgradeError ?? null,
       pidfile: this.pidPath,
       workers: [...this.workers.values()].map((w) => ({

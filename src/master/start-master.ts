@@ -3,18 +3,17 @@ import { join } from 'node:path';
 import { parseBind } from '../config/bind.js';
 import type { ConfigSources } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { isAlive } from '../control/client.js';
 import { messageOf, UsageError } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
-import { controlSocketName, ENV_PARENT_PID, INTERNAL_ENV } from '../protocol/index.js';
+import { isAlive } from '../process/alive.js';
+import { controlSocketName } from '../protocol/index.js';
 import type { Release } from '../release/read-release.js';
 import { assertSafeFile } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
-import { readInheritedFds } from '../upgrade/inherited-fds.js';
-import { ReadyPipe } from '../upgrade/ready-pipe.js';
+import { closeListenSockets, HANDED_BACK, openListenSockets } from '../upgrade/listen-sockets.js';
+import { Handover } from '../upgrade/new-master-side.js';
 import type { MasterCommand } from '../upgrade/spawn-master.js';
 import { ControlServer } from './control-server.js';
-import { closeListenSockets, openListenSockets } from './listen-sockets.js';
 import { Master } from './master.js';
 import { resolveWorkerIdentity } from './worker-identity.js';
 
@@ -45,51 +44,43 @@ function removeStaleControlSockets(stateDir: string): void {
  */
 export async function startMaster(options: StartMasterOptions): Promise<void> {
   const { config } = options;
-  const readyPipe = new ReadyPipe(process.env);
-  const inherited = readInheritedFds(process.env);
-  const parentRaw = process.env[ENV_PARENT_PID];
-  const parentPid = parentRaw && /^\d+$/.test(parentRaw) ? Number(parentRaw) : undefined;
-  for (const name of INTERNAL_ENV) delete process.env[name];
-  try {
-    const identity = resolveWorkerIdentity(config.user, config.group);
-    const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });
-    const stateDir = ensureStateDir(config.root);
-    assertSafeFile(config.pid);
-    removeStaleControlSockets(stateDir);
-    // Socket activation without an explicit bind: serve systemd's sockets only.
-    const fromSystemd = inherited.some((fd) => fd.systemd);
-    const binds = fromSystemd && !config.bindGiven ? [] : config.bind.map(parseBind);
-    const sockets = await openListenSockets(binds, inherited);
-    let master: Master | undefined;
-    const controlPath = join(stateDir, controlSocketName(process.pid));
-    const control = await ControlServer.listen(controlPath, (request) => {
-      if (master === undefined) throw new Error('the master is starting');
-      return master.control(request);
-    }).catch((error: unknown) => {
-      closeListenSockets(sockets);
-      throw new UsageError(
-        `cannot open the control socket ${controlPath}: ${messageOf(error)} (a Unix socket path holds at most 107 bytes: use a shorter --root)`,
-        { cause: error },
-      );
-    });
-    master = new Master({
-      config,
-      configSources: options.configSources,
-      release: options.release,
-      sockets,
-      log,
-      command: options.command,
-      workerEnv: { ...process.env },
-      readyPipe,
-      parentPid,
-      interactive: process.stdin.isTTY === true,
-      control,
-      identity,
-      onBootFailure: options.onBootFailure,
-    });
-    master.run();
-  } catch (error) {
-    readyPipe.send({ ready: false, error: messageOf(error) });
-    throw error;
-  }
+  // A failure here is reported on the ready pipe by the CLI (`cli/main.ts`), once.
+  const handover = Handover.take();
+  const inherited = handover.inheritedFds();
+  const identity = resolveWorkerIdentity(config.user, config.group);
+  const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });
+  const stateDir = ensureStateDir(config.root);
+  assertSafeFile(config.pid);
+  removeStaleControlSockets(stateDir);
+  // Socket activation without an explicit bind: serve systemd's sockets only.
+  const fromSystemd = inherited.some((fd) => fd.systemd);
+  const binds = fromSystemd && !config.bindGiven ? [] : config.bind.map(parseBind);
+  const sockets = await openListenSockets(binds, inherited);
+  let master: Master | undefined;
+  const controlPath = join(stateDir, controlSocketName(process.pid));
+  const control = await ControlServer.listen(controlPath, (request) => {
+    if (master === undefined) throw new Error('the master is starting');
+    return master.control(request);
+  }).catch((error: unknown) => {
+    closeListenSockets(sockets, HANDED_BACK);
+    throw new UsageError(
+      `cannot open the control socket ${controlPath}: ${messageOf(error)} (a Unix socket path holds at most 107 bytes: use a shorter --root)`,
+      { cause: error },
+    );
+  });
+  master = new Master({
+    config,
+    configSources: options.configSources,
+    release: options.release,
+    sockets,
+    log,
+    command: options.command,
+    workerEnv: { ...process.env },
+    handover,
+    interactive: process.stdin.isTTY === true,
+    control,
+    identity,
+    onBootFailure: options.onBootFailure,
+  });
+  master.run();
 }

@@ -1,6 +1,8 @@
 import type { MasterMessage, WorkerHealth, WorkerHealthReply } from '../protocol/index.js';
 import type { WorkerRecord } from './worker-process.js';
 
+/** How long a worker's app has to answer a health check (under the control socket's 5 s timeout). */
+export const HEALTH_ANSWER_MS = 3000;
 /** How long past the worker's own timeout the master waits for its answer (IPC, a busy loop). */
 const ANSWER_GRACE_MS = 500;
 
@@ -37,7 +39,7 @@ export class WorkerHealthChecks {
       this.pending.set(id, { pid, settle });
       const message: MasterMessage = { type: 'health-check', id, path, timeoutMs };
       try {
-        worker.child.send(message, (error) => {
+        worker.process.send(message, (error) => {
           if (error) failed(`cannot reach it: ${error.message}`);
         });
       } catch (error) {

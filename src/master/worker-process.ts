@@ -10,7 +10,8 @@ const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url
 /** A master's record of one worker process. */
 export interface WorkerRecord {
   pid: number;
-  child: ChildProcess;
+  /** The worker process, for IPC (`send`). */
+  process: Pick<ChildProcess, 'send'>;
   /** Workers of an older generation are drained once the current one is ready (HUP). */
   generation: number;
   release: Release;
@@ -73,7 +74,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
   const now = Date.now();
   return {
     pid,
-    child,
+    process: child,
     generation: options.generation,
     release: options.release,
     state: 'booting',

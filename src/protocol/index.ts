@@ -15,8 +15,8 @@ export const ENV_FDS = 'PREFORK_FDS';
 export const ENV_FD_NAMES = 'PREFORK_FD_NAMES';
 /** fd on which a spawned master reports readiness (or its boot error) to whoever spawned it. */
 export const ENV_READY_FD = 'PREFORK_READY_FD';
-/** Pid of the old master, set in a master spawned by USR2. */
-export const ENV_PARENT_PID = 'PREFORK_PARENT_PID';
+/** Pid of the old master, set in a master spawned by USR2 (the name predates old/new master naming; kept so masters of earlier releases still understand each other). */
+export const ENV_OLD_MASTER_PID = 'PREFORK_PARENT_PID';
 /** JSON {@link WorkerOptions} handed to a worker; removed from its env before the app loads. */
 export const ENV_WORKER_OPTIONS = 'PREFORK_WORKER_OPTIONS';
 /** systemd socket activation (sd_listen_fds(3)). */
@@ -29,7 +29,7 @@ export const INTERNAL_ENV = [
   ENV_FDS,
   ENV_FD_NAMES,
   ENV_READY_FD,
-  ENV_PARENT_PID,
+  ENV_OLD_MASTER_PID,
   ENV_WORKER_OPTIONS,
   ENV_LISTEN_FDS,
   ENV_LISTEN_PID,
@@ -65,7 +65,7 @@ export function controlSocketName(pid: number): string {
 // Process titles
 // ---------------------------------------------------------------------------------------------
 
-/** `prefork: master [v1]`, or `prefork: master (old) [v1]` while a child master runs. */
+/** `prefork: master [v1]`, or `prefork: master (old) [v1]` while its new master runs. */
 export function masterTitle(release: string, old = false): string {
   return `prefork: master${old ? ' (old)' : ''} [${release}]`;
 }
@@ -203,8 +203,10 @@ export interface MasterStatus {
   uptime: number;
   rss: number;
   binds: string[];
-  parentPid: number | null;
-  childPid: number | null;
+  /** The old master of the upgrade that started this one, while it runs. */
+  oldMasterPid: number | null;
+  /** The new master this one started by USR2, while it runs. */
+  newMasterPid: number | null;
   /** Why the last new master this one started failed to become ready. */
   upgradeError: string | null;
   /** The pidfile holding this master's pid (`prefork.pid`, or `.oldbin` while old). */

@@ -1,14 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import type { ListenSocket } from '../master/listen-sockets.js';
 import {
   ENV_FD_NAMES,
   ENV_FDS,
-  ENV_PARENT_PID,
+  ENV_OLD_MASTER_PID,
   ENV_READY_FD,
   FIRST_LISTEN_FD,
   type ReadyMessage,
 } from '../protocol/index.js';
+import type { ListenSocket } from './listen-sockets.js';
 import { readReadyMessage } from './ready-pipe.js';
 
 /** How a master was started, kept so that USR2 can start the next one the same way. */
@@ -25,7 +25,7 @@ export interface MasterCommand {
 
 /** A spawned master and the answer it will give on its ready pipe. */
 export interface SpawnedMaster {
-  child: ChildProcess;
+  process: ChildProcess;
   ready: Promise<ReadyMessage | undefined>;
 }
 
@@ -38,7 +38,8 @@ export function spawnMaster(
   command: MasterCommand,
   options: {
     sockets: ListenSocket[];
-    parentPid?: number | undefined;
+    /** Set when an old master starts its new master (USR2); absent for `start --daemon`. */
+    oldMasterPid?: number | undefined;
     stdout: 'inherit' | 'ignore' | number;
     stderr: 'inherit' | 'ignore' | number;
   },
@@ -52,7 +53,7 @@ export function spawnMaster(
       .map((s) => (s.systemd ? `systemd:${s.bind.name}` : s.bind.name))
       .join(',');
   }
-  if (options.parentPid !== undefined) env[ENV_PARENT_PID] = String(options.parentPid);
+  if (options.oldMasterPid !== undefined) env[ENV_OLD_MASTER_PID] = String(options.oldMasterPid);
   const child = spawn(command.execPath, command.args, {
     cwd: command.cwd,
     env,
@@ -62,5 +63,5 @@ export function spawnMaster(
   child.on('error', () => {});
   const pipe = child.stdio[readyFd] as Readable | null | undefined;
   const ready = pipe ? readReadyMessage(pipe) : Promise.resolve(undefined);
-  return { child, ready };
+  return { process: child, ready };
 }

@@ -46,7 +46,7 @@ async function expectOneMaster(release: string): Promise<number> {
   expect(readlinkSync(root.path('current'))).toBe(`releases/${release}`);
   const status = JSON.parse((await runPrefork(['status', '--json', '--root', root.dir])).stdout);
   expect(status.pidfiles[0].master.release).toBe(release);
-  expect(status.pidfiles[0].master.childPid).toBeNull();
+  expect(status.pidfiles[0].master.newMasterPid).toBeNull();
   expect(status.pidfiles[1].pid ?? null).toBeNull();
   expect(mastersIn(root.dir)).toEqual([pid]);
   return pid;

@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, readlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseBind } from '../../src/config/bind.js';
-import { closeListenSockets, openListenSockets } from '../../src/master/listen-sockets.js';
 import { INTERNAL_ENV } from '../../src/protocol/index.js';
+import { closeListenSockets, openListenSockets } from '../../src/upgrade/listen-sockets.js';
 import { type AppRoot, makeAppRoot, PREFORK_BIN, switchCurrent } from '../helpers/app-root.js';
 import {
   createRunningMaster,
@@ -133,7 +133,10 @@ describe('what a new master inherits', () => {
     await first.exited;
     expect(first.stdout).toMatch(/^ {2}listening: web$/m);
     // The test's own handle is not needed any more; keep the file (systemd owns it).
-    closeListenSockets([{ ...socket, systemd: true }]);
+    closeListenSockets([{ ...socket, systemd: true }], {
+      newMaster: undefined,
+      oldMasterAlive: false,
+    });
 
     switchCurrent(root, 'v2');
     process.kill(pid, 'SIGUSR2');

@@ -3,8 +3,11 @@ import http from 'node:http';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseBind } from '../../src/config/bind.js';
-import { closeListenSockets, openListenSockets } from '../../src/master/listen-sockets.js';
-import { readInheritedFds } from '../../src/upgrade/inherited-fds.js';
+import {
+  closeListenSockets,
+  openListenSockets,
+  readInheritedFds,
+} from '../../src/upgrade/listen-sockets.js';
 
 // Pins the semi-private Node API the master relies on: net._createServerHandle binds without
 // listening, the bound fd can be handed to a child at fd 3, and the child's listen({ fd: 3 })
@@ -49,7 +52,7 @@ describe('listen sockets (pins net._createServerHandle)', () => {
     });
     expect(body).toBe(String(child.pid));
     child.kill('SIGKILL');
-    closeListenSockets([socket]);
+    closeListenSockets([socket], { newMaster: undefined, oldMasterAlive: false });
   });
 
   it('reports a port in use (EADDRINUSE deferred by libuv)', async () => {

@@ -1,18 +1,10 @@
 import type { Command } from 'commander';
-import { controlRequest, controlSocketPath, isAlive } from '../../control/client.js';
+import { controlRequest, controlSocketPath } from '../../control/client.js';
 import { PreforkError, UsageError } from '../../errors/index.js';
+import { type StopStep, stopProcess } from '../../process/stop.js';
+import { MASTER_QUIT_MARGIN_MS, MASTER_TERM_MS } from '../../process/timeouts.js';
 import { resolveMaster } from '../master-target.js';
 import { addRootOptions } from '../options.js';
-
-/** Waits until `pid` has exited, polling, up to `timeoutMs`. */
-async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return true;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return !isAlive(pid);
-}
 
 function signalCommand(
   program: Command,
@@ -69,10 +61,14 @@ export function registerSignalCommands(program: Command): void {
   addRootOptions(stop);
   stop.action(async (options: Record<string, unknown>) => {
     const { config, master } = await resolveMaster(options);
-    process.kill(master.pid, options.quick ? 'SIGTERM' : 'SIGQUIT');
-    const waitMs = (options.quick ? 5 : config.gracefulTimeout) * 1000 + 10_000;
-    if (!(await waitForExit(master.pid, waitMs))) {
-      throw new PreforkError(`master ${master.pid} is still running after ${waitMs / 1000} s`);
+    // One signal, no escalation: a stop that takes too long is for a person to look at.
+    const step: StopStep = options.quick
+      ? { signal: 'SIGTERM', waitMs: MASTER_TERM_MS }
+      : { signal: 'SIGQUIT', waitMs: config.gracefulTimeout * 1000 + MASTER_QUIT_MARGIN_MS };
+    if ((await stopProcess(master.pid, [step])) === undefined) {
+      throw new PreforkError(
+        `master ${master.pid} is still running ${step.waitMs / 1000} s after ${step.signal.slice(3)}: look at its log; "prefork stop --quick" stops it without draining`,
+      );
     }
     process.stdout.write(`prefork: master ${master.pid} stopped\n`);
   });

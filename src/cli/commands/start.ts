@@ -5,7 +5,7 @@ import { loadConfig } from '../../config/load.js';
 import { queryMaster } from '../../control/client.js';
 import { PreforkError, UsageError } from '../../errors/index.js';
 import { startMaster } from '../../master/start-master.js';
-import { ENV_READY_FD, INTERNAL_ENV } from '../../protocol/index.js';
+import { INTERNAL_ENV } from '../../protocol/index.js';
 import {
   currentPath,
   pointCurrent,
@@ -14,6 +14,7 @@ import {
 } from '../../release/current-link.js';
 import { readReleaseInRoot } from '../../release/read-release.js';
 import { readPidfile } from '../../state/pidfile.js';
+import { Handover } from '../../upgrade/new-master-side.js';
 import { type MasterCommand, spawnMaster } from '../../upgrade/spawn-master.js';
 import { addMasterOptions, addRootOptions, configSources } from '../options.js';
 
@@ -62,7 +63,7 @@ async function daemonize(command: MasterCommand, logFile: string | undefined): P
   const out = logFile === undefined ? 'ignore' : openSync(logFile, 'a', 0o600);
   const spawned = spawnMaster(command, { sockets: [], stdout: out, stderr: out });
   const message = await spawned.ready;
-  spawned.child.unref();
+  spawned.process.unref();
   if (message?.ready) {
     process.stdout.write(`prefork: master ${message.pid} is ready\n`);
     return;
@@ -83,11 +84,14 @@ export function registerStart(program: Command): void {
   addRootOptions(command);
   addMasterOptions(command);
   command.action(async (release: string | undefined, options: Record<string, unknown>) => {
+    // A master spawned by prefork (USR2's new master, or the detached half of --daemon) takes
+    // over from whoever spawned it: it neither refuses because of the pidfile nor detaches.
+    const { spawnedByPrefork } = Handover.take();
     const sources = configSources(options);
     const { root } = sources;
     const config = loadConfig(sources);
     const runningPid = readPidfile(config.pid);
-    if (runningPid !== undefined && process.env[ENV_READY_FD] === undefined) {
+    if (runningPid !== undefined && !spawnedByPrefork) {
       if (await queryMaster(root, runningPid)) {
         throw new UsageError(
           `a master is already running (pid ${runningPid}): use "prefork reload" or "prefork deploy", or stop it first`,
@@ -113,10 +117,8 @@ export function registerStart(program: Command): void {
       cwd: process.cwd(),
       env: cleanEnv(),
     };
-    // A master spawned by prefork (the detached half of --daemon, or USR2's new master) never
-    // detaches again, even with "daemon": true in the config file.
     try {
-      if (config.daemon && process.env[ENV_READY_FD] === undefined) {
+      if (config.daemon && !spawnedByPrefork) {
         await daemonize(masterCommand, config.logFile);
         return;
       }

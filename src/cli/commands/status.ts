@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { isAlive, queryMaster } from '../../control/client.js';
+import { queryMaster, whyNoAnswer } from '../../control/client.js';
 import { type Journal, readJournal } from '../../deploy/journal.js';
+import { isAlive } from '../../process/alive.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../../protocol/index.js';
 import { readCurrentTarget } from '../../release/current-link.js';
 import { readPidfile } from '../../state/pidfile.js';
@@ -12,6 +13,8 @@ interface PidfileReport {
   pidfile: string;
   pid: number | undefined;
   master: MasterStatus | undefined;
+  /** Why the pid did not answer as a master of this root (stale, stopped, hung). */
+  problem?: string | undefined;
 }
 
 function megabytes(bytes: number): string {
@@ -22,15 +25,13 @@ function describeMaster(report: PidfileReport): string[] {
   if (report.pid === undefined) return [];
   const m = report.master;
   if (m === undefined) {
-    return [
-      `${report.pidfile}: pid ${report.pid} is not a prefork master of this root (stale pidfile)`,
-    ];
+    return [report.problem ?? `${report.pidfile}: pid ${report.pid} did not answer`];
   }
   const lines = [
     `master ${m.pid} [${m.release}] version ${m.version}: ${m.state}${m.workersStopped ? ' (workers stopped by WINCH)' : ''}, up ${m.uptime}s, rss ${megabytes(m.rss)}, ${m.workers.length}/${m.desiredWorkers} workers, pidfile ${m.pidfile}`,
     `  listening: ${m.binds.join(', ')}${m.workers.some((w) => w.tls) ? ' (HTTPS)' : ''}`,
   ];
-  if (m.childPid !== null) lines.push(`  upgrade in flight: new master ${m.childPid}`);
+  if (m.newMasterPid !== null) lines.push(`  upgrade in flight: new master ${m.newMasterPid}`);
   for (const w of m.workers) {
     lines.push(
       `  worker ${w.pid} [${w.release}] ${w.state.padEnd(8)} requests ${String(w.requests).padStart(7)}  rss ${megabytes(w.rss).padStart(9)}  age ${w.age}s`,
@@ -59,11 +60,12 @@ export function registerStatus(program: Command): void {
     const reports: PidfileReport[] = [];
     for (const pidfile of [config.pid, config.pid + OLDBIN_SUFFIX]) {
       const pid = readPidfile(pidfile);
-      reports.push({
-        pidfile,
-        pid,
-        master: pid === undefined ? undefined : await queryMaster(config.root, pid),
-      });
+      const master = pid === undefined ? undefined : await queryMaster(config.root, pid);
+      const problem =
+        pid !== undefined && master === undefined
+          ? whyNoAnswer(config.root, pid, pidfile)
+          : undefined;
+      reports.push({ pidfile, pid, master, problem });
     }
     const current = readCurrentTarget(config.root);
     const journal = readJournal(config.root) ?? null;

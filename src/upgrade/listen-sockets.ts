@@ -5,7 +5,59 @@ import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { type Bind, formatAddress, parseBind } from '../config/bind.js';
 import { PreforkError, UsageError } from '../errors/index.js';
-import type { InheritedFd } from '../upgrade/inherited-fds.js';
+import {
+  ENV_FD_NAMES,
+  ENV_FDS,
+  ENV_LISTEN_FDNAMES,
+  ENV_LISTEN_FDS,
+  ENV_LISTEN_PID,
+  FIRST_LISTEN_FD,
+} from '../protocol/index.js';
+
+/** A listen socket handed to this process at start. */
+export interface InheritedFd {
+  fd: number;
+  /** Bind name given by the old master (`127.0.0.1:8000`), or systemd's FileDescriptorName. */
+  name: string | undefined;
+  /** Came from systemd socket activation: never unlinked, passed on across USR2. */
+  systemd: boolean;
+}
+
+/**
+ * The listen sockets this process inherited: from an old master (`PREFORK_FDS` +
+ * `PREFORK_FD_NAMES`) or from systemd (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`).
+ * Malformed values are an error that names the variable.
+ */
+export function readInheritedFds(
+  env: NodeJS.ProcessEnv = process.env,
+  pid: number = process.pid,
+): InheritedFd[] {
+  const fromPrefork = env[ENV_FDS];
+  if (fromPrefork !== undefined && fromPrefork !== '') {
+    const fds = fromPrefork.split(',').map((part) => {
+      if (!/^\d+$/.test(part)) throw new Error(`${ENV_FDS}="${fromPrefork}" is not a list of fds`);
+      return Number(part);
+    });
+    const names = (env[ENV_FD_NAMES] ?? '').split(',');
+    // A systemd socket keeps its "systemd" mark across upgrades through a name prefix.
+    return fds.map((fd, i) => {
+      const raw = names[i] || undefined;
+      const systemd = raw?.startsWith('systemd:') ?? false;
+      return { fd, name: systemd ? raw?.slice('systemd:'.length) : raw, systemd };
+    });
+  }
+  const count = env[ENV_LISTEN_FDS];
+  if (count !== undefined && env[ENV_LISTEN_PID] === String(pid)) {
+    if (!/^\d+$/.test(count)) throw new Error(`${ENV_LISTEN_FDS}="${count}" is not a number`);
+    const names = (env[ENV_LISTEN_FDNAMES] ?? '').split(':');
+    return Array.from({ length: Number(count) }, (_, i) => ({
+      fd: FIRST_LISTEN_FD + i,
+      name: names[i] || undefined,
+      systemd: true,
+    }));
+  }
+  return [];
+}
 
 /**
  * The libuv handle of a bound socket. The master holds it without ever listening or
@@ -195,39 +247,53 @@ export async function openListenSockets(
     }
     return sockets;
   } catch (error) {
-    closeListenSockets(sockets);
+    closeListenSockets(sockets, HANDED_BACK);
     throw error;
   }
 }
 
-/** Which Unix socket files {@link closeListenSockets} leaves for another process. */
-export interface CloseOptions {
-  /** Names of sockets a new master still serves (it inherited them from this one). */
-  keep?: ReadonlySet<string>;
+/**
+ * The other masters that may still serve this master's sockets when it closes them. This is
+ * the one place that decides which Unix socket files a master may unlink.
+ */
+export interface SocketSharers {
   /**
-   * The sockets this master inherited are its own to remove: the old master that handed them
-   * over has exited. Otherwise they are left, as the old master may serve them again (an
-   * upgrade undone, or this new master failing to start).
+   * The new master this one started by USR2, while it runs: it inherited every socket, and
+   * once ready it said which binds it serves (`binds`; undefined before that: all of them).
    */
-  ownInherited?: boolean;
+  newMaster: { binds: ReadonlySet<string> | undefined } | undefined;
+  /**
+   * The old master that handed this one its sockets still runs (an upgrade being undone, or
+   * this master failing to start): the inherited sockets are still its own.
+   */
+  oldMasterAlive: boolean;
+}
+
+/** Sharers when sockets opened for a start that failed are closed: the inherited ones go back. */
+export const HANDED_BACK: SocketSharers = { newMaster: undefined, oldMasterAlive: true };
+
+/** True when another process may still serve `socket`, so its file must stay. */
+function sharedWithOthers(socket: ListenSocket, sharers: SocketSharers): boolean {
+  if (socket.systemd) return true;
+  if (sharers.newMaster !== undefined) {
+    const { binds } = sharers.newMaster;
+    if (binds === undefined || binds.has(socket.bind.name)) return true;
+  }
+  return socket.inherited && sharers.oldMasterAlive;
 }
 
 /**
  * Closes this process's handles on the sockets and removes the Unix socket files among them,
- * except systemd's and those {@link CloseOptions} leave to another master. A kept Unix socket's
- * handle is left open for the process exit to close: libuv unlinks the path when it closes a
- * pipe it bound itself.
+ * except systemd's and those another master may still serve ({@link SocketSharers}). A kept
+ * Unix socket's handle is left open for the process exit to close: libuv unlinks the path
+ * when it closes a pipe it bound itself.
  */
-export function closeListenSockets(sockets: ListenSocket[], options: CloseOptions = {}): void {
+export function closeListenSockets(sockets: ListenSocket[], sharers: SocketSharers): void {
   for (const socket of sockets) {
     const isUnix = socket.bind.kind === 'unix';
-    const othersToo =
-      socket.systemd ||
-      options.keep?.has(socket.bind.name) === true ||
-      (socket.inherited && options.ownInherited !== true);
-    if (isUnix && othersToo) continue;
+    if (isUnix && sharedWithOthers(socket, sharers)) continue;
     socket.handle.close();
-    if (isUnix && socket.bind.kind === 'unix') {
+    if (socket.bind.kind === 'unix') {
       try {
         unlinkSync(socket.bind.path);
       } catch {

@@ -1,0 +1,273 @@
+import { existsSync, readFileSync, symlinkSync } from 'node:fs';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import type { MasterEffects } from '../../src/master/effects.js';
+import { Master, type MasterEvent } from '../../src/master/master.js';
+import type { SpawnWorkerOptions, WorkerRecord } from '../../src/master/worker-process.js';
+import { readCurrentRelease } from '../../src/release/current-link.js';
+import { Handover } from '../../src/upgrade/new-master-side.js';
+import { type NewMaster, UpgradeRefused } from '../../src/upgrade/old-master-side.js';
+import { type AppRoot, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
+
+// The master's decisions, driven through events with no process: every spawn, signal and exit
+// is recorded by a fake world instead of being done, and the clock only moves when told.
+
+/** Records what the master does; pids start at 100 in spawn order. */
+class FakeWorld implements MasterEffects {
+  clock = 1_000_000;
+  actions: string[] = [];
+  title = '';
+  exitCode: number | undefined;
+  private nextPid = 100;
+
+  now(): number {
+    return this.clock;
+  }
+
+  spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
+    const pid = this.nextPid++;
+    this.actions.push(`spawn ${pid} ${options.release.name}`);
+    return {
+      pid,
+      process: { send: () => true },
+      generation: options.generation,
+      release: options.release,
+      state: 'booting',
+      tls: false,
+      bornAt: this.clock,
+      readyAt: undefined,
+      lastBeat: this.clock,
+      requests: 0,
+      rss: 0,
+      retiring: false,
+      killAt: undefined,
+      failure: undefined,
+      killed: false,
+    };
+  }
+
+  signalWorker(worker: WorkerRecord, signal: NodeJS.Signals): void {
+    this.actions.push(`${signal.slice(3)} ${worker.pid}`);
+  }
+
+  startUpgrade(): NewMaster {
+    throw new UpgradeRefused('no new master in unit tests');
+  }
+
+  setTitle(title: string): void {
+    this.title = title;
+  }
+
+  exit(code: number): void {
+    this.exitCode = code;
+  }
+
+  /** The actions since the last call. */
+  take(): string[] {
+    const taken = this.actions;
+    this.actions = [];
+    return taken;
+  }
+}
+
+let root: AppRoot;
+
+afterEach(() => root?.remove());
+
+/** A master on releases/v1 of a fresh app root, with `workers` workers, not booted yet. */
+function makeMaster(workers = 2, timeout = 30): { master: Master; world: FakeWorld } {
+  root = makeAppRoot();
+  symlinkSync('releases/v1', root.path('current'));
+  const sources = { root: root.dir, cli: { workers, timeout } };
+  const world = new FakeWorld();
+  const master = new Master({
+    config: loadConfig(sources),
+    configSources: sources,
+    release: readCurrentRelease(root.dir),
+    sockets: [],
+    log: { logger: pino({ level: 'silent' }), reopen: () => {} },
+    command: { execPath: process.execPath, args: [], cwd: root.dir, env: {} },
+    workerEnv: {},
+    handover: Handover.from({}),
+    interactive: false,
+    control: undefined,
+    identity: undefined,
+    effects: world,
+  });
+  return { master, world };
+}
+
+const tick: MasterEvent = { kind: 'tick' };
+const signal = (name: 'SIGHUP' | 'SIGTTOU' | 'SIGWINCH' | 'SIGQUIT'): MasterEvent => ({
+  kind: 'signal',
+  signal: name,
+});
+const ready = (pid: number): MasterEvent => ({
+  kind: 'worker-message',
+  pid,
+  message: { type: 'ready', tls: false },
+});
+const heartbeat = (pid: number): MasterEvent => ({
+  kind: 'worker-message',
+  pid,
+  message: { type: 'heartbeat', requests: 0, rss: 0 },
+});
+const exited = (pid: number, code = 1): MasterEvent => ({
+  kind: 'worker-exit',
+  pid,
+  code,
+  signal: null,
+});
+
+/** Boots `master`: its first workers spawned and ready (pids 100, 101, ...). */
+function boot(master: Master, world: FakeWorld, workers = 2): void {
+  master.dispatch(tick);
+  for (let pid = 100; pid < 100 + workers; pid += 1) master.dispatch(ready(pid));
+  world.take();
+}
+
+describe('master decisions (no processes)', () => {
+  it('boots the desired workers and writes the pidfile only once every one is ready', () => {
+    const { master, world } = makeMaster(2);
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['spawn 100 v1', 'spawn 101 v1']);
+    master.dispatch(ready(100));
+    expect(existsSync(root.path('prefork.pid'))).toBe(false);
+    expect(master.status().state).toBe('booting');
+    master.dispatch(ready(101));
+    expect(readFileSync(root.path('prefork.pid'), 'utf8').trim()).toBe(String(process.pid));
+    expect(master.status().state).toBe('running');
+  });
+
+  it('a worker that dies before the master is ready fails the boot: workers told to stop, exit 1', () => {
+    const { master, world } = makeMaster(2);
+    master.dispatch(tick);
+    world.take();
+    master.dispatch(exited(100));
+    expect(world.take()).toEqual(['TERM 101']);
+    master.dispatch(exited(101, 0));
+    expect(world.exitCode).toBe(1);
+    expect(existsSync(root.path('prefork.pid'))).toBe(false);
+  });
+
+  it('replaces a dead worker at once, then backs off exponentially while workers die young', () => {
+    const { master, world } = makeMaster(2);
+    boot(master, world);
+    master.dispatch(exited(100));
+    expect(world.take()).toEqual(['spawn 102 v1']);
+    // Dies at once too: the second death in a row waits 100 ms, the third 200 ms.
+    master.dispatch(exited(102));
+    expect(world.take()).toEqual([]);
+    world.clock += 99;
+    master.dispatch(tick);
+    expect(world.take()).toEqual([]);
+    world.clock += 1;
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['spawn 103 v1']);
+    master.dispatch(exited(103));
+    world.clock += 199;
+    master.dispatch(tick);
+    expect(world.take()).toEqual([]);
+    world.clock += 1;
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['spawn 104 v1']);
+    // Ready and alive for 10 s: the streak is forgotten, the next death is replaced at once.
+    master.dispatch(ready(104));
+    world.clock += 10_001;
+    master.dispatch(heartbeat(101));
+    master.dispatch(heartbeat(104));
+    master.dispatch(tick);
+    master.dispatch(exited(104));
+    expect(world.take()).toEqual(['spawn 105 v1']);
+  });
+
+  it('HUP boots a new generation first and drains the old one only once it is ready', () => {
+    const { master, world } = makeMaster(2);
+    boot(master, world);
+    switchCurrent(root, 'v2');
+    master.dispatch(signal('SIGHUP'));
+    expect(world.take()).toEqual(['spawn 102 v2', 'spawn 103 v2']);
+    master.dispatch(ready(102));
+    expect(world.take()).toEqual([]);
+    master.dispatch(ready(103));
+    expect(world.take()).toEqual(['QUIT 100', 'QUIT 101']);
+    expect(master.status().release).toBe('v2');
+    // `ps` shows the release the workers run now.
+    expect(world.title).toBe('prefork: master [v2]');
+  });
+
+  it('HUP whose new worker dies while booting is abandoned: the old generation serves on', () => {
+    const { master, world } = makeMaster(2);
+    boot(master, world);
+    switchCurrent(root, 'v2');
+    master.dispatch(signal('SIGHUP'));
+    world.take();
+    master.dispatch(exited(102));
+    expect(world.take()).toEqual(['QUIT 103']);
+    expect(master.status().release).toBe('v1');
+    // Nothing more is spawned, and the old workers were never told to drain.
+    master.dispatch(exited(103, 0));
+    world.clock += 60_000;
+    master.dispatch(heartbeat(100));
+    master.dispatch(heartbeat(101));
+    master.dispatch(tick);
+    expect(world.take()).toEqual([]);
+  });
+
+  it('WINCH drains every worker and spawns none until HUP brings them back', () => {
+    const { master, world } = makeMaster(2);
+    boot(master, world);
+    master.dispatch(signal('SIGWINCH'));
+    expect(world.take()).toEqual(['QUIT 100', 'QUIT 101']);
+    master.dispatch(exited(100, 0));
+    master.dispatch(exited(101, 0));
+    master.dispatch(tick);
+    expect(world.take()).toEqual([]);
+    expect(master.status().workersStopped).toBe(true);
+    master.dispatch(signal('SIGHUP'));
+    expect(world.take()).toEqual(['spawn 102 v1', 'spawn 103 v1']);
+  });
+
+  it('kills a worker silent past --timeout, and one still draining past the graceful timeout', () => {
+    const { master, world } = makeMaster(2, 4);
+    boot(master, world);
+    world.clock += 4001;
+    master.dispatch(heartbeat(101));
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['KILL 100']);
+    master.dispatch(exited(100, null as unknown as number));
+    expect(world.take()).toEqual(['spawn 102 v1']);
+    master.dispatch(signal('SIGTTOU'));
+    expect(world.take()).toEqual(['QUIT 102']);
+    // gracefulTimeout (30 s) + the kill grace (5 s)
+    world.clock += 35_001;
+    master.dispatch(heartbeat(101));
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['KILL 102']);
+  });
+
+  it('TTOU never goes below one worker; QUIT drains and exits 0 once the last worker is gone', () => {
+    const { master, world } = makeMaster(1);
+    boot(master, world, 1);
+    master.dispatch(signal('SIGTTOU'));
+    expect(world.take()).toEqual([]);
+    expect(master.status().desiredWorkers).toBe(1);
+    master.dispatch(signal('SIGQUIT'));
+    expect(world.take()).toEqual(['QUIT 100']);
+    expect(world.exitCode).toBeUndefined();
+    master.dispatch(exited(100, 0));
+    expect(world.exitCode).toBe(0);
+    expect(existsSync(root.path('prefork.pid'))).toBe(false);
+  });
+
+  it('USR2 that cannot start a new master changes nothing: pidfile and title stay', () => {
+    const { master, world } = makeMaster(1);
+    boot(master, world, 1);
+    master.dispatch({ kind: 'signal', signal: 'SIGUSR2' });
+    expect(master.status().state).toBe('running');
+    expect(master.status().pidfile).toBe(root.path('prefork.pid'));
+    expect(world.title).not.toMatch(/\(old\)/);
+    expect(world.take()).toEqual([]);
+  });
+});
