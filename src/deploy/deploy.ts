@@ -4,6 +4,7 @@ import { basename } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { findMaster, queryMaster } from '../control/client.js';
 import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
+import { assertWorkersCanRead } from '../master/worker-access.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
@@ -291,6 +292,15 @@ export async function deploy(request: DeployRequest): Promise<void> {
   try {
     const old = await findMaster(config.root, config.pid);
     await assertNoUpgradeInFlight(config, old);
+    // The new master would refuse the release at its start (exit 1): say so now, nothing changed.
+    if (old.workerIdentity !== null && process.getuid?.() === 0) {
+      const { uid, gid } = old.workerIdentity;
+      assertWorkersCanRead(
+        old.workerIdentity,
+        release,
+        `the workers' user (uid ${uid}, gid ${gid})`,
+      );
+    }
     const previousTarget = readCurrentTarget(config.root);
     const journal: Journal = {
       kind: request.kind,

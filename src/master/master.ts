@@ -785,6 +785,7 @@ export class Master {
       newMasterPid: this.newMaster?.pid ?? null,
       upgradeError: this.upgradeError ?? null,
       pidfile: this.pidPath,
+      workerIdentity: this.parts.identity ?? null,
       workers: [...this.workers.values()].map((w) => ({
         pid: w.pid,
         release: w.release.name,

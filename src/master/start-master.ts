@@ -15,13 +15,15 @@ import { Handover } from '../upgrade/new-master-side.js';
 import type { MasterCommand } from '../upgrade/spawn-master.js';
 import { ControlServer } from './control-server.js';
 import { Master } from './master.js';
-import { resolveWorkerIdentity } from './worker-identity.js';
+import type { WorkerIdentity } from './worker-identity.js';
 
 /** What `prefork start` hands over once the configuration and release check out. */
 export interface StartMasterOptions {
   config: Config;
   configSources: ConfigSources;
   release: Release;
+  /** uid/gid for workers (`--user`/`--group`), already checked to read what workers load. */
+  identity: WorkerIdentity | undefined;
   command: MasterCommand;
   /** Undoes what `start` changed (its `current` swap) if the master never becomes ready. */
   onBootFailure?: () => void;
@@ -47,7 +49,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
   // A failure here is reported on the ready pipe by the CLI (`cli/main.ts`), once.
   const handover = Handover.take();
   const inherited = handover.inheritedFds();
-  const identity = resolveWorkerIdentity(config.user, config.group);
+  const { identity } = options;
   const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });
   const stateDir = ensureStateDir(config.root);
   assertSafeFile(config.pid);

@@ -5,7 +5,7 @@ import type { Release } from '../release/read-release.js';
 import type { WorkerIdentity } from './worker-identity.js';
 
 /** The worker entry script, next to this folder in `dist/`. */
-const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+export const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url));
 
 /** A master's record of one worker process. */
 export interface WorkerRecord {

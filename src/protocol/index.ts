@@ -211,5 +211,7 @@ export interface MasterStatus {
   upgradeError: string | null;
   /** The pidfile holding this master's pid (`prefork.pid`, or `.oldbin` while old). */
   pidfile: string;
+  /** uid and gid its workers run as (`--user`/`--group`); null when they run as the master. */
+  workerIdentity: { uid: number; gid: number } | null;
   workers: WorkerStatus[];
 }

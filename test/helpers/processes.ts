@@ -88,8 +88,11 @@ export class PreforkProcess {
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-    this.child = spawn(process.execPath, [PREFORK_BIN, ...args], {
+  constructor(
+    args: string[],
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; bin?: string } = {},
+  ) {
+    this.child = spawn(process.execPath, [options.bin ?? PREFORK_BIN, ...args], {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -136,7 +139,7 @@ export class PreforkProcess {
 /** Runs a prefork command to completion. */
 export async function runPrefork(
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; bin?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = new PreforkProcess(args, options);
   const { code } = await run.exited;

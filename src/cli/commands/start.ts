@@ -5,6 +5,8 @@ import { loadConfig } from '../../config/load.js';
 import { queryMaster } from '../../control/client.js';
 import { PreforkError, UsageError } from '../../errors/index.js';
 import { startMaster } from '../../master/start-master.js';
+import { assertWorkersCanRead, workersUserLabel } from '../../master/worker-access.js';
+import { resolveWorkerIdentity } from '../../master/worker-identity.js';
 import { INTERNAL_ENV } from '../../protocol/index.js';
 import {
   currentPath,
@@ -108,6 +110,13 @@ export function registerStart(program: Command): void {
       else pointCurrent(root, resolve(root, before));
     };
     const current = readCurrentRelease(root);
+    const identity = resolveWorkerIdentity(config.user, config.group);
+    try {
+      assertWorkersCanRead(identity, current, workersUserLabel(config.user, config.group));
+    } catch (error) {
+      restoreCurrent();
+      throw error;
+    }
     const masterCommand: MasterCommand = {
       execPath: process.execPath,
       args: [
@@ -126,6 +135,7 @@ export function registerStart(program: Command): void {
         config,
         configSources: sources,
         release: current,
+        identity,
         command: masterCommand,
         onBootFailure: restoreCurrent,
       });
