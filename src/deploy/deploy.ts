@@ -149,7 +149,9 @@ async function verify(ctx: Context, plan: VerifyPlan): Promise<void> {
       throw new Error(`workers of ${ctx.release.name} died during verification (crash loop?)`);
     }
     let problem = askWorkers
-      ? await checkWorkers(ctx.config.root, ctx.newPid as number, ctx.config.healthPath)
+      ? await checkWorkers(ctx.config.root, ctx.newPid as number, ctx.config.healthPath, {
+          heartbeatTimeoutS: ctx.config.timeout,
+        })
       : undefined;
     problem ??= ctx.health ? await checkHealth(ctx.health) : undefined;
     if (problem !== undefined) throw new Error(`health check failed: ${problem}`);

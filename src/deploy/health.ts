@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import type { MasterStatus, WorkerHealth } from '../protocol/index.js';
-import { HEALTH_REQUEST_MS } from './timeouts.js';
+import { HEALTH_REQUEST_MS, WORKER_CHECK_MARGIN_MS } from './timeouts.js';
 
 /** Where health checks go: the master's first TCP bind. */
 export interface HealthTarget {
@@ -83,14 +83,18 @@ export async function checkWorkers(
   root: string,
   pid: number,
   healthPath: string | undefined,
+  { heartbeatTimeoutS }: { heartbeatTimeoutS: number },
 ): Promise<string | undefined> {
   const path = healthPath ?? '/';
   let workers: WorkerHealth[];
   try {
-    workers = await controlRequest<WorkerHealth[]>(controlSocketPath(root, pid), {
-      cmd: 'health',
-      path,
-    });
+    // A busy worker may take up to its heartbeat timeout to get the request to its app, which
+    // then has HEALTH_ANSWER_MS (src/worker/self-check.ts): the master answers within those.
+    workers = await controlRequest<WorkerHealth[]>(
+      controlSocketPath(root, pid),
+      { cmd: 'health', path },
+      heartbeatTimeoutS * 1000 + WORKER_CHECK_MARGIN_MS,
+    );
   } catch (error) {
     return `cannot ask master ${pid} to check its workers: ${(error as Error).message}`;
   }

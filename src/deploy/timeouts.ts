@@ -14,5 +14,10 @@ export const PIDFILE_SETTLE_MS = 5000;
 export const OLD_MASTER_HEALTHY_MS = 10_000;
 /** One health check through the bind. */
 export const HEALTH_REQUEST_MS = 5000;
+/**
+ * Past the workers' heartbeat timeout, how long a master has to answer the control request
+ * `health`: the app's own 3 s to answer, the master's 5 s guard for lost IPC, and a margin.
+ */
+export const WORKER_CHECK_MARGIN_MS = 10_000;
 /** How long `node --check` may take on a release's entry module. */
 export const SYNTAX_CHECK_MS = 30_000;

@@ -763,7 +763,8 @@ export class Master {
    */
   private checkWorkers(path: string): Promise<WorkerHealth[]> {
     const serving = [...this.workers.values()].filter((w) => w.state === 'ready');
-    return Promise.all(serving.map((w) => this.healthChecks.ask(w, path, HEALTH_ANSWER_MS)));
+    const bounds = { answerMs: HEALTH_ANSWER_MS, reachMs: this.config.timeout * 1000 };
+    return Promise.all(serving.map((w) => this.healthChecks.ask(w, path, bounds)));
   }
 
   /** This master's state, as `prefork status` shows it. */

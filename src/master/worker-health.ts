@@ -1,10 +1,22 @@
 import type { MasterMessage, WorkerHealth, WorkerHealthReply } from '../protocol/index.js';
 import type { WorkerRecord } from './worker-process.js';
 
-/** How long a worker's app has to answer a health check (under the control socket's 5 s timeout). */
+/** How long a worker's app has to answer a health check once the request has reached it. */
 export const HEALTH_ANSWER_MS = 3000;
-/** How long past the worker's own timeout the master waits for its answer (IPC, a busy loop). */
-const ANSWER_GRACE_MS = 500;
+/**
+ * How long past the worker's own bounds the master waits for its answer: IPC both ways on a
+ * busy machine. A worker that cannot answer at all has stopped heartbeating and is killed
+ * (`--timeout`), which ends its check sooner; this only guards against a lost message.
+ */
+const ANSWER_GRACE_MS = 5000;
+
+/** The bounds of one check (see `src/worker/self-check.ts` for what each one times). */
+export interface CheckBounds {
+  /** The app's own answer, from the moment the request reaches it. */
+  answerMs: number;
+  /** A busy worker getting the request to the app: the heartbeat timeout. */
+  reachMs: number;
+}
 
 interface PendingCheck {
   pid: number;
@@ -20,8 +32,9 @@ export class WorkerHealthChecks {
   private nextId = 1;
   private readonly pending = new Map<number, PendingCheck>();
 
-  /** Asks `worker` to GET `path` from its own app within `timeoutMs`. */
-  ask(worker: WorkerRecord, path: string, timeoutMs: number): Promise<WorkerHealth> {
+  /** Asks `worker` to GET `path` from its own app within `bounds`. */
+  ask(worker: WorkerRecord, path: string, bounds: CheckBounds): Promise<WorkerHealth> {
+    const timeoutMs = bounds.reachMs + bounds.answerMs + ANSWER_GRACE_MS;
     const id = this.nextId++;
     const { pid } = worker;
     return new Promise((resolve) => {
@@ -31,13 +44,10 @@ export class WorkerHealthChecks {
         resolve(health);
       };
       const failed = (error: string) => settle({ pid, status: null, error });
-      const timer = setTimeout(
-        () => failed(`no answer within ${timeoutMs} ms`),
-        timeoutMs + ANSWER_GRACE_MS,
-      );
+      const timer = setTimeout(() => failed(`no answer within ${timeoutMs} ms`), timeoutMs);
       timer.unref();
       this.pending.set(id, { pid, settle });
-      const message: MasterMessage = { type: 'health-check', id, path, timeoutMs };
+      const message: MasterMessage = { type: 'health-check', id, path, ...bounds };
       try {
         worker.process.send(message, (error) => {
           if (error) failed(`cannot reach it: ${error.message}`);

@@ -117,13 +117,16 @@ export type MasterMessage = WorkerHealthRequest;
 
 /**
  * Asks a worker to GET `path` from its own app through a private socket (never the shared
- * listen sockets, where another generation's worker could answer), within `timeoutMs`.
+ * listen sockets, where another generation's worker could answer). The app has `answerMs` to
+ * answer once the request reaches it; a busy worker has `reachMs` to get it there (the
+ * heartbeat timeout: past it, a worker whose loop is stuck is killed anyway).
  */
 export interface WorkerHealthRequest {
   type: 'health-check';
   id: number;
   path: string;
-  timeoutMs: number;
+  answerMs: number;
+  reachMs: number;
 }
 
 /** A worker's answer to a {@link WorkerHealthRequest}: the status its app answered, or why none. */

@@ -6,6 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 
+/** How {@link PrivateEndpoint.get} sends its request. */
+export interface GetOptions {
+  userAgent: string;
+  headers?: Record<string, string>;
+  /** Fails the request when no data moved for this long; none when undefined. */
+  timeoutMs?: number;
+  agent?: http.Agent;
+  signal?: AbortSignal;
+}
+
 /**
  * A way for a worker to send requests to its own app without the shared listen sockets, which
  * would hand them to whichever worker accepts first — another generation's included. It is a
@@ -44,18 +54,20 @@ export class PrivateEndpoint {
 
   /**
    * GETs `path`, reading the answer to its end, through `agent` (a fresh connection without
-   * one). Resolves with the response status; rejects when the request fails or `timeoutMs`
-   * passes first.
+   * one). Resolves with the response status; rejects when the request fails, is aborted
+   * through `signal`, or `timeoutMs` (when given) passes first.
    */
-  get(path: string, userAgent: string, timeoutMs: number, agent?: http.Agent): Promise<number> {
+  get(path: string, options: GetOptions): Promise<number> {
+    const { timeoutMs } = options;
     return new Promise((resolve, reject) => {
       const request = (this.secure ? https : http).get(
         {
           socketPath: this.socketPath,
           path,
-          headers: { 'user-agent': userAgent },
-          agent: agent ?? false,
+          headers: { ...options.headers, 'user-agent': options.userAgent },
+          agent: options.agent ?? false,
           rejectUnauthorized: false,
+          signal: options.signal,
         },
         (response) => {
           response.resume();
@@ -63,9 +75,11 @@ export class PrivateEndpoint {
           response.once('error', reject);
         },
       );
-      request.setTimeout(Math.max(1, timeoutMs), () =>
-        request.destroy(new Error(`no answer within ${timeoutMs} ms`)),
-      );
+      if (timeoutMs !== undefined) {
+        request.setTimeout(Math.max(1, timeoutMs), () =>
+          request.destroy(new Error(`no answer within ${timeoutMs} ms`)),
+        );
+      }
       request.once('error', reject);
     });
   }

@@ -55,7 +55,11 @@ export async function warmUp(server: net.Server, options: WarmUpOptions): Promis
       }
       sent += 1;
       try {
-        await self.get(options.path, 'prefork-warmup', deadline - Date.now(), agent);
+        await self.get(options.path, {
+          userAgent: 'prefork-warmup',
+          timeoutMs: deadline - Date.now(),
+          agent,
+        });
         answered += 1;
       } catch (error) {
         stopped ??= Date.now() >= deadline ? RAN_OUT : (error as Error).message;

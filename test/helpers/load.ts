@@ -1,6 +1,11 @@
+import { spawn } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import autocannon from 'autocannon';
 import { expect } from 'vitest';
+import { track } from './processes.js';
+
+const require = createRequire(import.meta.url);
 
 /** What a load run saw. */
 export interface LoadResult {
@@ -97,6 +102,39 @@ export function startLoad(
         byRelease,
         pids,
       };
+    },
+  };
+}
+
+/**
+ * Starts autocannon in a process of its own, so that the load takes a core of its own rather
+ * than sharing the test's event loop: for loads meant to saturate the machine. `stop()` ends it
+ * (or waits for the end of a bounded run) and returns the totals (no per-release counts).
+ */
+export function startLoadProcess(
+  url: string,
+  options: { connections: number; durationSec: number },
+): { stop(): Promise<Omit<LoadResult, 'byRelease' | 'pids'>> } {
+  const code = `
+    const autocannon = require(${JSON.stringify(require.resolve('autocannon'))});
+    const instance = autocannon(${JSON.stringify({ url, connections: options.connections, duration: options.durationSec, timeout: 20 })}, () => {});
+    process.on('message', () => instance.stop());
+    instance.on('done', (r) => {
+      process.send({ responses: r.requests.total, errors: r.errors - r.timeouts, timeouts: r.timeouts, non2xx: r.non2xx, failed: r.errors + r.non2xx }, () => process.exit(0));
+    });
+  `;
+  const child = spawn(process.execPath, ['-e', code], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  track(child.pid);
+  const done = new Promise<Omit<LoadResult, 'byRelease' | 'pids'>>((resolve, reject) => {
+    child.once('message', (result) => resolve(result as Omit<LoadResult, 'byRelease' | 'pids'>));
+    child.once('exit', (code) => reject(new Error(`the load process exited with ${code}`)));
+  });
+  return {
+    stop() {
+      child.send('stop');
+      return done;
     },
   };
 }

@@ -146,7 +146,7 @@ describe('prefork deploy / rollback under load', () => {
       'never answers its health check',
       listenerRelease('bad', '', "if (req.url === '/health') return;"),
       ['--health-path', '/health'],
-      /failed at verify: health check failed: no answer to GET \/health \(worker \d+, asked through master \d+\): no answer within 3000 ms/,
+      /failed at verify: health check failed: no answer to GET \/health \(worker \d+, asked through master \d+\): the app did not answer within 3000 ms/,
     ],
   ])(
     'a release that %s: exit 1, the old release serving, 0 failed requests',
