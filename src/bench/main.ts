@@ -272,7 +272,7 @@ async function main(): Promise<void> {
   out.push(
     "## 4. A deploy's cost and the master's footprint",
     '',
-    `\`prefork deploy releases/v2 --verify-window 1\` with ${WORKERS} workers, no load: ${deploy.totalMs} ms = the new release's boot (new master + workers ready) ${boot} ms + verify window ${window} ms + **prefork's own overhead ${overhead} ms** (target < 1000). Steps (ms): ${Object.entries(
+    `\`prefork deploy releases/v2 --verify-window 1\` with ${WORKERS} workers, no load${deploy.failed ? ` **failed (${deploy.failed})**` : ''}: ${deploy.totalMs} ms = the new release's boot (new master + workers ready) ${boot} ms + verify window ${window} ms + **prefork's own overhead ${overhead} ms** (target < 1000). Steps (ms): ${Object.entries(
       deploy.steps,
     )
       .map(([step, ms]) => `${step} ${ms}`)
@@ -329,11 +329,15 @@ async function main(): Promise<void> {
     '',
     '## 5. Scale: 32 workers',
     '',
-    `32 workers ready in ${ready32} ms (\`prefork start --daemon\` returns once all are ready). A deploy with 32 workers under keep-alive load at saturation: ${deploy32?.totalMs} ms, ${deploy32Load.requests} requests, **${deploy32Load.failed} failed**${deploy32Load.failed > 0 ? ` (${kinds(deploy32Load)})` : ''}, p99 ${deploy32Load.p99} ms. Steps (ms): ${Object.entries(
+    `32 workers ready in ${ready32} ms (\`prefork start --daemon\` returns once all are ready). A deploy with 32 workers under keep-alive load at saturation: ${deploy32?.failed ? `**failed (${deploy32.failed})** after ` : ''}${deploy32?.totalMs} ms, ${deploy32Load.requests} requests, **${deploy32Load.failed} failed**${deploy32Load.failed > 0 ? ` (${kinds(deploy32Load)})` : ''}, p99 ${deploy32Load.p99} ms. Steps (ms): ${Object.entries(
       deploy32?.steps ?? {},
     )
       .map(([step, ms]) => `${step} ${ms}`)
       .join(', ')}.`,
+    '',
+    PreforkRig.failures.length === 0
+      ? 'Every prefork deploy and rollback of this run succeeded.'
+      : `prefork commands that failed in this run (recorded, not retried): ${PreforkRig.failures.join('; ')}.`,
     '',
     `Run time: ${((Date.now() - began) / 60_000).toFixed(1)} min.`,
   );

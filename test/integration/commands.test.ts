@@ -1,15 +1,14 @@
-import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
-import { createRunningMaster, getJson, startMaster } from '../helpers/master.js';
+import { startMaster } from '../helpers/master.js';
 import {
   alive,
   killAll,
   PreforkProcess,
   readPid,
   runPrefork,
-  runStart,
   waitFor,
 } from '../helpers/processes.js';
 

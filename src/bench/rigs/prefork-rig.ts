@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -8,10 +8,12 @@ import { freePort, must, type Rig, run } from './rig.js';
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const PREFORK = join(REPO, 'bin/prefork');
 
-/** Step timings of one `deploy`/`rollback --json`, and its wall time. */
+/** Step timings of one `deploy`/`rollback --json`, its wall time, and how it ended. */
 export interface StepTimes {
   steps: Record<string, number>;
   totalMs: number;
+  /** Undefined when it succeeded; otherwise its exit code and message (a result, not a crash). */
+  failed?: string | undefined;
 }
 
 /** How long after WINCH the bench calls "the switch" to the new workers. */
@@ -31,6 +33,8 @@ export interface Phases {
 
 /** prefork in a temporary app root holding the bundled releases (v1 and v2). */
 export class PreforkRig implements Rig {
+  /** Every deploy or rollback of any rig that failed, for the report. */
+  static readonly failures: string[] = [];
   readonly name: string;
   readonly root = mkdtempSync(join(os.tmpdir(), 'prefork-bench-'));
   private port = 0;
@@ -71,16 +75,19 @@ export class PreforkRig implements Rig {
   /** `deploy` (or `rollback`) with a 1 s verify window; its steps' timings from `--json`. */
   async step(command: 'deploy' | 'rollback', release?: string): Promise<StepTimes> {
     const started = performance.now();
-    const out = await this.prefork([
+    const result = await run(process.execPath, [
+      PREFORK,
       command,
       ...(release ? [release] : []),
-      ...['--json', '--verify-window', '1'],
+      ...['--json', '--verify-window', '1', '--root', this.root],
     ]);
     const ended = performance.now();
+    const out = result.stdout;
     const steps: Record<string, number> = {};
     /** Each step's start and end on the `performance.now()` clock. */
     const at: Record<string, number> = {};
     for (const line of out.trim().split('\n')) {
+      if (!line.startsWith('{')) continue;
       const event = JSON.parse(line) as {
         event?: string;
         status?: string;
@@ -98,7 +105,14 @@ export class PreforkRig implements Rig {
     this.phases.boot.push(boot);
     this.phases.switch.push(flip);
     this.phases.rest.push([started, boot[0]], [boot[1], flip[0]], [flip[1], ended]);
-    const times = { steps, totalMs: Math.round(ended - started) };
+    const failed =
+      result.code === 0
+        ? undefined
+        : `exit ${result.code}: ${result.stderr.trim().split('\n').at(-1)}`;
+    const times = { steps, totalMs: Math.round(ended - started), failed };
+    if (failed !== undefined) {
+      PreforkRig.failures.push(`${this.name}: ${command} ${release ?? ''} ${failed}`);
+    }
     this.history.push(times);
     return times;
   }
@@ -121,8 +135,52 @@ export class PreforkRig implements Rig {
     return windows;
   }
 
+  /**
+   * Stops everything this rig started, whatever state a failed step left: `prefork stop
+   * --quick`, then SIGKILL for any master of its pidfiles and any process still running in its
+   * app root (workers run in their release directory).
+   */
   async stop(): Promise<void> {
+    const masters = ['prefork.pid', 'prefork.pid.oldbin'].flatMap((file) => {
+      try {
+        return [Number(readFileSync(join(this.root, file), 'utf8').trim())];
+      } catch {
+        return [];
+      }
+    });
     await run(process.execPath, [PREFORK, 'stop', '--quick', '--root', this.root]);
+    const leftMasters = masters.filter((pid) => titleOf(pid).startsWith('prefork: master'));
+    for (const pid of [...leftMasters, ...processesIn(this.root)]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone, as it should be
+      }
+    }
     rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Pids of the processes whose working directory is `dir` or inside it. */
+function processesIn(dir: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const cwd = readlinkSync(`/proc/${entry}/cwd`);
+        return cwd === dir || cwd.startsWith(`${dir}/`);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** The command line (process title) of `pid`, empty when it is gone. */
+function titleOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return '';
   }
 }
