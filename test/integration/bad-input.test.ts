@@ -188,4 +188,30 @@ describe('bad input: a clear one-line error, a non-zero exit, nothing left behin
     expect(alive(bystander.pid)).toBe(true);
     expect(bystander.signalsSeen()).toBe('');
   });
+
+  it('a live prefork master that does not answer (stopped) is told from a stale pidfile: exit 2, nothing signalled, the fix named', async () => {
+    root = makeAppRoot();
+    const master = await startMaster(root.dir, ['releases/v1'], { workers: 1 });
+    process.kill(master.pid, 'SIGSTOP');
+    try {
+      for (const command of [['deploy', 'releases/v2'], ['stop'], ['reload']]) {
+        const result = await runPrefork([...command, '--root', root.dir]);
+        expect(result.code, result.stderr).toBe(2);
+        expect(result.stderr).toContain(
+          `pid ${master.pid} in ${root.path('prefork.pid')} is a prefork master of ${root.dir} ("prefork: master [v1]") that is stopped (state T: SIGSTOP or a debugger): nothing was signalled; do not remove the pidfile: that master still owns the listen sockets. Check it with "ps -o pid,stat,cmd -p ${master.pid}": state T means stopped, resume it with "kill -CONT ${master.pid}"`,
+        );
+        expect(result.stderr).not.toMatch(/remove the pidfile or start a master/);
+      }
+      const status = await runPrefork(['status', '--root', root.dir]);
+      expect(status.stdout).toMatch(/is a prefork master of .* that is stopped \(state T/);
+      expect(readFileSync(root.path('prefork.pid'), 'utf8').trim()).toBe(String(master.pid));
+      expect(lstatSync(root.path('current')).isSymbolicLink()).toBe(true);
+    } finally {
+      process.kill(master.pid, 'SIGCONT');
+    }
+    // Resumed, it answers again and had been sent nothing to handle.
+    const status = await runPrefork(['status', '--root', root.dir]);
+    expect(status.code, status.stdout).toBe(0);
+    expect(master.proc.countLogs(/^handling signal/)).toBe(0);
+  });
 });
