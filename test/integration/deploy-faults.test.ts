@@ -133,10 +133,15 @@ describe('deploy faults', () => {
       return p !== undefined && p !== master.pid && p;
     });
     track(newPid);
+    const oldWorkers = master.workers();
     process.kill(master.pid, 'SIGWINCH');
+    // The state after WINCH, for certain: the old master's workers are gone.
+    await waitFor('the old workers to exit', () => oldWorkers.every((pid) => !alive(pid)));
+    expect(master.workers()).toEqual([]);
     const rolled = await runPrefork(['rollback', '--root', root.dir]);
     expect(rolled.code, rolled.stderr).toBe(0);
     expectClean('v1', master.pid);
     expect(alive(newPid)).toBe(false);
+    await waitFor('2 workers back', () => master.workers().length === 2);
   });
 });

@@ -127,10 +127,15 @@ describe('prefork deploy / rollback under load', () => {
       /failed at wait-ready: the new master \d+ was not ready within --ready-timeout 3 s/,
     ],
     [
-      'crash-loops after ready',
-      listenerRelease('bad', "setTimeout(() => { throw new Error('lost the database'); }, 700);"),
-      ['--verify-window', '3'],
-      /failed at (verify|winch|verify-window): .*(died|exited|stopped answering)/,
+      'crash-loops once it serves alone',
+      // Crashes, and crashes again on every respawn, once the test drops `crash-now` in it:
+      // the test does that when the deploy starts its verify window (after WINCH).
+      listenerRelease(
+        'bad',
+        "setInterval(() => { if (require('node:fs').existsSync(__dirname + '/crash-now')) throw new Error('lost the database'); }, 20);",
+      ),
+      ['--verify-window', '5', '--json'],
+      /failed at verify-window: workers of bad died during verification \(crash loop\?\)/,
     ],
     [
       'fails its health check',
@@ -150,7 +155,7 @@ describe('prefork deploy / rollback under load', () => {
     ],
   ])(
     'a release that %s: exit 1, the old release serving, 0 failed requests',
-    async (_what, files, args, message) => {
+    async (what, files, args, message) => {
       root = makeAppRoot();
       root.addRelease('bad', files as Record<string, string | object>);
       // A Unix socket too: the failed new master must leave its file to the old master.
@@ -158,7 +163,7 @@ describe('prefork deploy / rollback under load', () => {
       const master = await startMaster(root.dir, ['--bind', `unix:${socketPath}`, 'releases/v1']);
       const traffic = startTraffic(master);
       await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 100);
-      const result = await runPrefork([
+      const deploy = new PreforkProcess([
         'deploy',
         'releases/bad',
         '--root',
@@ -166,6 +171,14 @@ describe('prefork deploy / rollback under load', () => {
         ...fast,
         ...(args as string[]),
       ]);
+      if (what === 'crash-loops once it serves alone') {
+        await waitFor('the verify window', () =>
+          deploy.stdout.includes('"step":"verify-window","status":"start"'),
+        );
+        writeFileSync(root.path('releases/bad/crash-now'), '');
+      }
+      const { code } = await deploy.exited;
+      const result = { code, stdout: deploy.stdout, stderr: deploy.stderr };
       expect(result.code, result.stdout + result.stderr).toBe(1);
       expect(result.stderr).toMatch(message);
       expect(result.stderr).toMatch(

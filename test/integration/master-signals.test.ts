@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startLoad } from '../helpers/load.js';
 import { getJson, type RunningMaster, startMaster } from '../helpers/master.js';
@@ -8,12 +8,13 @@ import { alive, cmdline, killAll, runPrefork, waitFor } from '../helpers/process
 let root: AppRoot;
 let master: RunningMaster;
 
-beforeAll(async () => {
+// Each test gets a master of its own: none depends on what another one did to it.
+beforeEach(async () => {
   root = makeAppRoot();
   master = await startMaster(root.dir, ['--timeout', '4', 'releases/v1']);
 });
 
-afterAll(() => {
+afterEach(() => {
   killAll();
   root.remove();
 });
