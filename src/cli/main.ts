@@ -1,6 +1,6 @@
 /**
  * `prefork <command>`: the command line. Each command lives in `commands/`; errors meant for
- * the user are printed as one line and end the process with their exit code (SPEC §3).
+ * the user are printed as one line and end the process with their exit code (docs/deploy.md, "Exit codes").
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';

@@ -268,9 +268,9 @@ async function finish(ctx: Context): Promise<void> {
 }
 
 /**
- * `prefork deploy <release>` (SPEC §7): preflight, lock, activate, USR2, wait ready, verify,
+ * `prefork deploy <release>` (docs/deploy.md): preflight, lock, activate, USR2, wait ready, verify,
  * WINCH old, verify again, QUIT old, record — each step journaled before it is taken — and
- * the seed's rollback when any step fails or the deploy is interrupted. Failures throw a
+ * the manual revert of docs/upgrade.md (3b) when any step fails or the deploy is interrupted. Failures throw a
  * {@link PreforkError} carrying the exit code: 1 failed and rolled back, 3 rollback
  * incomplete; 2 (a {@link UsageError}) from preflight and 4 for a held lock, both before
  * anything changed.

@@ -3,7 +3,7 @@ import { writeFileAtomic } from '../state/atomic-write.js';
 import { readFileNoFollow } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
 
-/** The steps of a deploy (SPEC §7), journaled before each is taken. */
+/** The steps of a deploy (docs/deploy.md), journaled before each is taken. */
 type DeployStep =
   | 'preflight'
   | 'activate'

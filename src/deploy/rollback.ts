@@ -44,7 +44,7 @@ async function undoInFlight(config: Config, oldPid: number, reporter: Reporter):
 }
 
 /**
- * `prefork rollback` (SPEC §8): with an upgrade in flight (a killed deploy, or one done by hand),
+ * `prefork rollback` (docs/deploy.md): with an upgrade in flight (a killed deploy, or one done by hand),
  * undo it; after a deploy that was killed before it switched masters, point `current` back;
  * otherwise deploy the previous release from the history through the full deploy flow.
  */

@@ -29,7 +29,7 @@ export class UndoIncomplete extends Error {
 }
 
 /**
- * Undoes an upgrade the seed's way, each wait with a timeout and each timeout an action:
+ * Undoes an upgrade as docs/upgrade.md (3b) does by hand, each wait with a timeout and each timeout an action:
  * `current` back to the old release; HUP the old master if its workers were stopped, until they
  * are ready again; QUIT the new master, TERM it after the graceful timeout, KILL as a last
  * resort; then check that the old master holds `prefork.pid` alone and answers health checks.

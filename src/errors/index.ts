@@ -3,7 +3,7 @@
  * and the fix. Anything else that reaches the CLI is a bug and is reported as one.
  */
 
-/** Exit codes of the contract (SPEC §3). */
+/** Exit codes every command shares (docs/deploy.md, "Exit codes"). */
 export const EXIT = {
   ok: 0,
   failedRolledBack: 1,

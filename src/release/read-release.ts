@@ -4,7 +4,7 @@ import semver from 'semver';
 import { UsageError } from '../errors/index.js';
 import { RELEASES_DIR } from '../protocol/index.js';
 
-/** A release directory, checked against the app contract (SPEC §2). */
+/** A release directory, checked against the app contract (README, "Quick start"). */
 export interface Release {
   /** Real path of the release directory. */
   dir: string;

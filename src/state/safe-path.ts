@@ -4,7 +4,7 @@ import { UsageError } from '../errors/index.js';
 
 /**
  * Refuses a directory in which another user could swap prefork's files: one that is
- * world-writable without the sticky bit (SPEC §11).
+ * world-writable without the sticky bit (docs/reliability.md, "Security").
  */
 export function assertSafeDirectory(dir: string): void {
   const st = statSync(dir);

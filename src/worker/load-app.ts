@@ -34,7 +34,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /**
- * Turns a default export into a server, per the app contract (SPEC §2): a request listener
+ * Turns a default export into a server, per the app contract (README, "Quick start"): a request listener
  * `(req, res)`, an `http.Server`/`https.Server` that is not listening yet, or a function (sync
  * or async, taking no arguments) returning one of those. Framework objects are taken as they
  * are exported, so no example needs glue: a Koa app (`callback()`), a Fastify instance

@@ -15,7 +15,7 @@ afterEach(() => {
   root?.remove();
 });
 
-/** A release exporting an unlistened `https.Server` (SPEC §2) that answers `{ release, pid }`. */
+/** A release exporting an unlistened `https.Server` (README, "Quick start") that answers `{ release, pid }`. */
 function httpsRelease(name: string): Record<string, string | object> {
   const file = (f: string) => JSON.stringify(join(TLS_DIR, f));
   return {
