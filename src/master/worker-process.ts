@@ -71,10 +71,19 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
   child.on('exit', (code, signal) => options.onExit(pid, code, signal));
   // A send to a worker that just died fails asynchronously; its exit is handled above.
   child.on('error', () => {});
-  const now = Date.now();
+  return newWorkerRecord(pid, child, options, Date.now());
+}
+
+/** The record of a worker just spawned (booting) as `pid`, born at `now`. */
+export function newWorkerRecord(
+  pid: number,
+  process: WorkerRecord['process'],
+  options: Pick<SpawnWorkerOptions, 'generation' | 'release'>,
+  now: number,
+): WorkerRecord {
   return {
     pid,
-    process: child,
+    process,
     generation: options.generation,
     release: options.release,
     state: 'booting',

@@ -4,7 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { MasterEffects } from '../../src/master/effects.js';
 import { Master, type MasterEvent } from '../../src/master/master.js';
-import type { SpawnWorkerOptions, WorkerRecord } from '../../src/master/worker-process.js';
+import {
+  newWorkerRecord,
+  type SpawnWorkerOptions,
+  type WorkerRecord,
+} from '../../src/master/worker-process.js';
 import { readCurrentRelease } from '../../src/release/current-link.js';
 import { Handover } from '../../src/upgrade/new-master-side.js';
 import { type NewMaster, UpgradeRefused } from '../../src/upgrade/old-master-side.js';
@@ -28,23 +32,7 @@ class FakeWorld implements MasterEffects {
   spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
     const pid = this.nextPid++;
     this.actions.push(`spawn ${pid} ${options.release.name}`);
-    return {
-      pid,
-      process: { send: () => true },
-      generation: options.generation,
-      release: options.release,
-      state: 'booting',
-      tls: false,
-      bornAt: this.clock,
-      readyAt: undefined,
-      lastBeat: this.clock,
-      requests: 0,
-      rss: 0,
-      retiring: false,
-      killAt: undefined,
-      failure: undefined,
-      killed: false,
-    };
+    return newWorkerRecord(pid, { send: () => true }, options, this.clock);
   }
 
   signalWorker(worker: WorkerRecord, signal: NodeJS.Signals): void {
