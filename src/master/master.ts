@@ -687,12 +687,12 @@ export class Master {
 
   /** Once the old master that started this one has exited, clean up after it. */
   private noticeOldMasterGone(): void {
-    const line = this.oldMaster?.noticeGone(this.config.pid);
-    if (line !== undefined) this.logger.info(line);
+    const gone = this.oldMaster?.noticeGone(this.config.pid);
+    if (gone !== undefined) this.logger[gone.level](gone.message);
   }
 
   private setTitle(): void {
-    this.effects.setTitle(masterTitle(this.release.name, this.newMaster !== undefined));
+    this.effects.setTitle(masterTitle(this.release.name, { old: this.newMaster !== undefined }));
   }
 
   // -------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ export function controlSocketName(pid: number): string {
 // ---------------------------------------------------------------------------------------------
 
 /** `prefork: master [v1]`, or `prefork: master (old) [v1]` while its new master runs. */
-export function masterTitle(release: string, old = false): string {
+export function masterTitle(release: string, { old }: { old: boolean }): string {
   return `prefork: master${old ? ' (old)' : ''} [${release}]`;
 }
 

@@ -89,14 +89,20 @@ export class OldMaster {
   /**
    * Once it has exited (QUIT at the end of an upgrade, or killed): removes the `.oldbin`
    * pidfile it left if it died without cleaning up, so one master and one pidfile remain.
-   * Returns a line to log the first time it is seen gone, undefined otherwise.
+   * Returns what to log the first time it is seen gone, undefined otherwise.
    */
-  noticeGone(pidfile: string): string | undefined {
+  noticeGone(pidfile: string): { level: 'info' | 'warn'; message: string } | undefined {
     if (this.goneNoticed || this.alive()) return undefined;
     this.goneNoticed = true;
     if (removePidfileIfOurs(pidfile + OLDBIN_SUFFIX, this.pid)) {
-      return `old master ${this.pid} died without cleaning up: removed its ${OLDBIN_SUFFIX} pidfile`;
+      return {
+        level: 'warn',
+        message: `old master ${this.pid} died without cleaning up: removed its ${OLDBIN_SUFFIX} pidfile`,
+      };
     }
-    return `old master ${this.pid} has exited: this master serves alone`;
+    return {
+      level: 'info',
+      message: `old master ${this.pid} has exited: this master serves alone`,
+    };
   }
 }

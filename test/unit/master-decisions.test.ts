@@ -74,7 +74,8 @@ function makeMaster(workers = 2, timeout = 30): { master: Master; world: FakeWor
     configSources: sources,
     release: readCurrentRelease(root.dir),
     sockets: [],
-    log: { logger: pino({ level: 'silent' }), reopen: () => {} },
+    // Logs go nowhere (HUP sets the level from the configuration).
+    log: { logger: pino({}, { write: () => {} }), reopen: () => {} },
     command: { execPath: process.execPath, args: [], cwd: root.dir, env: {} },
     workerEnv: {},
     handover: Handover.from({}),

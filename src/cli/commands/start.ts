@@ -28,8 +28,7 @@ import { addMasterOptions, addRootOptions, configSources } from '../options.js';
 export function masterArgs(
   argv: string[],
   command: Command,
-  release: string | undefined,
-  dropDaemon: boolean,
+  { release, dropDaemon }: { release: string | undefined; dropDaemon: boolean },
 ): string[] {
   const valueFlags = new Set(
     command.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]),
@@ -121,7 +120,7 @@ export function registerStart(program: Command): void {
       execPath: process.execPath,
       args: [
         ...process.execArgv,
-        ...masterArgs(process.argv.slice(1), command, release, config.daemon),
+        ...masterArgs(process.argv.slice(1), command, { release, dropDaemon: config.daemon }),
       ],
       cwd: process.cwd(),
       env: cleanEnv(),
