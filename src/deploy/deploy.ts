@@ -150,7 +150,8 @@ async function verify(ctx: Context, plan: VerifyPlan): Promise<void> {
     }
     let problem = askWorkers
       ? await checkWorkers(ctx.config.root, ctx.newPid as number, ctx.config.healthPath, {
-          heartbeatTimeoutS: ctx.config.timeout,
+          // The new master's own --timeout (it may differ from this command's configuration).
+          heartbeatTimeoutS: first.heartbeatTimeout,
         })
       : undefined;
     problem ??= ctx.health ? await checkHealth(ctx.health) : undefined;

@@ -786,6 +786,7 @@ export class Master {
       newMasterPid: this.newMaster?.pid ?? null,
       upgradeError: this.upgradeError ?? null,
       pidfile: this.pidPath,
+      heartbeatTimeout: this.config.timeout,
       workerIdentity: this.parts.identity ?? null,
       workers: [...this.workers.values()].map((w) => ({
         pid: w.pid,

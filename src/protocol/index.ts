@@ -214,6 +214,8 @@ export interface MasterStatus {
   upgradeError: string | null;
   /** The pidfile holding this master's pid (`prefork.pid`, or `.oldbin` while old). */
   pidfile: string;
+  /** Seconds a worker may go without a heartbeat before it is killed (`--timeout`). */
+  heartbeatTimeout: number;
   /** uid and gid its workers run as (`--user`/`--group`); null when they run as the master. */
   workerIdentity: { uid: number; gid: number } | null;
   workers: WorkerStatus[];
