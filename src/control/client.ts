@@ -80,40 +80,37 @@ export async function findMaster(root: string, pidfile: string): Promise<MasterS
   }
   const status = await queryMaster(root, pid);
   if (status === undefined) {
-    throw new UsageError(
-      `${whyNoAnswer(root, pid, pidfile)}: nothing was signalled; ${whatToDo(root, pid)}`,
-    );
+    const { why, fix } = diagnoseNoAnswer(root, pid, pidfile);
+    throw new UsageError(`${why}: nothing was signalled; ${fix}`);
   }
   return status;
 }
 
 /**
- * A live process titled as a prefork master whose control socket exists in `root`: a master
- * of this root that did not answer (stopped, or hung), not a stale pidfile.
+ * Why the pid `pidfile` names did not answer as a prefork master of `root`, and what a person
+ * should do. A live process titled as a prefork master whose control socket exists in `root`
+ * is a master of this root that is stopped or hung, not a stale pidfile: its pidfile must stay.
  */
-function isUnresponsiveMaster(root: string, pid: number): boolean {
-  return (
-    isAlive(pid) &&
-    processTitle(pid).startsWith('prefork: master') &&
-    existsSync(controlSocketPath(root, pid))
-  );
-}
-
-/** Why the pid `pidfile` names did not answer as a prefork master of `root`. */
-export function whyNoAnswer(root: string, pid: number, pidfile: string): string {
+export function diagnoseNoAnswer(
+  root: string,
+  pid: number,
+  pidfile: string,
+): { why: string; fix: string } {
   const which = `pid ${pid} in ${pidfile}`;
-  if (!isAlive(pid)) return `${which} is not running (stale pidfile)`;
-  if (!isUnresponsiveMaster(root, pid)) {
-    return `${which} is not a prefork master of ${root} (stale pidfile?)`;
+  const stale = 'remove the pidfile or start a master';
+  if (!isAlive(pid)) return { why: `${which} is not running (stale pidfile)`, fix: stale };
+  const title = processTitle(pid);
+  if (!title.startsWith('prefork: master') || !existsSync(controlSocketPath(root, pid))) {
+    return { why: `${which} is not a prefork master of ${root} (stale pidfile?)`, fix: stale };
   }
-  const stopped = processState(pid) === 'T';
-  return `${which} is a prefork master of ${root} ("${processTitle(pid)}") that ${stopped ? 'is stopped (state T: SIGSTOP or a debugger)' : 'did not answer on its control socket'}`;
-}
-
-/** What a person should do about the pid {@link whyNoAnswer} described. */
-function whatToDo(root: string, pid: number): string {
-  if (!isUnresponsiveMaster(root, pid)) return 'remove the pidfile or start a master';
-  return `do not remove the pidfile: that master still owns the listen sockets. Check it with "ps -o pid,stat,cmd -p ${pid}": state T means stopped, resume it with "kill -CONT ${pid}"; otherwise it is hung: look at its log, and stop it with "kill -TERM ${pid}" before starting another`;
+  const state =
+    processState(pid) === 'T'
+      ? 'is stopped (state T: SIGSTOP or a debugger)'
+      : 'did not answer on its control socket';
+  return {
+    why: `${which} is a prefork master of ${root} ("${title}") that ${state}`,
+    fix: `do not remove the pidfile: that master still owns the listen sockets. Check it with "ps -o pid,stat,cmd -p ${pid}": state T means stopped, resume it with "kill -CONT ${pid}"; otherwise it is hung: look at its log, and stop it with "kill -TERM ${pid}" before starting another`,
+  };
 }
 
 /** The uid owning `path` (not following a symlink), if it exists. */

@@ -18,12 +18,7 @@ import type { Release } from '../release/read-release.js';
 import { removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
 import { closeListenSockets, type ListenSocket } from '../upgrade/listen-sockets.js';
 import type { Handover, OldMaster } from '../upgrade/new-master-side.js';
-import {
-  NEW_MASTER_READY_MARGIN_MS,
-  type NewMaster,
-  type NewMasterEvent,
-  UpgradeRefused,
-} from '../upgrade/old-master-side.js';
+import { type NewMaster, type NewMasterEvent, UpgradeRefused } from '../upgrade/old-master-side.js';
 import type { MasterCommand } from '../upgrade/spawn-master.js';
 import type { ControlServer } from './control-server.js';
 import { CRASH_HEALTHY_MS, CrashBackoff } from './crash-backoff.js';
@@ -342,7 +337,8 @@ export class Master {
         command: this.parts.command,
         sockets: this.parts.sockets,
         pidfile: this.config.pid,
-        readyBy: this.effects.now() + this.config.bootTimeout * 1000 + NEW_MASTER_READY_MARGIN_MS,
+        bootTimeoutS: this.config.bootTimeout,
+        now: this.effects.now(),
         logger: this.logger,
         onEvent: (event) => this.enqueue(event),
       });
@@ -483,7 +479,7 @@ export class Master {
   private onTick(): void {
     const now = this.effects.now();
     this.noticeOldMasterGone();
-    this.newMaster?.checkReadyDeadline(now, this.config.bootTimeout);
+    this.newMaster?.checkReadyDeadline(now);
     for (const worker of this.workers.values()) {
       if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
         this.killWorker(

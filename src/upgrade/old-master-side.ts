@@ -29,8 +29,10 @@ export interface StartUpgradeOptions {
   sockets: ListenSocket[];
   /** `prefork.pid`: moved to `.oldbin` now, and back if the upgrade fails. */
   pidfile: string;
-  /** The new master is killed if it has not reported ready by then (ms since the epoch). */
-  readyBy: number;
+  /** `bootTimeout` (s): the new master is killed if not ready this + the margin after `now`. */
+  bootTimeoutS: number;
+  /** The time of USR2 (ms since the epoch, on the master's clock). */
+  now: number;
   logger: Logger;
   /** Queues an event for the old master's loop. */
   onEvent: (event: NewMasterEvent) => void;
@@ -62,7 +64,7 @@ export class NewMaster {
     readonly pid: number,
     private readonly options: StartUpgradeOptions,
   ) {
-    this.readyBy = options.readyBy;
+    this.readyBy = options.now + options.bootTimeoutS * 1000 + NEW_MASTER_READY_MARGIN_MS;
   }
 
   /** The pidfile the old master holds while the new one runs. */
@@ -132,9 +134,10 @@ export class NewMaster {
    * or stopped, handles nothing else). Its workers see their IPC channel close and drain; its
    * exit then gives the service back to the old master.
    */
-  checkReadyDeadline(now: number, bootTimeoutS: number): void {
+  checkReadyDeadline(now: number): void {
     if (this.readyBy === undefined || now < this.readyBy) return;
     this.readyBy = undefined;
+    const { bootTimeoutS } = this.options;
     this.failure = `it was not ready within ${bootTimeoutS} s (bootTimeout) + ${NEW_MASTER_READY_MARGIN_MS / 1000} s: killed it`;
     this.options.logger.error(
       { newMaster: this.pid },

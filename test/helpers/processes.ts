@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { processTitle } from '../../src/process/alive.js';
 import { PREFORK_BIN } from './app-root.js';
 
 /** Every pid a test started or saw (masters, workers), killed by pid in `killAll`. */
@@ -35,13 +36,7 @@ export function alive(pid: number): boolean {
 }
 
 /** The command line of `pid` as `ps` shows it (process titles included). */
-export function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ');
-  } catch {
-    return '';
-  }
-}
+export const cmdline = processTitle;
 
 /** SIGKILLs every tracked pid and their descendants. */
 export function killAll(): void {

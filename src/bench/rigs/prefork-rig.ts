@@ -3,6 +3,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { processTitle } from '../../process/alive.js';
 import { freePort, must, type Rig, run } from './rig.js';
 
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
@@ -149,7 +150,7 @@ export class PreforkRig implements Rig {
       }
     });
     await run(process.execPath, [PREFORK, 'stop', '--quick', '--root', this.root]);
-    const leftMasters = masters.filter((pid) => titleOf(pid).startsWith('prefork: master'));
+    const leftMasters = masters.filter((pid) => processTitle(pid).startsWith('prefork: master'));
     for (const pid of [...leftMasters, ...processesIn(this.root)]) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -174,13 +175,4 @@ function processesIn(dir: string): number[] {
       }
     })
     .map(Number);
-}
-
-/** The command line (process title) of `pid`, empty when it is gone. */
-function titleOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-  } catch {
-    return '';
-  }
 }

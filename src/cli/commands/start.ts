@@ -109,13 +109,6 @@ export function registerStart(program: Command): void {
       else pointCurrent(root, resolve(root, before));
     };
     const current = readCurrentRelease(root);
-    const identity = resolveWorkerIdentity(config.user, config.group);
-    try {
-      assertWorkersCanRead(identity, current, workersUserLabel(config.user, config.group));
-    } catch (error) {
-      restoreCurrent();
-      throw error;
-    }
     const masterCommand: MasterCommand = {
       execPath: process.execPath,
       args: [
@@ -126,6 +119,8 @@ export function registerStart(program: Command): void {
       env: cleanEnv(),
     };
     try {
+      const identity = resolveWorkerIdentity(config.user, config.group);
+      assertWorkersCanRead(identity, current, workersUserLabel(config.user, config.group));
       if (config.daemon && !spawnedByPrefork) {
         await daemonize(masterCommand, config.logFile);
         return;

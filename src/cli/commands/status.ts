@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { queryMaster, whyNoAnswer } from '../../control/client.js';
+import { diagnoseNoAnswer, queryMaster } from '../../control/client.js';
 import { type Journal, readJournal } from '../../deploy/journal.js';
 import { isAlive } from '../../process/alive.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../../protocol/index.js';
@@ -63,7 +63,7 @@ export function registerStatus(program: Command): void {
       const master = pid === undefined ? undefined : await queryMaster(config.root, pid);
       const problem =
         pid !== undefined && master === undefined
-          ? whyNoAnswer(config.root, pid, pidfile)
+          ? diagnoseNoAnswer(config.root, pid, pidfile).why
           : undefined;
       reports.push({ pidfile, pid, master, problem });
     }
