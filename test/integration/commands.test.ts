@@ -1,10 +1,11 @@
 import { renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
-import { startMaster } from '../helpers/master.js';
+import { type AppRoot, listenerRelease, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
+import { getJson, startMaster } from '../helpers/master.js';
 import {
   alive,
+  cmdline,
   killAll,
   PreforkProcess,
   readPid,
@@ -49,12 +50,16 @@ describe('the signal commands, for people who would rather not kill', () => {
     expect(tooFew.code).toBe(2);
     expect(tooFew.stderr).toMatch(/would leave -3 workers; at least 1 is needed/);
 
+    // A reload onto another release: new workers, and `ps` names the release they run.
     const before = master.workers();
+    switchCurrent(root, 'v2');
     expect((await runPrefork(['reload', '--root', root.dir])).stdout).toMatch(/sent SIGHUP/);
     await waitFor('new workers', () => {
       const now = master.workers();
       return now.length === 2 && now.every((p) => !before.includes(p));
     });
+    await waitFor('the title to name v2', () => cmdline(master.pid) === 'prefork: master [v2]');
+    expect((await getJson(master.port)).body.release).toBe('v2');
 
     renameSync(logFile, `${logFile}.1`);
     expect((await runPrefork(['reopen-logs', '--root', root.dir])).code).toBe(0);
