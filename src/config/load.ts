@@ -20,22 +20,27 @@ function optionName(key: string): string {
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
-/** One line per problem, each naming the key and what it allows; unknown keys last, all of them. */
-function describeIssues(
+/**
+ * One line per problem of a valibot parse, each naming the key (`label` spells it) and what it
+ * allows; unknown keys last, all of them. Shared by the configuration and `prefork.json`.
+ */
+export function describeIssues(
   value: unknown,
   issues: readonly v.BaseIssue<unknown>[],
-  where: 'file' | 'cli',
+  allowed: readonly string[],
+  label: (path: string[]) => string,
 ): string {
-  const allowed = Object.keys(configSchema.entries);
   const given = typeof value === 'object' && value !== null ? Object.keys(value) : [];
   const unknown = given.filter((key) => !allowed.includes(key));
   const problems = issues
-    .filter((issue) => issue.type !== 'strict_object')
-    .map((issue) => {
-      const path = (issue.path ?? []).map((item) => String(item.key));
-      const label = where === 'cli' ? optionName(path[0] ?? '') : `"${path.join('.')}"`;
-      return `${label}: ${issue.message}`;
-    });
+    // Unknown keys are listed once below; a missing required key is a problem of its own.
+    .filter(
+      (issue) =>
+        issue.type !== 'strict_object' || allowed.includes(String(issue.path?.at(-1)?.key)),
+    )
+    .map(
+      (issue) => `${label((issue.path ?? []).map((item) => String(item.key)))}: ${issue.message}`,
+    );
   if (unknown.length > 0) {
     problems.push(
       `unknown key ${unknown.map((k) => `"${k}"`).join(', ')} (allowed keys: ${allowed.join(', ')})`,
@@ -52,7 +57,10 @@ export function validatePartial(
 ): PartialConfig {
   const parsed = v.safeParse(configSchema, value);
   if (!parsed.success) {
-    throw new UsageError(`${origin}: ${describeIssues(value, parsed.issues, where)}`);
+    const label = (path: string[]) =>
+      where === 'cli' ? optionName(path[0] ?? '') : `"${path.join('.')}"`;
+    const allowed = Object.keys(configSchema.entries);
+    throw new UsageError(`${origin}: ${describeIssues(value, parsed.issues, allowed, label)}`);
   }
   return parsed.output;
 }

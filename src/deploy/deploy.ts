@@ -45,8 +45,12 @@ const VERIFY_EVERY_MS = 50;
 /** Pause between the checks of the verify window, after WINCH. */
 const VERIFY_WINDOW_EVERY_MS = 200;
 
-/** Checks that the entry module parses (`node --check`), without running it. */
+/**
+ * Checks that a Node release's entry module parses (`node --check`), without running it. An
+ * exec release's command was checked (exists, executable) when it was read.
+ */
 function checkSyntax(release: Release): void {
+  if (release.kind !== 'node') return;
   const result = spawnSync(process.execPath, ['--check', release.entry], {
     encoding: 'utf8',
     timeout: SYNTAX_CHECK_MS,
@@ -123,11 +127,13 @@ interface VerifyPlan {
    * generations accept, when a check through the bind may be answered by either.
    */
   askWorkers: boolean;
+  /** Check through the bind (when it has a TCP one). */
+  throughBind: boolean;
 }
 
 /** Health checks through the real bind, plus the new master alive with the same workers. */
 async function verify(ctx: Context, plan: VerifyPlan): Promise<void> {
-  const { windowMs, inARow, everyMs, askWorkers } = plan;
+  const { windowMs, inARow, everyMs, askWorkers, throughBind } = plan;
   const first = await queryMaster(ctx.config.root, ctx.newPid as number);
   if (first === undefined) throw new Error(`the new master ${ctx.newPid} stopped answering`);
   const workers = first.workers
@@ -154,7 +160,7 @@ async function verify(ctx: Context, plan: VerifyPlan): Promise<void> {
           heartbeatTimeoutS: first.heartbeatTimeout,
         })
       : undefined;
-    problem ??= ctx.health ? await checkHealth(ctx.health) : undefined;
+    problem ??= throughBind && ctx.health ? await checkHealth(ctx.health) : undefined;
     if (problem !== undefined) throw new Error(`health check failed: ${problem}`);
     passed += 1;
     if (passed >= inARow && Date.now() >= deadline) return;
@@ -193,12 +199,18 @@ async function upgrade(ctx: Context): Promise<void> {
     );
     ctx.health = healthTarget(status, config.healthPath);
   });
+  // While both releases accept, only a Node release's workers can be asked one by one. An exec
+  // release's workers have no channel for that: "verified" is every one of them ready (they
+  // sent READY=1) and still the same processes over these rounds; its health check through the
+  // bind waits for the verify window, when only it accepts.
+  const node = release.kind === 'node';
   await step(ctx, 'verify', `check ${release.name} is healthy`, () =>
     verify(ctx, {
       windowMs: 0,
       inARow: HEALTHY_IN_A_ROW,
       everyMs: VERIFY_EVERY_MS,
-      askWorkers: true,
+      askWorkers: node,
+      throughBind: node,
     }),
   );
   await step(
@@ -231,7 +243,8 @@ async function upgrade(ctx: Context): Promise<void> {
         windowMs: config.verifyWindow * 1000,
         inARow: 1,
         everyMs: VERIFY_WINDOW_EVERY_MS,
-        askWorkers: ctx.health === undefined,
+        askWorkers: node && ctx.health === undefined,
+        throughBind: true,
       }),
   );
 }

@@ -1,3 +1,4 @@
+import { processRss } from '../process/alive.js';
 import { NewMaster, type StartUpgradeOptions } from '../upgrade/old-master-side.js';
 import {
   type SpawnWorkerOptions,
@@ -19,6 +20,8 @@ export interface MasterEffects {
   startUpgrade(options: StartUpgradeOptions): NewMaster;
   setTitle(title: string): void;
   exit(code: number): void;
+  /** Resident memory of a process (an exec worker, which cannot report its own). */
+  processRss(pid: number): number;
 }
 
 /** The real effects: processes, `Date.now()`, `process.title`, `process.exit`. */
@@ -31,4 +34,5 @@ export const realEffects: MasterEffects = {
     process.title = title;
   },
   exit: (code) => process.exit(code),
+  processRss,
 };

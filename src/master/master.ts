@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { type ConfigSources, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { messageOf } from '../errors/index.js';
+import type { NotifyDir } from '../exec/notify-dir.js';
 import { type Log, tellStderr } from '../log/logger.js';
 import { QUICK_KILL_MS, WORKER_KILL_GRACE_MS } from '../process/timeouts.js';
 import {
@@ -29,6 +30,8 @@ import type { WorkerRecord } from './worker-process.js';
 
 /** How often the master checks heartbeats, boot and drain deadlines and backoff timers. */
 const TICK_MS = 250;
+/** How often the master reads an exec worker's RSS from `/proc`. */
+const EXEC_RSS_EVERY_MS = 1000;
 
 /** The signals a master handles; each has one handler below (`handleHup`, ...). */
 export const MASTER_SIGNALS = [
@@ -71,6 +74,8 @@ export interface MasterParts {
   control: ControlServer | undefined;
   /** uid/gid for workers (`--user`/`--group`). */
   identity: WorkerIdentity | undefined;
+  /** Where exec workers' notify sockets go. */
+  notifyDir: NotifyDir;
   /** Called when the master gives up before it was ever ready (`start` puts `current` back). */
   onBootFailure?: (() => void) | undefined;
   /** What the master does to processes, the clock and its exit; unit tests record them. */
@@ -308,7 +313,11 @@ export class Master {
     this.parts.log.reopen();
     this.shareLogFile();
     this.logger.info('reopened log file');
-    for (const worker of this.workers.values()) this.effects.signalWorker(worker, 'SIGUSR1');
+    // An exec worker's output reaches the log through this master, which just reopened it;
+    // USR1 would kill most programs.
+    for (const worker of this.workers.values()) {
+      if (worker.release.kind === 'node') this.effects.signalWorker(worker, 'SIGUSR1');
+    }
   }
 
   /**
@@ -411,6 +420,11 @@ export class Master {
       case 'boot-error':
         worker.failure = message.message;
         return;
+      case 'watchdog':
+        return;
+      case 'status':
+        worker.statusText = message.text;
+        return;
       case 'health':
         this.healthChecks.answer(pid, message);
         return;
@@ -448,7 +462,11 @@ export class Master {
       this.logger.info({ worker: pid }, `worker exited (pid: ${pid}, ${how})`);
       return;
     }
-    const reason = worker.failure ?? `exited with ${how}`;
+    const said =
+      worker.release.kind === 'exec' && worker.lastOutput
+        ? ` (it said: ${worker.lastOutput.slice(0, 300)})`
+        : '';
+    const reason = worker.failure ?? `exited with ${how}${said}`;
     this.logger.error(
       { worker: pid, release: worker.release.name, state: worker.state },
       `worker ${pid} died: ${reason}`,
@@ -481,13 +499,21 @@ export class Master {
     this.noticeOldMasterGone();
     this.newMaster?.checkReadyDeadline(now);
     for (const worker of this.workers.values()) {
+      if (worker.release.kind === 'exec') this.checkExecWorker(worker, now);
+      const silence = this.heartbeatTimeoutS(worker);
       if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
+        this.killWorker(worker, this.notReadyReason(worker));
+      } else if (
+        worker.state === 'ready' &&
+        silence !== undefined &&
+        now - worker.lastBeat > silence * 1000
+      ) {
         this.killWorker(
           worker,
-          `did not become ready within bootTimeout (${this.config.bootTimeout} s)`,
+          worker.release.kind === 'exec'
+            ? `no WATCHDOG=1 for ${silence} s (watchdogSec): hung?`
+            : `no heartbeat for ${silence} s (blocked event loop?)`,
         );
-      } else if (worker.state === 'ready' && now - worker.lastBeat > this.config.timeout * 1000) {
-        this.killWorker(worker, `no heartbeat for ${this.config.timeout} s (blocked event loop?)`);
       } else if (worker.killAt !== undefined && now > worker.killAt) {
         this.killWorker(worker, 'still draining past the graceful timeout');
       } else if (
@@ -503,6 +529,41 @@ export class Master {
       for (const worker of this.workers.values())
         this.killWorker(worker, 'quick shutdown timed out');
       this.killAllAt = undefined;
+    }
+  }
+
+  /**
+   * Seconds a ready worker may stay silent before it is killed: `--timeout` for a Node worker,
+   * `watchdogSec` for an exec worker (none when that is 0: an exec worker sends nothing else).
+   */
+  private heartbeatTimeoutS(worker: WorkerRecord): number | undefined {
+    if (worker.release.kind === 'node') return this.config.timeout;
+    return worker.release.exec.watchdogSec > 0 ? worker.release.exec.watchdogSec : undefined;
+  }
+
+  /** Why a booting worker is killed at bootTimeout: for an exec worker, what it never did. */
+  private notReadyReason(worker: WorkerRecord): string {
+    const within = `within bootTimeout (${this.config.bootTimeout} s)`;
+    if (worker.release.kind === 'exec' && worker.release.exec.ready.kind === 'notify') {
+      return `never sent READY=1 on NOTIFY_SOCKET ${within}: make it notify (sd_notify), or set "ready": {"afterMs": N} in prefork.json`;
+    }
+    return `did not become ready ${within}`;
+  }
+
+  /**
+   * What an exec worker cannot report itself: readiness by time (`ready: {afterMs}`) and its
+   * RSS (for `status` and `--max-memory`), read from `/proc` about once a second.
+   */
+  private checkExecWorker(worker: WorkerRecord, now: number): void {
+    if (worker.release.kind !== 'exec') return;
+    const { ready } = worker.release.exec;
+    if (worker.state === 'booting' && ready.kind === 'after' && now - worker.bornAt >= ready.ms) {
+      this.onWorkerMessage(worker.pid, { type: 'ready', tls: false });
+    }
+    if (now - worker.rssAt >= EXEC_RSS_EVERY_MS) {
+      worker.rssAt = now;
+      worker.rss = this.effects.processRss(worker.pid);
+      this.checkMemory(worker);
     }
   }
 
@@ -530,6 +591,9 @@ export class Master {
       },
       onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
       onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
+      notifyDir: this.parts.notifyDir,
+      onOutput: (pid, stream, line) =>
+        this.logger.info({ worker: pid, release: this.release.name, stream }, line),
     });
     this.workers.set(worker.pid, worker);
     this.logger.info(
@@ -538,13 +602,17 @@ export class Master {
     );
   }
 
-  /** Graceful stop of one worker: QUIT, and SIGKILL past the graceful timeout. */
+  /**
+   * Graceful stop of one worker: QUIT (an exec release's `stopSignal`), and SIGKILL past the
+   * graceful timeout.
+   */
   private drainWorker(worker: WorkerRecord, reason: string): void {
     if (worker.state === 'draining') return;
     worker.state = 'draining';
     worker.killAt = this.effects.now() + this.config.gracefulTimeout * 1000 + WORKER_KILL_GRACE_MS;
     this.logger.info({ worker: worker.pid, reason }, `draining worker ${worker.pid} (${reason})`);
-    this.effects.signalWorker(worker, 'SIGQUIT');
+    const signal = worker.release.kind === 'exec' ? worker.release.exec.stopSignal : 'SIGQUIT';
+    this.effects.signalWorker(worker, signal);
   }
 
   private killWorker(worker: WorkerRecord, reason: string): void {
@@ -723,6 +791,7 @@ export class Master {
     try {
       if (this.tick) clearInterval(this.tick);
       this.parts.control?.close();
+      this.parts.notifyDir.remove();
       removePidfileIfOurs(this.config.pid, process.pid);
       removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
       closeListenSockets(this.parts.sockets, {
@@ -758,7 +827,10 @@ export class Master {
    * generation accepts on the same sockets. Empty when no worker serves (WINCH, booting).
    */
   private checkWorkers(path: string): Promise<WorkerHealth[]> {
-    const serving = [...this.workers.values()].filter((w) => w.state === 'ready');
+    // Exec workers have no channel to be asked on: deploy checks them through the bind.
+    const serving = [...this.workers.values()].filter(
+      (w) => w.state === 'ready' && w.release.kind === 'node',
+    );
     const bounds = { answerMs: HEALTH_ANSWER_MS, reachMs: this.config.timeout * 1000 };
     return Promise.all(serving.map((w) => this.healthChecks.ask(w, path, bounds)));
   }
@@ -787,12 +859,14 @@ export class Master {
       workers: [...this.workers.values()].map((w) => ({
         pid: w.pid,
         release: w.release.name,
+        kind: w.release.kind,
         generation: w.generation,
         state: w.state,
         tls: w.tls,
         requests: w.requests,
         rss: w.rss,
         age: Math.round((now - w.bornAt) / 1000),
+        ...(w.statusText === undefined ? {} : { status: w.statusText }),
       })),
     };
   }

@@ -4,6 +4,7 @@ import { parseBind } from '../config/bind.js';
 import type { ConfigSources } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { messageOf, UsageError } from '../errors/index.js';
+import { NotifyDir } from '../exec/notify-dir.js';
 import { createLog } from '../log/logger.js';
 import { isAlive } from '../process/alive.js';
 import { controlSocketName } from '../protocol/index.js';
@@ -29,10 +30,10 @@ export interface StartMasterOptions {
   onBootFailure?: () => void;
 }
 
-/** Removes control sockets of masters that died without cleaning up. */
-function removeStaleControlSockets(stateDir: string): void {
+/** Removes control and notify sockets of masters that died without cleaning up. */
+function removeStaleSockets(stateDir: string): void {
   for (const name of readdirSync(stateDir)) {
-    const pid = /^master-(\d+)\.sock$/.exec(name)?.[1];
+    const pid = /^(?:master-(\d+)|notify-(\d+)-\d+)\.sock$/.exec(name)?.slice(1).find(Boolean);
     if (pid !== undefined && !isAlive(Number(pid))) {
       rmSync(join(stateDir, name), { force: true });
     }
@@ -53,7 +54,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
   const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });
   const stateDir = ensureStateDir(config.root);
   assertSafeFile(config.pid);
-  removeStaleControlSockets(stateDir);
+  removeStaleSockets(stateDir);
   // Socket activation without an explicit bind: serve systemd's sockets only.
   const fromSystemd = inherited.some((fd) => fd.systemd);
   const binds = fromSystemd && !config.bindGiven ? [] : config.bind.map(parseBind);
@@ -83,6 +84,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
     control,
     identity,
     onBootFailure: options.onBootFailure,
+    notifyDir: new NotifyDir(stateDir, identity),
   });
   master.run();
 }

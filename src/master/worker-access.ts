@@ -9,13 +9,16 @@ const CHECK_MS = 30_000;
 
 /**
  * Run as the workers' user: for each path, the first directory on the way that it cannot
- * search, or the path itself when it cannot read it. Prints a JSON array, `null` per path
- * that is fine. Paths arrive as arguments, never inside the code.
+ * search, or the path itself when it cannot read it (or run it, for a path given as `x:PATH`).
+ * Prints a JSON array, `null` per path that is fine. Paths arrive as arguments, never inside
+ * the code.
  */
 const PROBE = `
 const { accessSync, constants } = require('node:fs');
 const { dirname } = require('node:path');
-const found = process.argv.slice(1).map((target) => {
+const found = process.argv.slice(1).map((arg) => {
+  const run = arg.startsWith('x:');
+  const target = arg.slice(2);
   const dirs = [];
   for (let dir = dirname(target); ; dir = dirname(dir)) {
     dirs.unshift(dir);
@@ -24,7 +27,7 @@ const found = process.argv.slice(1).map((target) => {
   for (const dir of dirs) {
     try { accessSync(dir, constants.X_OK); } catch (e) { return { blocked: dir, code: e.code }; }
   }
-  try { accessSync(target, constants.R_OK); } catch (e) { return { blocked: target, code: e.code }; }
+  try { accessSync(target, run ? constants.X_OK : constants.R_OK); } catch (e) { return { blocked: target, code: e.code }; }
   return null;
 });
 process.stdout.write(JSON.stringify(found));
@@ -44,16 +47,34 @@ export function assertWorkersCanRead(
   who: string,
 ): void {
   if (identity === undefined) return;
-  const paths = [WORKER_SCRIPT, release.entry];
+  // An exec worker loads nothing of prefork's: only its program must be runnable (a bare name
+  // was resolved on PATH, or refused, when the release was read).
+  const checks: { path: string; mode: 'r' | 'x'; what: string }[] =
+    release.kind === 'node'
+      ? [
+          { path: WORKER_SCRIPT, mode: 'r', what: "prefork's worker entry" },
+          { path: release.entry, mode: 'r', what: `release ${release.name}'s entry` },
+        ]
+      : [
+          {
+            path: release.exec.command[0] as string,
+            mode: 'x',
+            what: `release ${release.name}'s command`,
+          },
+        ];
   let out: string;
   try {
-    out = execFileSync(process.execPath, ['-e', PROBE, ...paths], {
-      ...identity,
-      cwd: '/',
-      encoding: 'utf8',
-      timeout: CHECK_MS,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    out = execFileSync(
+      process.execPath,
+      ['-e', PROBE, ...checks.map((c) => `${c.mode}:${c.path}`)],
+      {
+        ...identity,
+        cwd: '/',
+        encoding: 'utf8',
+        timeout: CHECK_MS,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
   } catch (error) {
     throw new UsageError(
       `${who} cannot run ${process.execPath} (${(error as Error).message.split('\n')[0]}): install Node where that user can run it, or choose another --user`,
@@ -63,14 +84,15 @@ export function assertWorkersCanRead(
   const found = JSON.parse(out) as ({ blocked: string; code: string } | null)[];
   for (const [i, problem] of found.entries()) {
     if (problem === null) continue;
-    const path = paths[i] as string;
-    const what = i === 0 ? "prefork's worker entry" : `release ${release.name}'s entry`;
+    const { path, mode, what } = checks[i] as (typeof checks)[number];
     const how =
       problem.blocked === path
-        ? `it is not readable (${problem.code}): "chmod o+r ${path}"`
+        ? mode === 'x'
+          ? `it is not executable for that user (${problem.code}): "chmod o+rx ${path}"`
+          : `it is not readable (${problem.code}): "chmod o+r ${path}"`
         : `${problem.blocked} is not searchable (${problem.code}): "chmod o+x ${problem.blocked}"`;
     throw new UsageError(
-      `${who} cannot read ${what} ${path}: ${how}, or ${i === 0 ? 'install prefork' : 'keep the releases'} where that user can read it; nothing was started`,
+      `${who} cannot ${mode === 'x' ? 'run' : 'read'} ${what} ${path}: ${how}, or ${path === WORKER_SCRIPT ? 'install prefork' : 'keep the releases'} where that user can read it; nothing was started`,
     );
   }
 }

@@ -48,6 +48,10 @@ export class WorkerHealthChecks {
       timer.unref();
       this.pending.set(id, { pid, settle });
       const message: MasterMessage = { type: 'health-check', id, path, ...bounds };
+      if (worker.process === undefined) {
+        failed('an exec worker has no channel to be asked on');
+        return;
+      }
       try {
         worker.process.send(message, (error) => {
           if (error) failed(`cannot reach it: ${error.message}`);

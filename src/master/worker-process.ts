@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { NotifyDir } from '../exec/notify-dir.js';
+import { spawnExecWorker } from '../exec/spawn-exec-worker.js';
 import { ENV_WORKER_OPTIONS, type WorkerMessage, type WorkerOptions } from '../protocol/index.js';
-import type { Release } from '../release/read-release.js';
+import type { NodeRelease, Release } from '../release/read-release.js';
 import type { WorkerIdentity } from './worker-identity.js';
 
 /** The worker entry script, next to this folder in `dist/`. */
@@ -10,8 +12,8 @@ export const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.m
 /** A master's record of one worker process. */
 export interface WorkerRecord {
   pid: number;
-  /** The worker process, for IPC (`send`). */
-  process: Pick<ChildProcess, 'send'>;
+  /** The worker process, for IPC (`send`); undefined for an exec worker, which has no IPC. */
+  process: Pick<ChildProcess, 'send'> | undefined;
   /** Workers of an older generation are drained once the current one is ready (HUP). */
   generation: number;
   release: Release;
@@ -31,6 +33,12 @@ export interface WorkerRecord {
   failure: string | undefined;
   /** SIGKILL was sent: its exit is on the way. */
   killed: boolean;
+  /** An exec worker's last `STATUS=` (sd_notify), for `prefork status`. */
+  statusText: string | undefined;
+  /** An exec worker's last line of output: often why it died. */
+  lastOutput: string | undefined;
+  /** When an exec worker's RSS was last read from `/proc`. */
+  rssAt: number;
 }
 
 /** Everything a worker spawn needs. */
@@ -45,21 +53,34 @@ export interface SpawnWorkerOptions {
   worker: Omit<WorkerOptions, 'releaseDir' | 'entry' | 'release'>;
   onMessage: (pid: number, message: WorkerMessage) => void;
   onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
+  /** Where exec workers' notify sockets go (`.prefork/`, or a directory of the workers' user). */
+  notifyDir: NotifyDir;
+  /** A line an exec worker wrote on stdout or stderr. */
+  onOutput: (pid: number, stream: 'stdout' | 'stderr', line: string) => void;
+}
+
+/** Spawns a worker for the release: a Node worker, or an exec release's command. */
+export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
+  const { release } = options;
+  return release.kind === 'exec'
+    ? spawnExecWorker(release, options)
+    : spawnNodeWorker(release, options);
 }
 
 /**
- * Spawns a worker: `node dist/worker/main.js` in the release directory, no shell, the listen
- * sockets at fd 3, 4, ..., an IPC channel after them, stdout/stderr shared with the master.
+ * Spawns a Node worker: `node dist/worker/main.js` in the release directory, no shell, the
+ * listen sockets at fd 3, 4, ..., an IPC channel after them, stdout/stderr shared with the
+ * master.
  */
-export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
+function spawnNodeWorker(release: NodeRelease, options: SpawnWorkerOptions): WorkerRecord {
   const payload: WorkerOptions = {
     ...options.worker,
-    releaseDir: options.release.dir,
-    entry: options.release.entry,
-    release: options.release.name,
+    releaseDir: release.dir,
+    entry: release.entry,
+    release: release.name,
   };
   const child = spawn(process.execPath, [WORKER_SCRIPT], {
-    cwd: options.release.dir,
+    cwd: release.dir,
     env: { ...options.env, [ENV_WORKER_OPTIONS]: JSON.stringify(payload) },
     stdio: ['ignore', 'inherit', 'inherit', ...options.fds, 'ipc'],
     serialization: 'json',
@@ -97,6 +118,9 @@ export function newWorkerRecord(
     killAt: undefined,
     failure: undefined,
     killed: false,
+    statusText: undefined,
+    lastOutput: undefined,
+    rssAt: 0,
   };
 }
 

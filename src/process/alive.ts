@@ -47,3 +47,16 @@ export function processTitle(pid: number): string {
     return '';
   }
 }
+
+/** Resident memory of `pid` in bytes, from `/proc/<pid>/statm`; 0 when it is gone. */
+export function processRss(pid: number): number {
+  try {
+    const pages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+    return Number.isFinite(pages) ? pages * PAGE_SIZE : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Linux page size on the machines prefork runs on (x86-64, arm64 with 4 KiB pages). */
+const PAGE_SIZE = 4096;

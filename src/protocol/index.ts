@@ -23,6 +23,21 @@ export const ENV_WORKER_OPTIONS = 'PREFORK_WORKER_OPTIONS';
 export const ENV_LISTEN_FDS = 'LISTEN_FDS';
 export const ENV_LISTEN_PID = 'LISTEN_PID';
 export const ENV_LISTEN_FDNAMES = 'LISTEN_FDNAMES';
+/** systemd readiness (sd_notify(3)): the datagram socket an exec worker sends `READY=1` on. */
+export const ENV_NOTIFY_SOCKET = 'NOTIFY_SOCKET';
+/** systemd watchdog (sd_watchdog_enabled(3)): how often, and which pid, must send `WATCHDOG=1`. */
+export const ENV_WATCHDOG_USEC = 'WATCHDOG_USEC';
+export const ENV_WATCHDOG_PID = 'WATCHDOG_PID';
+
+/** What prefork sets in each exec worker's environment; a release's `env` may not set these. */
+export const EXEC_WORKER_ENV = [
+  ENV_LISTEN_FDS,
+  ENV_LISTEN_PID,
+  ENV_LISTEN_FDNAMES,
+  ENV_NOTIFY_SOCKET,
+  ENV_WATCHDOG_USEC,
+  ENV_WATCHDOG_PID,
+] as const;
 
 /** Variables prefork sets for its own processes; stripped from the environment it passes on. */
 export const INTERNAL_ENV = [
@@ -31,9 +46,7 @@ export const INTERNAL_ENV = [
   ENV_READY_FD,
   ENV_OLD_MASTER_PID,
   ENV_WORKER_OPTIONS,
-  ENV_LISTEN_FDS,
-  ENV_LISTEN_PID,
-  ENV_LISTEN_FDNAMES,
+  ...EXEC_WORKER_ENV,
 ] as const;
 
 /** The first fd a passed listen socket occupies (after stdin, stdout, stderr). */
@@ -51,10 +64,20 @@ export const CURRENT_LINK = 'current';
 export const PIDFILE = 'prefork.pid';
 /** Suffix the old master's pidfile gets during an upgrade. */
 export const OLDBIN_SUFFIX = '.oldbin';
+/** In a release directory: makes it an exec release (any executable; docs/exec-releases.md). */
+export const EXEC_RELEASE_FILE = 'prefork.json';
 /** Optional configuration file. */
 export const CONFIG_FILE = 'prefork.config.json';
 /** prefork's own state directory (mode 0700). */
 export const STATE_DIR = '.prefork';
+
+/**
+ * The notify socket (`NOTIFY_SOCKET`) of one exec worker of the master with this pid, relative
+ * to {@link STATE_DIR}: one per worker, so a message names its sender by where it arrives.
+ */
+export function notifySocketName(masterPid: number, workerSeq: number): string {
+  return `notify-${masterPid}-${workerSeq}.sock`;
+}
 
 /** Control socket of the master with this pid, relative to {@link STATE_DIR}. */
 export function controlSocketName(pid: number): string {
@@ -108,6 +131,10 @@ export type WorkerMessage =
       tls: boolean;
     }
   | { type: 'heartbeat'; requests: number; rss: number }
+  /** An exec worker's `WATCHDOG=1` (sd_notify): alive, nothing else known. */
+  | { type: 'watchdog' }
+  /** An exec worker's `STATUS=` (sd_notify): free text for `prefork status`. */
+  | { type: 'status'; text: string }
   | { type: 'boot-error'; message: string }
   | { type: 'retire'; requests: number }
   | WorkerHealthReply;
@@ -171,6 +198,8 @@ export type ControlReply<T = unknown> = { ok: true; result: T } | { ok: false; e
 export interface WorkerStatus {
   pid: number;
   release: string;
+  /** A Node worker, or an exec release's program (whose requests prefork does not see: 0). */
+  kind: 'node' | 'exec';
   generation: number;
   state: 'booting' | 'ready' | 'draining';
   /** Serves HTTPS (its app's server is a `tls.Server`), as its `ready` message said. */
@@ -179,6 +208,8 @@ export interface WorkerStatus {
   rss: number;
   /** Seconds since spawn. */
   age: number;
+  /** An exec worker's last `STATUS=` text (sd_notify), when it sent one. */
+  status?: string | undefined;
 }
 
 /**

@@ -2,21 +2,36 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import semver from 'semver';
 import { UsageError } from '../errors/index.js';
-import { RELEASES_DIR } from '../protocol/index.js';
+import { EXEC_RELEASE_FILE, RELEASES_DIR } from '../protocol/index.js';
+import { type ExecSpec, readExecSpec } from './exec-release.js';
 
-/** A release directory, checked against the app contract (README, "Quick start"). */
-export interface Release {
+/** What every release has, whatever runs it. */
+interface ReleaseBase {
   /** Real path of the release directory. */
   dir: string;
   /** Directory name, as titles and logs show it (`v2`). */
   name: string;
-  /** `package.json` version, or the directory name when it has none. */
+  /** `package.json` (or `prefork.json`) version, or the directory name when it has none. */
   version: string;
+}
+
+/** A Node release: an app module prefork loads in its own worker (README, "Quick start"). */
+export interface NodeRelease extends ReleaseBase {
+  kind: 'node';
   /** Absolute path of the entry module. */
   entry: string;
   /** `engines.node`, when the release declares one. */
   enginesNode: string | undefined;
 }
+
+/** An exec release: any executable, given the sockets the systemd way (`prefork.json`). */
+export interface ExecRelease extends ReleaseBase {
+  kind: 'exec';
+  exec: ExecSpec;
+}
+
+/** A release directory, checked against the app contract. */
+export type Release = NodeRelease | ExecRelease;
 
 interface PackageJson {
   version?: unknown;
@@ -26,7 +41,8 @@ interface PackageJson {
 }
 
 /**
- * Reads the release at `dir` and checks it: a directory with a `package.json`, an entry module
+ * Reads the release at `dir` and checks it. With a `prefork.json`, an exec release whose
+ * command exists and is executable; otherwise a directory with a `package.json`, an entry module
  * that exists (`prefork.app`, else `main`, else `index.js`) and an `engines.node` range that
  * `nodeVersion` satisfies. Every failure is a {@link UsageError} naming the cause and the fix.
  */
@@ -38,10 +54,20 @@ export function readRelease(dir: string, nodeVersion: string = process.version):
   if (!statSync(real).isDirectory()) {
     throw new UsageError(`release ${dir} is not a directory`);
   }
+  const exec = readExecSpec(real, basename(real));
+  if (exec !== undefined) {
+    return {
+      kind: 'exec',
+      dir: real,
+      name: basename(real),
+      version: exec.version ?? basename(real),
+      exec: exec.spec,
+    };
+  }
   const pkgPath = join(real, 'package.json');
   if (!existsSync(pkgPath)) {
     throw new UsageError(
-      `release ${dir} has no package.json: add one with "version" and "main" (or "prefork": {"app": ...})`,
+      `release ${dir} has no package.json: add one with "version" and "main" (or "prefork": {"app": ...}), or a ${EXEC_RELEASE_FILE} naming the "command" of any other server`,
     );
   }
   let pkg: PackageJson;
@@ -80,7 +106,7 @@ export function readRelease(dir: string, nodeVersion: string = process.version):
       );
     }
   }
-  return { dir: real, name, version, entry, enginesNode: range };
+  return { kind: 'node', dir: real, name, version, entry, enginesNode: range };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import autocannon from 'autocannon';
 import { expect } from 'vitest';
@@ -22,6 +23,8 @@ export interface LoadResult {
   byRelease: Record<string, number>;
   /** Worker pids that answered. */
   pids: Set<number>;
+  /** The first few socket errors: when (ISO time) and what, to tell a failure's moment. */
+  firstErrors?: string[];
 }
 
 /** A running load generator. */
@@ -73,6 +76,11 @@ export function startLoad(
     },
     () => {},
   );
+  const firstErrors: string[] = [];
+  instance.on('reqError', (error: NodeJS.ErrnoException) => {
+    if (firstErrors.length < 5)
+      firstErrors.push(`${new Date().toISOString()} ${error.code ?? error.message}`);
+  });
   const done = new Promise<autocannon.Result>((resolve) => instance.on('done', resolve));
   return {
     byRelease,
@@ -101,6 +109,7 @@ export function startLoad(
         failed: result.errors + result.non2xx,
         byRelease,
         pids,
+        firstErrors,
       };
     },
   };
@@ -135,6 +144,97 @@ export function startLoadProcess(
     stop() {
       child.send('stop');
       return done;
+    },
+  };
+}
+
+/**
+ * Load from Node's own HTTP client, as real clients send it: `connections` loops, each sending
+ * its next request once the last answer is read; kept-alive connections through an agent
+ * (which, as RFC 9112 requires, stops using a connection once an answer says
+ * `Connection: close`), or with `close`, a fresh connection per request. autocannon keeps
+ * writing on a connection after such an answer; a server that closes at once, as Go's does,
+ * then resets the request it was already sent, a failure no real client provokes.
+ * Bounded by `durationSec`; `stop()` ends it sooner.
+ */
+export function startClientLoad(
+  url: string,
+  options: { connections?: number; durationSec?: number; close?: boolean } = {},
+): Load {
+  const byRelease: Record<string, number> = {};
+  const pids = new Set<number>();
+  const firstErrors: string[] = [];
+  const target = new URL(url);
+  const connections = options.connections ?? 4;
+  const agent = options.close
+    ? false
+    : new http.Agent({ keepAlive: true, maxSockets: connections });
+  const deadline = Date.now() + (options.durationSec ?? 60) * 1000;
+  let responses = 0;
+  let errors = 0;
+  let non2xx = 0;
+  let stopped = false;
+  const failed = (error: NodeJS.ErrnoException, resolve: () => void) => {
+    errors += 1;
+    if (firstErrors.length < 5)
+      firstErrors.push(`${new Date().toISOString()} ${error.code ?? error.message}`);
+    resolve();
+  };
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const req = http.get(
+        {
+          host: target.hostname,
+          port: target.port,
+          path: '/',
+          agent,
+          headers: options.close ? { connection: 'close' } : {},
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            text += chunk;
+          });
+          res.on('end', () => {
+            responses += 1;
+            if (res.statusCode !== 200) non2xx += 1;
+            try {
+              const parsed = JSON.parse(text) as { release?: string; pid?: number };
+              if (parsed.release) byRelease[parsed.release] = (byRelease[parsed.release] ?? 0) + 1;
+              if (parsed.pid) pids.add(parsed.pid);
+            } catch {
+              // not JSON: counted in responses only
+            }
+            resolve();
+          });
+          res.on('error', (error) => failed(error, resolve));
+        },
+      );
+      req.setTimeout(20_000, () => req.destroy(new Error('timed out')));
+      req.on('error', (error) => failed(error, resolve));
+    });
+  const loops = Array.from({ length: connections }, async () => {
+    while (!stopped && Date.now() < deadline) await once();
+  });
+  const done = Promise.all(loops);
+  return {
+    byRelease,
+    count: () => responses,
+    async stop() {
+      stopped = true;
+      await done;
+      if (agent) agent.destroy();
+      return {
+        responses,
+        errors,
+        timeouts: 0,
+        non2xx,
+        failed: errors + non2xx,
+        byRelease,
+        pids,
+        firstErrors,
+      };
     },
   };
 }

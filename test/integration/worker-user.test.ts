@@ -1,7 +1,9 @@
-import { chmodSync, readFileSync, readlinkSync, renameSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readlinkSync, renameSync, statSync } from 'node:fs';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
+import { dirname } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type AppRoot, makeAppRoot, PREFORK_BIN } from '../helpers/app-root.js';
+import { addExecRelease, readyWorkers, removeGoBuild } from '../helpers/exec-servers.js';
 import { type InstallCopy, installCopy } from '../helpers/install-copy.js';
 import { createRunningMaster, getJson } from '../helpers/master.js';
 import {
@@ -17,6 +19,7 @@ import {
 let root: AppRoot;
 let install: InstallCopy | undefined;
 
+afterAll(() => removeGoBuild());
 afterEach(() => {
   killAll();
   root?.remove();
@@ -28,7 +31,12 @@ afterEach(() => {
 const asRoot = it.skipIf(process.getuid?.() !== 0);
 
 /** `prefork start` from `bin` as root, workers as nobody:nogroup, on `port`. */
-function startAsNobody(bin: string, port: number, extra: string[] = []): PreforkProcess {
+function startAsNobody(
+  bin: string,
+  port: number,
+  extra: string[] = [],
+  release = 'releases/v1',
+): PreforkProcess {
   return new PreforkProcess(
     [
       'start',
@@ -43,7 +51,7 @@ function startAsNobody(bin: string, port: number, extra: string[] = []): Prefork
       '--group',
       'nogroup',
       ...extra,
-      'releases/v1',
+      release,
     ],
     { bin },
   );
@@ -131,6 +139,31 @@ describe('--user / --group', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--user no-such-user-here: no such user/);
   });
+
+  asRoot(
+    'an exec release (a Go server) as nobody:nogroup: notifies through a socket that user can reach, removed at exit',
+    async () => {
+      root = makeAppRoot();
+      chmodSync(root.dir, 0o755);
+      addExecRelease(root, 'go1', 'go');
+      const port = await freePrivilegedPort();
+      // prefork itself from the clone, which nobody may not read: an exec worker loads none of it.
+      const proc = startAsNobody(PREFORK_BIN, port, [], 'releases/go1');
+      await waitFor('the pidfile', () => readPid(root.path('prefork.pid')) === proc.pid, 30_000);
+      const workers = await readyWorkers(root.dir, proc.pid, 'go1', 2);
+      for (const worker of workers) expect(uidOf(worker)).toBe(65534);
+      expect((await getJson(port)).body.release).toBe('go1');
+      const notify = /(?:^|\0)NOTIFY_SOCKET=([^\0]*)/.exec(
+        readFileSync(`/proc/${workers[0]}/environ`, 'utf8'),
+      )?.[1] as string;
+      const notifyDir = dirname(notify);
+      expect(statSync(notifyDir).uid).toBe(65534);
+      expect(statSync(notifyDir).mode & 0o777).toBe(0o700);
+      process.kill(proc.pid, 'SIGQUIT');
+      expect((await proc.exited).code).toBe(0);
+      expect(existsSync(notifyDir)).toBe(false);
+    },
+  );
 });
 
 function uidOf(pid: number): number {

@@ -2,6 +2,8 @@ import { existsSync, readFileSync, symlinkSync } from 'node:fs';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
+import { NotifyDir } from '../../src/exec/notify-dir.js';
+import { notifyMessages } from '../../src/exec/notify-message.js';
 import type { MasterEffects } from '../../src/master/effects.js';
 import { Master, type MasterEvent } from '../../src/master/master.js';
 import {
@@ -51,6 +53,13 @@ class FakeWorld implements MasterEffects {
     this.exitCode = code;
   }
 
+  /** RSS an exec worker has, as `/proc` would say. */
+  rss = new Map<number, number>();
+
+  processRss(pid: number): number {
+    return this.rss.get(pid) ?? 0;
+  }
+
   /** The actions since the last call. */
   take(): string[] {
     const taken = this.actions;
@@ -63,11 +72,20 @@ let root: AppRoot;
 
 afterEach(() => root?.remove());
 
-/** A master on releases/v1 of a fresh app root, with `workers` workers, not booted yet. */
-function makeMaster(workers = 2, timeout = 30): { master: Master; world: FakeWorld } {
+/**
+ * A master on releases/v1 of a fresh app root (or on an exec release whose `prefork.json`
+ * is `exec`), with `workers` workers, not booted yet.
+ */
+function makeMaster(
+  workers = 2,
+  timeout = 30,
+  exec?: Record<string, unknown>,
+  cli: Record<string, unknown> = {},
+): { master: Master; world: FakeWorld } {
   root = makeAppRoot();
-  symlinkSync('releases/v1', root.path('current'));
-  const sources = { root: root.dir, cli: { workers, timeout } };
+  if (exec !== undefined) root.addRelease('x1', { 'prefork.json': exec });
+  symlinkSync(exec === undefined ? 'releases/v1' : 'releases/x1', root.path('current'));
+  const sources = { root: root.dir, cli: { workers, timeout, ...cli } };
   const world = new FakeWorld();
   const master = new Master({
     config: loadConfig(sources),
@@ -82,13 +100,14 @@ function makeMaster(workers = 2, timeout = 30): { master: Master; world: FakeWor
     interactive: false,
     control: undefined,
     identity: undefined,
+    notifyDir: new NotifyDir(root.path('.prefork'), undefined),
     effects: world,
   });
   return { master, world };
 }
 
 const tick: MasterEvent = { kind: 'tick' };
-const signal = (name: 'SIGHUP' | 'SIGTTOU' | 'SIGWINCH' | 'SIGQUIT'): MasterEvent => ({
+const signal = (name: 'SIGHUP' | 'SIGTTOU' | 'SIGWINCH' | 'SIGQUIT' | 'SIGUSR1'): MasterEvent => ({
   kind: 'signal',
   signal: name,
 });
@@ -258,5 +277,81 @@ describe('master decisions (no processes)', () => {
     expect(master.status().pidfile).toBe(root.path('prefork.pid'));
     expect(world.title).not.toMatch(/\(old\)/);
     expect(world.take()).toEqual([]);
+  });
+});
+
+describe('master decisions for exec workers (no processes)', () => {
+  const sleeper = { command: ['/bin/sleep', '600'] };
+  const message = (pid: number, text: string): MasterEvent[] =>
+    notifyMessages(text).map((m) => ({ kind: 'worker-message', pid, message: m }));
+
+  it('READY=1 makes a worker ready; it drains with its stopSignal; USR1 is not passed on', () => {
+    const { master, world } = makeMaster(1, 30, { ...sleeper, stopSignal: 'SIGINT' });
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['spawn 100 x1']);
+    for (const event of message(100, 'STATUS=warming up\nREADY=1\n')) master.dispatch(event);
+    expect(master.status().state).toBe('running');
+    expect(master.status().workers[0]).toMatchObject({ kind: 'exec', status: 'warming up' });
+    master.dispatch(signal('SIGUSR1'));
+    expect(world.take()).toEqual([]);
+    master.dispatch(signal('SIGQUIT'));
+    expect(world.take()).toEqual(['INT 100']);
+  });
+
+  it('ready: {afterMs}: ready once alive that long; a notify worker never ready is killed at bootTimeout', () => {
+    const { master, world } = makeMaster(1, 30, { ...sleeper, ready: { afterMs: 1000 } });
+    master.dispatch(tick);
+    world.take();
+    world.clock += 999;
+    master.dispatch(tick);
+    expect(master.status().state).toBe('booting');
+    world.clock += 1;
+    master.dispatch(tick);
+    expect(master.status().state).toBe('running');
+
+    const notify = makeMaster(1, 30, sleeper, { bootTimeout: 5 });
+    notify.master.dispatch(tick);
+    notify.world.take();
+    notify.world.clock += 5001;
+    notify.master.dispatch(tick);
+    expect(notify.world.take()).toEqual(['KILL 100']);
+  });
+
+  it('watchdogSec: killed when WATCHDOG=1 stops; without it, silence is no reason (no heartbeat to miss)', () => {
+    const { master, world } = makeMaster(1, 1, { ...sleeper, watchdogSec: 2 });
+    master.dispatch(tick);
+    for (const event of message(100, 'READY=1')) master.dispatch(event);
+    world.take();
+    for (let i = 0; i < 5; i += 1) {
+      world.clock += 1500;
+      for (const event of message(100, 'WATCHDOG=1')) master.dispatch(event);
+      master.dispatch(tick);
+    }
+    expect(world.take()).toEqual([]);
+    world.clock += 2001;
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['KILL 100']);
+
+    const quiet = makeMaster(1, 1, sleeper);
+    quiet.master.dispatch(tick);
+    for (const event of message(100, 'READY=1')) quiet.master.dispatch(event);
+    quiet.world.take();
+    quiet.world.clock += 60_000;
+    quiet.master.dispatch(tick);
+    expect(quiet.world.take()).toEqual([]);
+  });
+
+  it('RSS from /proc: a worker over maxMemory is replaced, the new one first', () => {
+    const { master, world } = makeMaster(1, 30, sleeper, { maxMemory: 10 });
+    master.dispatch(tick);
+    for (const event of message(100, 'READY=1')) master.dispatch(event);
+    world.take();
+    world.rss.set(100, 11 * 1024 * 1024);
+    world.clock += 1000;
+    master.dispatch(tick);
+    expect(master.status().workers[0]?.rss).toBe(11 * 1024 * 1024);
+    expect(world.take()).toEqual(['spawn 101 x1']);
+    for (const event of message(101, 'READY=1')) master.dispatch(event);
+    expect(world.take()).toEqual(['TERM 100']);
   });
 });

@@ -34,7 +34,7 @@ function describeMaster(report: PidfileReport): string[] {
   if (m.newMasterPid !== null) lines.push(`  upgrade in flight: new master ${m.newMasterPid}`);
   for (const w of m.workers) {
     lines.push(
-      `  worker ${w.pid} [${w.release}] ${w.state.padEnd(8)} requests ${String(w.requests).padStart(7)}  rss ${megabytes(w.rss).padStart(9)}  age ${w.age}s`,
+      `  worker ${w.pid} [${w.release}] ${w.state.padEnd(8)} requests ${(w.kind === 'exec' ? '-' : String(w.requests)).padStart(7)}  rss ${megabytes(w.rss).padStart(9)}  age ${w.age}s${w.status === undefined ? '' : `  status: ${w.status}`}`,
     );
   }
   return lines;

@@ -1,0 +1,3 @@
+module example.com/prefork-go-server
+
+go 1.19

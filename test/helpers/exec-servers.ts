@@ -1,0 +1,100 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type AppRoot, REPO } from './app-root.js';
+import { runPrefork, waitFor } from './processes.js';
+
+/** The foreign servers exec releases are tested with: the examples in `docs/examples/`. */
+export type ServerLanguage = 'go' | 'python';
+
+let goBuild: { dir: string; binary: string } | undefined;
+
+/**
+ * Builds `docs/examples/go` with the machine's Go (Debian's golang-go, which `.ci/run`
+ * installs), once per test file. Returns the binary.
+ */
+export function goServerBinary(): string {
+  if (goBuild === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'prefork-go-'));
+    const binary = join(dir, 'server');
+    execFileSync('go', ['build', '-o', binary, '.'], {
+      cwd: join(REPO, 'docs/examples/go'),
+      env: { ...process.env, GOFLAGS: '-buildvcs=false', GOCACHE: join(dir, 'cache') },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    goBuild = { dir, binary };
+  }
+  return goBuild.binary;
+}
+
+/** Removes the Go build (call in `afterAll`). */
+export function removeGoBuild(): void {
+  if (goBuild !== undefined) rmSync(goBuild.dir, { recursive: true, force: true });
+  goBuild = undefined;
+}
+
+/**
+ * Adds `releases/<name>` holding the example server of `language` and a `prefork.json` running
+ * it, with `extra` keys merged in. Each answers `{"release": <its directory name>, "pid": ...}`.
+ */
+export function addExecRelease(
+  root: AppRoot,
+  name: string,
+  language: ServerLanguage,
+  extra: Record<string, unknown> = {},
+): string {
+  const command = language === 'go' ? ['./server'] : ['./server.py'];
+  const dir = root.addRelease(name, {
+    'prefork.json': { command, version: '1.0.0', ...extra },
+  });
+  if (language === 'go') copyFileSync(goServerBinary(), join(dir, 'server'));
+  else copyFileSync(join(REPO, 'docs/examples/python/server.py'), join(dir, 'server.py'));
+  chmodSync(join(dir, command[0] as string), 0o755);
+  return dir;
+}
+
+/** A worker as `prefork status --json` shows it. */
+export interface StatusWorker {
+  pid: number;
+  release: string;
+  kind: string;
+  state: string;
+  rss: number;
+  age: number;
+  status?: string;
+}
+
+/** The master with `pid` as `prefork status --json` shows it, or undefined when it is not listed. */
+export async function masterStatus(
+  root: string,
+  pid: number,
+): Promise<{ workers: StatusWorker[]; binds: string[]; release: string } | undefined> {
+  const { stdout } = await runPrefork(['status', '--json', '--root', root]);
+  const status = JSON.parse(stdout) as {
+    pidfiles: {
+      master?: { pid: number; workers: StatusWorker[]; binds: string[]; release: string };
+    }[];
+  };
+  return status.pidfiles.find((p) => p.master?.pid === pid)?.master;
+}
+
+/** Waits until the master with `pid` has `count` ready workers of `release`; returns their pids. */
+export async function readyWorkers(
+  root: string,
+  pid: number,
+  release: string,
+  count: number,
+  timeoutMs = 20_000,
+): Promise<number[]> {
+  return waitFor(
+    `${count} ready workers of ${release} under master ${pid}`,
+    async () => {
+      const workers = (await masterStatus(root, pid))?.workers.filter(
+        (w) => w.release === release && w.state === 'ready',
+      );
+      return workers?.length === count ? workers.map((w) => w.pid) : undefined;
+    },
+    timeoutMs,
+  );
+}
