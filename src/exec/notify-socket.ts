@@ -68,7 +68,15 @@ export class NotifySocket {
       socket.close();
       throw new Error(`cannot bind the notify socket ${path}: ${bindError.message}`);
     }
-    if (owner !== undefined) chownSync(path, owner.uid, owner.gid);
+    if (owner !== undefined) {
+      try {
+        chownSync(path, owner.uid, owner.gid);
+      } catch (error) {
+        socket.close();
+        rmSync(path, { force: true });
+        throw error;
+      }
+    }
     socket.on('message', (message) => onDatagram(message.toString('utf8')));
     return new NotifySocket(socket, path);
   }

@@ -45,14 +45,13 @@ export function spawnExecWorker(release: ExecRelease, options: SpawnWorkerOption
   const { exec } = release;
   ensureListening(options.fds);
   const notifyPath = join(options.notifyDir.path(), notifySocketName(process.pid, nextSeq++));
-  let pid: number | undefined;
-  const pending: string[] = [];
-  const deliver = (text: string) => {
-    for (const message of notifyMessages(text)) options.onMessage(pid as number, message);
-  };
+  // Datagrams arrive on the event loop, after this function has set `pid` and returned.
+  let pid = 0;
   const notify = NotifySocket.open(
     notifyPath,
-    (text) => (pid === undefined ? pending.push(text) : deliver(text)),
+    (text) => {
+      for (const message of notifyMessages(text)) options.onMessage(pid, message);
+    },
     options.identity,
   );
   const env: NodeJS.ProcessEnv = {
@@ -75,12 +74,12 @@ export function spawnExecWorker(release: ExecRelease, options: SpawnWorkerOption
     notify.close();
     throw error;
   }
-  pid = child.pid;
-  if (pid === undefined) {
+  if (child.pid === undefined) {
     notify.close();
     throw new Error('could not spawn a worker process');
   }
-  const workerPid = pid;
+  const workerPid = child.pid;
+  pid = workerPid;
   const record = newWorkerRecord(workerPid, undefined, options, Date.now());
   for (const [stream, readable] of [
     ['stdout', child.stdout],
@@ -107,6 +106,5 @@ export function spawnExecWorker(release: ExecRelease, options: SpawnWorkerOption
     child.once('close', report);
   });
   child.on('error', () => {});
-  for (const text of pending.splice(0)) deliver(text);
   return record;
 }

@@ -569,6 +569,8 @@ export class Master {
 
   private spawn(): void {
     const jitter = this.config.maxRequestsJitter;
+    // The worker's own release: after a HUP, `this.release` is the next generation's.
+    const release = this.release.name;
     const worker = this.effects.spawnWorker({
       release: this.release,
       generation: this.generation,
@@ -592,8 +594,7 @@ export class Master {
       onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
       onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
       notifyDir: this.parts.notifyDir,
-      onOutput: (pid, stream, line) =>
-        this.logger.info({ worker: pid, release: this.release.name, stream }, line),
+      onOutput: (pid, stream, line) => this.logger.info({ worker: pid, release, stream }, line),
     });
     this.workers.set(worker.pid, worker);
     this.logger.info(
