@@ -411,6 +411,16 @@ describe('exec releases among Node releases', () => {
     const second = workers.find((w) => w !== first) as number;
     await waitFor('the new worker’s line in the new file', () => served(logFile, second));
     expect(served(`${logFile}.1`, second)).toBeUndefined();
+
+    // After a HUP onto go2, what the go1 workers say while they drain is still tagged go1.
+    addExecRelease(root, 'go2', 'go');
+    switchCurrent(root, 'go2');
+    process.kill(master.pid, 'SIGHUP');
+    const drained = await waitFor('the old workers’ last lines', () => {
+      const found = lines(logFile).filter((l) => l.msg === 'go1 drained');
+      return found.length === 2 ? found : undefined;
+    });
+    for (const line of drained) expect(line.release).toBe('go1');
   });
 
   it('the argv reaches the program verbatim, in a release whose path has spaces and $(): no shell interprets it', async () => {
