@@ -38,7 +38,12 @@ function buildGo(dir: string): string {
   const binary = join(dir, 'server');
   execFileSync('go', ['build', '-o', binary, '.'], {
     cwd: join(REPO, 'docs/examples/go'),
-    env: { ...process.env, GOFLAGS: '-buildvcs=false' },
+    env: {
+      ...process.env,
+      GOFLAGS: '-buildvcs=false',
+      GOCACHE: join(dir, 'go-cache'),
+      GOPATH: join(dir, 'gopath'),
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   return binary;

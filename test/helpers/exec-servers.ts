@@ -18,11 +18,24 @@ export function goServerBinary(): string {
   if (goBuild === undefined) {
     const dir = mkdtempSync(join(tmpdir(), 'prefork-go-'));
     const binary = join(dir, 'server');
-    execFileSync('go', ['build', '-o', binary, '.'], {
-      cwd: join(REPO, 'docs/examples/go'),
-      env: { ...process.env, GOFLAGS: '-buildvcs=false', GOCACHE: join(dir, 'cache') },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    try {
+      execFileSync('go', ['build', '-o', binary, '.'], {
+        cwd: join(REPO, 'docs/examples/go'),
+        // Everything Go writes goes in the build's own directory, whatever HOME is.
+        env: {
+          ...process.env,
+          GOFLAGS: '-buildvcs=false',
+          GOCACHE: join(dir, 'cache'),
+          GOPATH: join(dir, 'gopath'),
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+    } catch (error) {
+      throw new Error(
+        `cannot build docs/examples/go (${(error as Error).message}): the exec-release tests need Go (Debian: apt-get install golang-go; .ci/run installs it)`,
+        { cause: error },
+      );
+    }
     goBuild = { dir, binary };
   }
   return goBuild.binary;
