@@ -345,7 +345,7 @@ describe('exec releases: faults and bad input', () => {
 });
 
 describe('exec releases among Node releases', () => {
-  it('Node → Go → Go → Node under load: 0 failed, the same listen socket throughout, no fd growth', async () => {
+  it('Node → Go → Go → Go → Node under load: 0 failed, the same listen socket throughout, no fd growth', async () => {
     root = makeAppRoot();
     addExecRelease(root, 'go1', 'go');
     addExecRelease(root, 'go2', 'go');
@@ -366,7 +366,7 @@ describe('exec releases among Node releases', () => {
     const fdsAtStart = fdsOf(first.pid);
     const load = startClientLoad(first.url, { connections: 6 });
     const close = startClientLoad(first.url, { connections: 2, close: true });
-    for (const release of ['go1', 'go2', 'v1']) {
+    for (const release of ['go1', 'go2', 'go1', 'v1']) {
       const deployed = await run(['deploy', `releases/${release}`]);
       expect(deployed.code, deployed.stderr).toBe(0);
       const serving = readPid(root.path('prefork.pid')) as number;
