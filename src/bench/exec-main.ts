@@ -13,13 +13,21 @@
  * Prints a Markdown report; docs/benchmarks.md holds the last recorded run.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { autocannonLoad, CONNECTIONS, type LoadFigures, windowQuantile } from './load.js';
-import { freePort, must, run, sleep, waitForHttp } from './rigs/rig.js';
+import { freePort, median, must, run, sleep, waitForHttp } from './rigs/rig.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PREFORK = join(REPO, 'bin/prefork');
@@ -55,7 +63,7 @@ async function startPrefork(dir: string, binary: string, workers: number): Promi
   for (const name of ['g1', 'g2']) {
     mkdirSync(join(root, 'releases', name), { recursive: true });
     copyFileSync(binary, join(root, 'releases', name, 'server'));
-    execFileSync('chmod', ['755', join(root, 'releases', name, 'server')]);
+    chmodSync(join(root, 'releases', name, 'server'), 0o755);
     writeFileSync(join(root, 'releases', name, 'prefork.json'), '{"command": ["./server"]}');
   }
   const port = await freePort();
@@ -171,20 +179,19 @@ async function main(): Promise<void> {
     stops.push(prefork1);
     const alone = await startAlone(dir, binary);
     stops.push(alone);
-    const rps: Record<string, number[]> = { prefork: [], alone: [] };
+    const rps = { prefork: [] as number[], alone: [] as number[] };
     for (let round = 0; round < ROUNDS; round += 1) {
-      rps.prefork?.push((await autocannonLoad(prefork1.url, { seconds: SECONDS })).figures.rps);
-      rps.alone?.push((await autocannonLoad(alone.url, { seconds: SECONDS })).figures.rps);
+      rps.prefork.push((await autocannonLoad(prefork1.url, { seconds: SECONDS })).figures.rps);
+      rps.alone.push((await autocannonLoad(alone.url, { seconds: SECONDS })).figures.rps);
     }
-    const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? 0;
-    const ratio = median(rps.prefork ?? []) / median(rps.alone ?? []);
+    const ratio = median(rps.prefork) / median(rps.alone);
     lines.push(
       '## Throughput: one Go process each, keep-alive',
       '',
       '| server | req/s per run | median |',
       '| --- | --- | --- |',
-      `| prefork, 1 exec worker | ${rps.prefork?.join(', ')} | ${median(rps.prefork ?? [])} |`,
-      `| the binary alone (systemd-socket-activate) | ${rps.alone?.join(', ')} | ${median(rps.alone ?? [])} |`,
+      `| prefork, 1 exec worker | ${rps.prefork.join(', ')} | ${median(rps.prefork)} |`,
+      `| the binary alone (systemd-socket-activate) | ${rps.alone.join(', ')} | ${median(rps.alone)} |`,
       '',
       `prefork ÷ alone: **${ratio.toFixed(3)}**`,
       '',

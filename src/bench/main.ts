@@ -26,7 +26,7 @@ import {
 import { ClusterRig } from './rigs/cluster-rig.js';
 import { Pm2Rig, pm2Version } from './rigs/pm2-rig.js';
 import { type Phases, PreforkRig, SWITCH_MS } from './rigs/prefork-rig.js';
-import { footprint, type Rig, sleep } from './rigs/rig.js';
+import { footprint, median, type Rig, sleep } from './rigs/rig.js';
 
 const WORKERS = os.availableParallelism();
 /** Runs per server and connection kind for the drop scenario (wrk: one more where installed). */
@@ -53,11 +53,6 @@ async function startRig<T extends Rig>(rig: T, workers: number): Promise<T> {
 async function stopRig(rig: Rig): Promise<void> {
   started.splice(started.indexOf(rig), 1);
   await rig.stop();
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }
 
 function kinds(figures: LoadFigures): string {

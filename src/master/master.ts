@@ -499,7 +499,7 @@ export class Master {
     this.noticeOldMasterGone();
     this.newMaster?.checkReadyDeadline(now);
     for (const worker of this.workers.values()) {
-      if (worker.release.kind === 'exec') this.checkExecWorker(worker, now);
+      this.checkExecWorker(worker, now);
       const silence = this.heartbeatTimeoutS(worker);
       if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
         this.killWorker(worker, this.notReadyReason(worker));

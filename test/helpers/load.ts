@@ -27,6 +27,17 @@ export interface LoadResult {
   firstErrors?: string[];
 }
 
+/** Counts a 200 answer's JSON body (`{ release, pid }`) by release and pid; other bodies count nowhere. */
+function tally(body: string, byRelease: Record<string, number>, pids: Set<number>): void {
+  try {
+    const parsed = JSON.parse(body) as { release?: string; pid?: number };
+    if (parsed.release) byRelease[parsed.release] = (byRelease[parsed.release] ?? 0) + 1;
+    if (parsed.pid) pids.add(parsed.pid);
+  } catch {
+    // not JSON: counted in responses only
+  }
+}
+
 /** A running load generator. */
 export interface Load {
   /** Responses per release so far. */
@@ -63,13 +74,7 @@ export function startLoad(
           onResponse: (status: number, body: string) => {
             responses += 1;
             if (status !== 200) return;
-            try {
-              const parsed = JSON.parse(body) as { release?: string; pid?: number };
-              if (parsed.release) byRelease[parsed.release] = (byRelease[parsed.release] ?? 0) + 1;
-              if (parsed.pid) pids.add(parsed.pid);
-            } catch {
-              // not JSON: counted in responses only
-            }
+            tally(body, byRelease, pids);
           },
         },
       ],
@@ -199,13 +204,7 @@ export function startClientLoad(
           res.on('end', () => {
             responses += 1;
             if (res.statusCode !== 200) non2xx += 1;
-            try {
-              const parsed = JSON.parse(text) as { release?: string; pid?: number };
-              if (parsed.release) byRelease[parsed.release] = (byRelease[parsed.release] ?? 0) + 1;
-              if (parsed.pid) pids.add(parsed.pid);
-            } catch {
-              // not JSON: counted in responses only
-            }
+            if (res.statusCode === 200) tally(text, byRelease, pids);
             resolve();
           });
           res.on('error', (error) => failed(error, resolve));

@@ -70,6 +70,12 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** The median of `values` (the upper one of an even count); 0 for none. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
