@@ -84,6 +84,10 @@ export function addMasterOptions(command: Command): Command {
       '--warmup-path <path>',
       'path of the warm-up requests: GET, safe to repeat (default: --health-path, else /)',
     )
+    .option(
+      '--metrics-bind <address>',
+      'serve Prometheus metrics (GET /metrics) here: HOST:PORT or unix:/path, never an app bind (default: none)',
+    )
     .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
@@ -113,6 +117,7 @@ const CONFIG_KEYS = [
   'verifyWindow',
   'warmup',
   'warmupPath',
+  'metricsBind',
 ] as const;
 
 /** The settings given on the command line, as a partial configuration. */

@@ -3,7 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import * as v from 'valibot';
 import { UsageError } from '../errors/index.js';
 import { CONFIG_FILE, PIDFILE } from '../protocol/index.js';
-import { parseBind } from './bind.js';
+import { type Bind, parseBind } from './bind.js';
 import { type Config, configSchema, defaults, type PartialConfig } from './schema.js';
 
 /** Where the settings come from: the app root, an explicit config file, command-line values. */
@@ -105,7 +105,11 @@ export function loadConfig(sources: ConfigSources): Config {
       : undefined;
   const file = configFile ? readConfigFile(configFile) : {};
   const merged = { ...defaults(), ...file, ...cli };
-  for (const bind of merged.bind) parseBind(bind);
+  const binds = merged.bind.map(parseBind);
+  if (merged.metricsBind !== undefined) {
+    const key = cli.metricsBind !== undefined ? '--metrics-bind' : `"metricsBind" in ${configFile}`;
+    checkMetricsBind(merged.metricsBind, binds, key);
+  }
   const inRoot = (path: string): string => (isAbsolute(path) ? path : resolve(root, path));
   return {
     ...merged,
@@ -118,5 +122,37 @@ export function loadConfig(sources: ConfigSources): Config {
     user: merged.user,
     group: merged.group,
     warmupPath: merged.warmupPath,
+    metricsBind: merged.metricsBind,
   };
+}
+
+/**
+ * True when two binds would take the same address: the same Unix path, or the same TCP port on
+ * the same host or where either host is a wildcard (port 0 is a new port each time).
+ */
+function sameAddress(a: Bind, b: Bind): boolean {
+  if (a.kind === 'unix' || b.kind === 'unix') return a.name === b.name;
+  if (a.port === 0 || b.port === 0 || a.port !== b.port) return false;
+  const wildcard = (host: string | undefined) =>
+    host === undefined || host === '0.0.0.0' || host === '::';
+  return a.host === b.host || wildcard(a.host) || wildcard(b.host);
+}
+
+/**
+ * The metrics bind parses and is none of the app's binds: metrics are served by the master on a
+ * socket of their own, never where the workers accept. `key` names where it was given.
+ */
+function checkMetricsBind(value: string, binds: Bind[], key: string): void {
+  let bind: Bind;
+  try {
+    bind = parseBind(value);
+  } catch (error) {
+    throw new UsageError(`${key}: ${(error as Error).message}`, { cause: error });
+  }
+  const clash = binds.find((b) => sameAddress(b, bind));
+  if (clash !== undefined) {
+    throw new UsageError(
+      `${key} "${value}" is also an app bind (${clash.name}): metrics are served on a socket of their own, never on the app's; pick another address or port`,
+    );
+  }
 }

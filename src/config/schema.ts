@@ -36,6 +36,7 @@ export const configSchema = v.partial(
     verifyWindow: v.pipe(v.number(), v.minValue(0), v.maxValue(3600)),
     warmup: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000)),
     warmupPath: v.pipe(v.string(), v.startsWith('/')),
+    metricsBind: text,
   }),
 );
 
@@ -79,6 +80,8 @@ export interface Config {
   warmup: number;
   /** The path of those requests (default: `healthPath`, else `/`). */
   warmupPath: string | undefined;
+  /** Serve `GET /metrics` here (TCP or `unix:`), on a socket of its own; none when unset. */
+  metricsBind: string | undefined;
 }
 
 /** Defaults for every setting a user may leave out. */
@@ -93,6 +96,7 @@ export function defaults(): Omit<
   | 'user'
   | 'group'
   | 'warmupPath'
+  | 'metricsBind'
 > {
   return {
     bind: ['127.0.0.1:8000'],

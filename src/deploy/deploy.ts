@@ -13,6 +13,7 @@ import { readPidfile } from '../state/pidfile.js';
 import { checkHealth, checkWorkers, type HealthTarget, healthTarget } from './health.js';
 import {
   appendHistory,
+  countOutcome,
   type Journal,
   type JournalStep,
   journalStep,
@@ -279,6 +280,12 @@ async function finish(ctx: Context): Promise<void> {
   });
   ctx.journal.outcome = 'done';
   journalStep(config.root, ctx.journal, 'done');
+  try {
+    countOutcome(config.root, 'done');
+  } catch (error) {
+    // A counter for the dashboard: the deploy itself is done and recorded.
+    ctx.reporter.info(`cannot count the deploy in .prefork/deploys.json: ${messageOf(error)}`);
+  }
 }
 
 /**
@@ -397,6 +404,7 @@ async function undoFailedDeploy(ctx: Context, error: unknown): Promise<never> {
   } catch (undoError) {
     journal.outcome = 'rollback-incomplete';
     record(() => writeJournal(config.root, journal));
+    record(() => countOutcome(config.root, 'rollback-incomplete'));
     const state = await describeState(config);
     throw new PreforkError(
       `${ctx.release.name} failed at ${failedAt} (${messageOf(error)}) and the rollback did not complete: ${messageOf(undoError)}. State: ${state}. Look at the masters' logs, then run "prefork rollback" or signal them by hand (docs/upgrade.md)`,
@@ -406,6 +414,7 @@ async function undoFailedDeploy(ctx: Context, error: unknown): Promise<never> {
   }
   journal.outcome = 'rolled-back';
   record(() => writeJournal(config.root, journal));
+  record(() => countOutcome(config.root, 'rolled-back'));
   throw new PreforkError(
     `${ctx.release.name} failed at ${failedAt}: ${messageOf(error)}. Rolled back: ${ctx.old.release} serves again (master ${ctx.old.pid})`,
     EXIT.failedRolledBack,

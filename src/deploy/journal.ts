@@ -49,6 +49,13 @@ export interface HistoryEntry {
 
 const JOURNAL = 'deploy.json';
 const HISTORY = 'history.json';
+const OUTCOMES = 'deploys.json';
+
+/** How a deploy or rollback ended, as `.prefork/deploys.json` counts them. */
+export type FinishedOutcome = Exclude<Journal['outcome'], 'running'>;
+
+/** Deploys and rollbacks of an app root by how they ended, since its first. */
+export type OutcomeCounts = Record<FinishedOutcome, number>;
 
 function readJson<T>(path: string): T | undefined {
   const text = readFileNoFollow(path);
@@ -86,4 +93,25 @@ export function readHistory(root: string): HistoryEntry[] {
 export function appendHistory(root: string, entry: HistoryEntry): void {
   const deploys = [...readHistory(root), entry].slice(-100);
   writeFileAtomic(join(ensureStateDir(root), HISTORY), `${JSON.stringify({ deploys }, null, 2)}\n`);
+}
+
+/** How many deploys and rollbacks of `root` ended each way (`prefork_deploys_total`). */
+export function readOutcomes(root: string): OutcomeCounts {
+  const counts = readJson<Partial<OutcomeCounts>>(join(root, '.prefork', OUTCOMES)) ?? {};
+  const count = (n: unknown) => (typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : 0);
+  return {
+    done: count(counts.done),
+    'rolled-back': count(counts['rolled-back']),
+    'rollback-incomplete': count(counts['rollback-incomplete']),
+  };
+}
+
+/**
+ * Counts a finished deploy or rollback. The deploy lock is held, so no other deploy writes
+ * at the same time; the file is replaced atomically, so a master reading it never sees half.
+ */
+export function countOutcome(root: string, outcome: FinishedOutcome): void {
+  const counts = readOutcomes(root);
+  counts[outcome] += 1;
+  writeFileAtomic(join(ensureStateDir(root), OUTCOMES), `${JSON.stringify(counts, null, 2)}\n`);
 }

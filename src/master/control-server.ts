@@ -8,6 +8,7 @@ export type ControlHandler = (request: ControlRequest) => unknown;
 function parseRequest(line: string): ControlRequest {
   const value = JSON.parse(line) as { cmd?: unknown; workers?: unknown; path?: unknown } | null;
   if (value?.cmd === 'status') return { cmd: 'status' };
+  if (value?.cmd === 'metrics') return { cmd: 'metrics' };
   if (value?.cmd === 'scale' && Number.isInteger(value.workers)) {
     return { cmd: 'scale', workers: value.workers as number };
   }
@@ -15,7 +16,7 @@ function parseRequest(line: string): ControlRequest {
     return { cmd: 'health', path: value.path };
   }
   throw new Error(
-    'unknown request: expected {"cmd":"status"}, {"cmd":"scale","workers":N} or {"cmd":"health","path":"/..."}',
+    'unknown request: expected {"cmd":"status"}, {"cmd":"metrics"}, {"cmd":"scale","workers":N} or {"cmd":"health","path":"/..."}',
   );
 }
 

@@ -5,19 +5,29 @@ import type { Config } from '../config/schema.js';
 import { messageOf } from '../errors/index.js';
 import type { NotifyDir } from '../exec/notify-dir.js';
 import { type Log, tellStderr } from '../log/logger.js';
+import { isFigures } from '../metrics/figures.js';
+import type { MetricsServer } from '../metrics/metrics-server.js';
+import { ReleaseBook } from '../metrics/release-book.js';
 import { QUICK_KILL_MS, WORKER_KILL_GRACE_MS } from '../process/timeouts.js';
 import {
   type ControlRequest,
+  type MasterMetrics,
   type MasterStatus,
   masterTitle,
   OLDBIN_SUFFIX,
+  type WorkerExitReason,
   type WorkerHealth,
   type WorkerMessage,
 } from '../protocol/index.js';
 import { readCurrentRelease } from '../release/current-link.js';
 import type { Release } from '../release/read-release.js';
 import { removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
-import { closeListenSockets, type ListenSocket } from '../upgrade/listen-sockets.js';
+import {
+  closeListenSockets,
+  type ListenSocket,
+  type SocketSharers,
+  sharedWithOthers,
+} from '../upgrade/listen-sockets.js';
 import type { Handover, OldMaster } from '../upgrade/new-master-side.js';
 import { type NewMaster, type NewMasterEvent, UpgradeRefused } from '../upgrade/old-master-side.js';
 import type { MasterCommand } from '../upgrade/spawn-master.js';
@@ -72,6 +82,8 @@ export interface MasterParts {
   /** In the foreground of a terminal: WINCH is a window resize, not a command. */
   interactive: boolean;
   control: ControlServer | undefined;
+  /** `GET /metrics` on the metrics socket (`--metrics-bind`), when set. */
+  metrics: MetricsServer | undefined;
   /** uid/gid for workers (`--user`/`--group`). */
   identity: WorkerIdentity | undefined;
   /** Where exec workers' notify sockets go. */
@@ -105,6 +117,8 @@ export class Master {
     | undefined;
   private readonly backoff = new CrashBackoff();
   private readonly healthChecks = new WorkerHealthChecks();
+  /** Each release's workers and figures, those gone included (metrics, `status`). */
+  private readonly book = new ReleaseBook();
   private nextSpawnAt = 0;
   private exitCode = 0;
   /** The pidfile holding this master's pid: `prefork.pid`, or `.oldbin` during an upgrade. */
@@ -119,6 +133,8 @@ export class Master {
   private readonly startedAt: number;
   private tick: NodeJS.Timeout | undefined;
   private killAllAt: number | undefined;
+  /** exit() ran: the master waits for its last scrapes, then exits. */
+  private exiting = false;
 
   constructor(private readonly parts: MasterParts) {
     this.config = parts.config;
@@ -157,6 +173,11 @@ export class Master {
         { inherited: socket.inherited },
         `listening at ${socket.bind.kind === 'unix' ? socket.address : `http://${socket.address}`}`,
       );
+    }
+    const metrics = this.parts.metrics?.socket;
+    if (metrics !== undefined) {
+      const url = metrics.bind.kind === 'unix' ? metrics.address : `http://${metrics.address}`;
+      this.logger.info({ inherited: metrics.inherited }, `serving metrics at ${url}/metrics`);
     }
     this.reconcile();
   }
@@ -279,7 +300,7 @@ export class Master {
       );
       return;
     }
-    for (const key of ['bind', 'pid', 'logFile'] as const) {
+    for (const key of ['bind', 'pid', 'logFile', 'metricsBind'] as const) {
       if (JSON.stringify(config[key]) !== JSON.stringify(this.config[key])) {
         this.logger.warn(`"${key}" changed: it takes effect on the next USR2 upgrade or restart`);
       }
@@ -344,7 +365,7 @@ export class Master {
     try {
       this.newMaster = this.effects.startUpgrade({
         command: this.parts.command,
-        sockets: this.parts.sockets,
+        sockets: this.handedOver(),
         pidfile: this.config.pid,
         bootTimeoutS: this.config.bootTimeout,
         now: this.effects.now(),
@@ -415,6 +436,7 @@ export class Master {
       case 'heartbeat':
         worker.requests = message.requests;
         worker.rss = message.rss;
+        if (isFigures(message.figures)) worker.figures = message.figures;
         this.checkMemory(worker);
         return;
       case 'boot-error':
@@ -457,6 +479,7 @@ export class Master {
     if (worker === undefined) return;
     this.workers.delete(pid);
     this.healthChecks.workerExited(pid);
+    this.book.workerExited(worker, this.exitReason(worker), this.effects.now());
     const how = signal ? `signal ${signal}` : `code ${code}`;
     if (worker.state === 'draining' || this.state === 'stopping') {
       this.logger.info({ worker: pid }, `worker exited (pid: ${pid}, ${how})`);
@@ -494,15 +517,24 @@ export class Master {
     }
   }
 
+  /** Why a worker that just exited did, as `prefork_worker_exits_total{reason}` counts it. */
+  private exitReason(worker: WorkerRecord): WorkerExitReason {
+    if (worker.exitReason !== undefined) return worker.exitReason;
+    if (worker.state === 'draining') return worker.retiring ? 'recycled' : 'drained';
+    if (this.state === 'stopping') return 'stopped';
+    return worker.state === 'booting' ? 'boot_failed' : 'crashed';
+  }
+
   private onTick(): void {
     const now = this.effects.now();
+    this.book.sample(this.workers.values(), now);
     this.noticeOldMasterGone();
     this.newMaster?.checkReadyDeadline(now);
     for (const worker of this.workers.values()) {
       this.checkExecWorker(worker, now);
       const silence = this.heartbeatTimeoutS(worker);
       if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
-        this.killWorker(worker, this.notReadyReason(worker));
+        this.killWorker(worker, this.notReadyReason(worker), 'boot_failed');
       } else if (
         worker.state === 'ready' &&
         silence !== undefined &&
@@ -513,9 +545,10 @@ export class Master {
           worker.release.kind === 'exec'
             ? `no WATCHDOG=1 for ${silence} s (watchdogSec): hung?`
             : `no heartbeat for ${silence} s (blocked event loop?)`,
+          'hung',
         );
       } else if (worker.killAt !== undefined && now > worker.killAt) {
-        this.killWorker(worker, 'still draining past the graceful timeout');
+        this.killWorker(worker, 'still draining past the graceful timeout', 'killed');
       } else if (
         worker.state === 'ready' &&
         worker.readyAt &&
@@ -527,7 +560,7 @@ export class Master {
     }
     if (this.killAllAt !== undefined && now > this.killAllAt) {
       for (const worker of this.workers.values())
-        this.killWorker(worker, 'quick shutdown timed out');
+        this.killWorker(worker, 'quick shutdown timed out', 'killed');
       this.killAllAt = undefined;
     }
   }
@@ -590,6 +623,7 @@ export class Master {
         warmupTimeoutMs: (this.config.bootTimeout * 1000) / 2,
         logLevel: this.config.logLevel,
         logFile: this.config.logFile,
+        metrics: this.parts.metrics !== undefined,
       },
       onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
       onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
@@ -616,10 +650,11 @@ export class Master {
     this.effects.signalWorker(worker, signal);
   }
 
-  private killWorker(worker: WorkerRecord, reason: string): void {
+  private killWorker(worker: WorkerRecord, reason: string, exitReason: WorkerExitReason): void {
     if (worker.killed) return;
     worker.killed = true;
     worker.failure = reason;
+    worker.exitReason = exitReason;
     worker.killAt = undefined;
     this.logger.error({ worker: worker.pid }, `killing worker ${worker.pid}: ${reason}`);
     this.effects.signalWorker(worker, 'SIGKILL');
@@ -724,7 +759,7 @@ export class Master {
     this.parts.handover.reportReady({
       ready: true,
       pid: process.pid,
-      binds: this.parts.sockets.map((s) => s.bind.name),
+      binds: this.handedOver().map((s) => s.bind.name),
     });
     this.logger.info(
       { workers: this.desired, pidfile: this.config.pid },
@@ -769,6 +804,7 @@ export class Master {
     this.killAllAt = this.effects.now() + QUICK_KILL_MS;
     for (const worker of this.workers.values()) {
       worker.state = 'draining';
+      worker.exitReason ??= 'stopped';
       this.effects.signalWorker(worker, 'SIGTERM');
     }
   }
@@ -787,22 +823,38 @@ export class Master {
     this.quickShutdown();
   }
 
-  /** Cleans up what this master owns and exits, whatever fails on the way. */
+  /**
+   * Cleans up what this master owns and exits, whatever fails on the way; with metrics on, once
+   * the scrapes it accepted are answered.
+   */
   private exit(): void {
+    if (this.exiting) return;
+    this.exiting = true;
+    const metrics = this.parts.metrics;
+    let sharers: SocketSharers | undefined;
     try {
       if (this.tick) clearInterval(this.tick);
       this.parts.control?.close();
       this.parts.notifyDir.remove();
       removePidfileIfOurs(this.config.pid, process.pid);
       removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
-      closeListenSockets(this.parts.sockets, {
+      sharers = {
         newMaster: this.newMaster && { binds: this.newMaster.binds },
         oldMasterAlive: this.oldMaster?.alive() === true,
-      });
+      };
+      closeListenSockets(this.parts.sockets, sharers);
       this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
     } finally {
-      this.effects.exit(this.exitCode);
+      const exit = () => this.effects.exit(this.exitCode);
+      if (metrics === undefined || sharers === undefined) exit();
+      else metrics.stop(sharedWithOthers(metrics.socket, sharers), exit);
     }
+  }
+
+  /** The sockets a new master inherits: the app's and the metrics socket. */
+  private handedOver(): ListenSocket[] {
+    const { metrics } = this.parts;
+    return metrics === undefined ? this.parts.sockets : [...this.parts.sockets, metrics.socket];
   }
 
   // -------------------------------------------------------------------------------------------
@@ -812,6 +864,7 @@ export class Master {
   /** Answers a control-socket request. */
   control(request: ControlRequest): unknown {
     if (request.cmd === 'health') return this.checkWorkers(request.path);
+    if (request.cmd === 'metrics') return this.metricsShare();
     if (request.cmd === 'scale') {
       if (request.workers < 1) throw new Error('workers must be at least 1');
       this.desired = request.workers;
@@ -836,6 +889,30 @@ export class Master {
     return Promise.all(serving.map((w) => this.healthChecks.ask(w, path, bounds)));
   }
 
+  /**
+   * This master's own share of the metrics: its state, release, and its workers' figures by
+   * release (those gone included). A scrape adds the other master's during an upgrade.
+   */
+  metricsShare(): MasterMetrics {
+    return {
+      pid: process.pid,
+      state: this.publicState(),
+      release: this.release.name,
+      version: this.release.version,
+      releases: this.book.releases(this.workers.values()),
+    };
+  }
+
+  /** The other master of an upgrade in flight (the new one, or the old one still alive). */
+  peerPid(): number | undefined {
+    if (this.newMaster !== undefined) return this.newMaster.pid;
+    return this.oldMaster?.alive() ? this.oldMaster.pid : undefined;
+  }
+
+  private publicState(): MasterStatus['state'] {
+    return this.state === 'running' && this.newMaster !== undefined ? 'old' : this.state;
+  }
+
   /** This master's state, as `prefork status` shows it. */
   status(): MasterStatus {
     const now = this.effects.now();
@@ -845,7 +922,7 @@ export class Master {
       release: this.release.name,
       version: this.release.version,
       releaseDir: this.release.dir,
-      state: this.state === 'running' && this.newMaster !== undefined ? 'old' : this.state,
+      state: this.publicState(),
       workersStopped: this.workersStopped,
       desiredWorkers: this.desired,
       uptime: Math.round((now - this.startedAt) / 1000),
@@ -857,6 +934,8 @@ export class Master {
       pidfile: this.pidPath,
       heartbeatTimeout: this.config.timeout,
       workerIdentity: this.parts.identity ?? null,
+      metrics: this.parts.metrics?.socket.address ?? null,
+      traffic: this.book.traffic(),
       workers: [...this.workers.values()].map((w) => ({
         pid: w.pid,
         release: w.release.name,

@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import { messageOf, UsageError } from '../errors/index.js';
 import { NotifyDir } from '../exec/notify-dir.js';
 import { createLog } from '../log/logger.js';
+import type { MetricsServer } from '../metrics/metrics-server.js';
 import { isAlive } from '../process/alive.js';
 import { controlSocketName } from '../protocol/index.js';
 import type { Release } from '../release/read-release.js';
@@ -58,19 +59,39 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
   // Socket activation without an explicit bind: serve systemd's sockets only.
   const fromSystemd = inherited.some((fd) => fd.systemd);
   const binds = fromSystemd && !config.bindGiven ? [] : config.bind.map(parseBind);
-  const sockets = await openListenSockets(binds, inherited);
+  const metricsBind = config.metricsBind === undefined ? undefined : parseBind(config.metricsBind);
+  const opened = await openListenSockets(binds, inherited, metricsBind);
+  const sockets = opened.filter((s) => !s.metrics);
+  const metricsSocket = opened.find((s) => s.metrics);
   let master: Master | undefined;
   const controlPath = join(stateDir, controlSocketName(process.pid));
   const control = await ControlServer.listen(controlPath, (request) => {
     if (master === undefined) throw new Error('the master is starting');
     return master.control(request);
   }).catch((error: unknown) => {
-    closeListenSockets(sockets, HANDED_BACK);
+    closeListenSockets(opened, HANDED_BACK);
     throw new UsageError(
       `cannot open the control socket ${controlPath}: ${messageOf(error)} (a Unix socket path holds at most 107 bytes: use a shorter --root)`,
       { cause: error },
     );
   });
+  let metrics: MetricsServer | undefined;
+  if (metricsSocket !== undefined) {
+    // prom-client is loaded only by a master that serves metrics (docs/benchmarks.md, memory).
+    const { MetricsServer } = await import('../metrics/metrics-server.js');
+    metrics = new MetricsServer(
+      metricsSocket,
+      {
+        root: config.root,
+        own: () => {
+          if (master === undefined) throw new Error('the master is starting');
+          return master.metricsShare();
+        },
+        peerPid: () => master?.peerPid(),
+      },
+      log.logger,
+    );
+  }
   master = new Master({
     config,
     configSources: options.configSources,
@@ -82,9 +103,18 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
     handover,
     interactive: process.stdin.isTTY === true,
     control,
+    metrics,
     identity,
     onBootFailure: options.onBootFailure,
     notifyDir: new NotifyDir(stateDir, identity),
+  });
+  await metrics?.listen().catch((error: unknown) => {
+    control.close();
+    closeListenSockets(opened, HANDED_BACK);
+    throw new UsageError(
+      `cannot serve metrics on --metrics-bind ${metricsSocket?.address}: ${messageOf(error)}`,
+      { cause: error },
+    );
   });
   master.run();
 }

@@ -2,7 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { NotifyDir } from '../exec/notify-dir.js';
 import { spawnExecWorker } from '../exec/spawn-exec-worker.js';
-import { ENV_WORKER_OPTIONS, type WorkerMessage, type WorkerOptions } from '../protocol/index.js';
+import {
+  ENV_WORKER_OPTIONS,
+  type RequestFigures,
+  type WorkerExitReason,
+  type WorkerMessage,
+  type WorkerOptions,
+} from '../protocol/index.js';
 import type { NodeRelease, Release } from '../release/read-release.js';
 import type { WorkerIdentity } from './worker-identity.js';
 
@@ -39,6 +45,10 @@ export interface WorkerRecord {
   lastOutput: string | undefined;
   /** When an exec worker's RSS was last read from `/proc`. */
   rssAt: number;
+  /** A Node worker's request figures, from its latest heartbeat (with metrics on). */
+  figures: RequestFigures | undefined;
+  /** Why its exit is on the way, when the master decided it (killed, quick shutdown). */
+  exitReason: WorkerExitReason | undefined;
 }
 
 /** Everything a worker spawn needs. */
@@ -121,6 +131,8 @@ export function newWorkerRecord(
     statusText: undefined,
     lastOutput: undefined,
     rssAt: 0,
+    figures: undefined,
+    exitReason: undefined,
   };
 }
 

@@ -121,6 +121,31 @@ export interface WorkerOptions {
   warmupTimeoutMs: number;
   logLevel: string;
   logFile?: string | undefined;
+  /** Record {@link RequestFigures} and send them with every heartbeat (`--metrics-bind` is set). */
+  metrics: boolean;
+}
+
+/**
+ * Upper bounds, in seconds, of the request-duration histogram's buckets (Prometheus's
+ * defaults); a last bucket, +Inf, takes the rest. Fixed, so figures from any worker of any
+ * master add up bucket by bucket.
+ */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+/** The status classes responses are counted by, in the order of {@link RequestFigures.codes}. */
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+/**
+ * What a Node worker's requests came to since it started (cumulative, like the counters they
+ * become): responses by status class and by latency.
+ */
+export interface RequestFigures {
+  /** Responses per {@link STATUS_CLASSES} entry. */
+  codes: number[];
+  /** Responses per latency bucket, not cumulative: one per {@link LATENCY_BUCKETS} bound, then +Inf. */
+  buckets: number[];
+  /** Seconds spent answering, summed over those responses. */
+  seconds: number;
 }
 
 /** Messages a worker sends its master. */
@@ -130,7 +155,13 @@ export type WorkerMessage =
       /** The app's server is a `tls.Server`: whoever checks it through the bind speaks TLS. */
       tls: boolean;
     }
-  | { type: 'heartbeat'; requests: number; rss: number }
+  | {
+      type: 'heartbeat';
+      requests: number;
+      rss: number;
+      /** Present when the master asked for them ({@link WorkerOptions.metrics}). */
+      figures?: RequestFigures;
+    }
   /** An exec worker's `WATCHDOG=1` (sd_notify): alive, nothing else known. */
   | { type: 'watchdog' }
   /** An exec worker's `STATUS=` (sd_notify): free text for `prefork status`. */
@@ -189,7 +220,8 @@ export const CONTROL_MAX_REQUEST = 64 * 1024;
 export type ControlRequest =
   | { cmd: 'status' }
   | { cmd: 'scale'; workers: number }
-  | { cmd: 'health'; path: string };
+  | { cmd: 'health'; path: string }
+  | { cmd: 'metrics' };
 
 /** A control reply: one JSON line. */
 export type ControlReply<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
@@ -210,6 +242,59 @@ export interface WorkerStatus {
   age: number;
   /** An exec worker's last `STATUS=` text (sd_notify), when it sent one. */
   status?: string | undefined;
+}
+
+/** Why a worker exited, as `prefork_worker_exits_total{reason}` counts it (docs/metrics.md). */
+export const WORKER_EXIT_REASONS = [
+  'drained',
+  'recycled',
+  'stopped',
+  'crashed',
+  'boot_failed',
+  'hung',
+  'killed',
+] as const;
+export type WorkerExitReason = (typeof WORKER_EXIT_REASONS)[number];
+
+/** One release's workers and request figures in one master (the control request `metrics`). */
+export interface ReleaseMetrics {
+  release: string;
+  version: string;
+  kind: 'node' | 'exec';
+  /** Its workers in this master, by state. */
+  workers: Record<WorkerStatus['state'], number>;
+  /** Their resident memory, summed, in bytes. */
+  rss: number;
+  /** Its workers that exited, by reason. */
+  exits: Partial<Record<WorkerExitReason, number>>;
+  /**
+   * What its Node workers answered, those alive and those gone; absent for an exec release
+   * (prefork is not in its data path) and when metrics are off.
+   */
+  figures?: RequestFigures;
+}
+
+/**
+ * A master's own share of the metrics: its state, release and its workers' figures by release.
+ * Whichever master answers a scrape adds the other master's share to its own during an
+ * upgrade (docs/metrics.md).
+ */
+export interface MasterMetrics {
+  pid: number;
+  state: MasterStatus['state'];
+  release: string;
+  version: string;
+  releases: ReleaseMetrics[];
+}
+
+/** A release's recent traffic in one master, as `status` shows it. */
+export interface ReleaseTraffic {
+  release: string;
+  /** Requests per second over the last `windowS` seconds. */
+  rate: number;
+  /** Share of those answered 5xx (0..1); null without figures (metrics off, exec release). */
+  errorShare: number | null;
+  windowS: number;
 }
 
 /**
@@ -249,5 +334,9 @@ export interface MasterStatus {
   heartbeatTimeout: number;
   /** uid and gid its workers run as (`--user`/`--group`); null when they run as the master. */
   workerIdentity: { uid: number; gid: number } | null;
+  /** Where this master serves `GET /metrics` (`--metrics-bind`), or null. */
+  metrics: string | null;
+  /** Each release's recent traffic through this master's workers. */
+  traffic: ReleaseTraffic[];
   workers: WorkerStatus[];
 }

@@ -21,6 +21,18 @@ export interface InheritedFd {
   name: string | undefined;
   /** Came from systemd socket activation: never unlinked, passed on across USR2. */
   systemd: boolean;
+  /** The old master's metrics socket (`--metrics-bind`), not an app socket. */
+  metrics: boolean;
+}
+
+/** Prefixes of a name in `PREFORK_FD_NAMES` that mark what kind of socket it is. */
+const SYSTEMD_PREFIX = 'systemd:';
+const METRICS_PREFIX = 'metrics:';
+
+/** How a socket is named in `PREFORK_FD_NAMES`, so that the new master knows what it is. */
+export function handoverName(socket: ListenSocket): string {
+  const prefix = socket.systemd ? SYSTEMD_PREFIX : socket.metrics ? METRICS_PREFIX : '';
+  return `${prefix}${socket.bind.name}`;
 }
 
 /**
@@ -39,11 +51,14 @@ export function readInheritedFds(
       return Number(part);
     });
     const names = (env[ENV_FD_NAMES] ?? '').split(',');
-    // A systemd socket keeps its "systemd" mark across upgrades through a name prefix.
+    // A systemd socket keeps its "systemd" mark across upgrades through a name prefix, the
+    // metrics socket its own.
     return fds.map((fd, i) => {
       const raw = names[i] || undefined;
-      const systemd = raw?.startsWith('systemd:') ?? false;
-      return { fd, name: systemd ? raw?.slice('systemd:'.length) : raw, systemd };
+      const systemd = raw?.startsWith(SYSTEMD_PREFIX) ?? false;
+      const metrics = raw?.startsWith(METRICS_PREFIX) ?? false;
+      const prefix = systemd ? SYSTEMD_PREFIX : metrics ? METRICS_PREFIX : '';
+      return { fd, name: raw?.slice(prefix.length), systemd, metrics };
     });
   }
   const count = env[ENV_LISTEN_FDS];
@@ -54,6 +69,7 @@ export function readInheritedFds(
       fd: FIRST_LISTEN_FD + i,
       name: names[i] || undefined,
       systemd: true,
+      metrics: false,
     }));
   }
   return [];
@@ -99,18 +115,29 @@ export interface ListenSocket {
   inherited: boolean;
   /** From systemd socket activation: never unlinked by prefork. */
   systemd: boolean;
+  /** Serves the master's `GET /metrics` (`--metrics-bind`): the master accepts on it, not workers. */
+  metrics: boolean;
   handle: ServerHandle;
 }
 
-function bindError(bind: Bind, errno: number): PreforkError {
+/** The option a bind is given with, for error messages. */
+function optionOf(metrics: boolean): string {
+  return metrics ? '--metrics-bind' : '--bind';
+}
+
+/** How an error names a bind: `127.0.0.1:8000`, or `127.0.0.1:9464 (--metrics-bind)`. */
+function label(bind: Bind, metrics: boolean): string {
+  return metrics ? `${bind.name} (--metrics-bind)` : bind.name;
+}
+
+function bindError(bind: Bind, errno: number, metrics: boolean): PreforkError {
   const code = getSystemErrorName(errno);
   const why: Record<string, string> = {
-    EADDRINUSE:
-      'the address is already in use: stop whatever listens there, or pick another --bind',
+    EADDRINUSE: `the address is already in use: stop whatever listens there, or pick another ${optionOf(metrics)}`,
     EACCES: 'permission denied: ports below 1024 need root (use --user/--group to drop it)',
     EADDRNOTAVAIL: 'no interface has that address: bind an address of this machine',
   };
-  return new UsageError(`cannot bind ${bind.name}: ${why[code] ?? code} (${code})`);
+  return new UsageError(`cannot bind ${label(bind, metrics)}: ${why[code] ?? code} (${code})`);
 }
 
 function addressOf(handle: ServerHandle, bind: Bind): { address: string; port?: number } {
@@ -122,10 +149,15 @@ function addressOf(handle: ServerHandle, bind: Bind): { address: string; port?: 
 }
 
 /** A Unix socket file left by a master that died: nothing accepts on it any more. */
-async function removeStaleUnixSocket(bind: Extract<Bind, { kind: 'unix' }>): Promise<void> {
+async function removeStaleUnixSocket(
+  bind: Extract<Bind, { kind: 'unix' }>,
+  metrics: boolean,
+): Promise<void> {
   if (!existsSync(bind.path)) return;
   if (!lstatSync(bind.path).isSocket()) {
-    throw new UsageError(`cannot bind ${bind.name}: ${bind.path} exists and is not a socket`);
+    throw new UsageError(
+      `cannot bind ${label(bind, metrics)}: ${bind.path} exists and is not a socket`,
+    );
   }
   const alive = await new Promise<boolean>((resolve) => {
     const probe = net.connect(bind.path);
@@ -137,16 +169,16 @@ async function removeStaleUnixSocket(bind: Extract<Bind, { kind: 'unix' }>): Pro
   });
   if (alive) {
     throw new UsageError(
-      `cannot bind ${bind.name}: another process listens on it; stop it or pick another path`,
+      `cannot bind ${label(bind, metrics)}: another process listens on it; stop it or pick another path`,
     );
   }
   unlinkSync(bind.path);
 }
 
-async function bindNew(bind: Bind): Promise<ListenSocket> {
+async function bindNew(bind: Bind, metrics: boolean): Promise<ListenSocket> {
   let result: ServerHandle | number;
   if (bind.kind === 'unix') {
-    await removeStaleUnixSocket(bind);
+    await removeStaleUnixSocket(bind, metrics);
     result = createServerHandle(bind.path, -1, -1);
   } else {
     let host = bind.host;
@@ -159,19 +191,21 @@ async function bindNew(bind: Bind): Promise<ListenSocket> {
           host = found.address;
           family = found.family;
         } catch {
-          throw new UsageError(`cannot bind ${bind.name}: cannot resolve host "${bind.host}"`);
+          throw new UsageError(
+            `cannot bind ${label(bind, metrics)}: cannot resolve host "${bind.host}"`,
+          );
         }
       }
     }
     result = createServerHandle(host, bind.port, family);
   }
-  if (typeof result === 'number') throw bindError(bind, result);
+  if (typeof result === 'number') throw bindError(bind, result, metrics);
   const { address, port } = addressOf(result, bind);
   // libuv defers EADDRINUSE from bind() to listen(), which only workers call: a socket that
   // did not get its port is unbound, so check what it is bound to.
   if (bind.kind === 'tcp' && bind.port !== 0 && port !== bind.port) {
     result.close();
-    throw bindError(bind, -constants.errno.EADDRINUSE);
+    throw bindError(bind, -constants.errno.EADDRINUSE, metrics);
   }
   return {
     bind,
@@ -180,6 +214,7 @@ async function bindNew(bind: Bind): Promise<ListenSocket> {
     port,
     inherited: false,
     systemd: false,
+    metrics,
     handle: result,
   };
 }
@@ -211,6 +246,7 @@ function adopt(inherited: InheritedFd): ListenSocket {
     port: isTcp ? Number(out.port) : undefined,
     inherited: true,
     systemd: inherited.systemd,
+    metrics: inherited.metrics,
     handle: result,
   };
 }
@@ -223,27 +259,34 @@ function servedBySystemd(bind: Bind, sockets: ListenSocket[]): boolean {
 }
 
 /**
- * Opens the listen sockets for `binds`: an inherited socket whose name matches a bind is
- * reused (same socket, no rebind), inherited sockets no bind asks for are closed (systemd's are
- * always kept), and the remaining binds are bound anew. On failure everything opened here is
- * closed again.
+ * Opens the listen sockets for `binds` (and `metricsBind`, marked `metrics`): an inherited
+ * socket whose name and kind match a bind is reused (same socket, no rebind), inherited sockets
+ * no bind asks for are closed (systemd's are always kept), and the remaining binds are bound
+ * anew. On failure everything opened here is closed again.
  */
 export async function openListenSockets(
   binds: Bind[],
   inherited: InheritedFd[],
+  metricsBind?: Bind,
 ): Promise<ListenSocket[]> {
   const sockets: ListenSocket[] = [];
+  const wants = (socket: ListenSocket) =>
+    socket.metrics
+      ? socket.bind.name === metricsBind?.name
+      : socket.systemd || binds.some((b) => b.name === socket.bind.name);
   try {
     const adopted = inherited.map(adopt);
     for (const socket of adopted) {
-      const wanted = socket.systemd || binds.some((b) => b.name === socket.bind.name);
-      if (wanted) sockets.push(socket);
+      if (wants(socket)) sockets.push(socket);
       else socket.handle.close();
     }
     for (const bind of binds) {
-      if (sockets.some((s) => s.bind.name === bind.name) || servedBySystemd(bind, sockets))
-        continue;
-      sockets.push(await bindNew(bind));
+      const served = sockets.some((s) => !s.metrics && s.bind.name === bind.name);
+      if (served || servedBySystemd(bind, sockets)) continue;
+      sockets.push(await bindNew(bind, false));
+    }
+    if (metricsBind !== undefined && !sockets.some((s) => s.metrics)) {
+      sockets.push(await bindNew(metricsBind, true));
     }
     return sockets;
   } catch (error) {
@@ -273,7 +316,7 @@ export interface SocketSharers {
 export const HANDED_BACK: SocketSharers = { newMaster: undefined, oldMasterAlive: true };
 
 /** True when another process may still serve `socket`, so its file must stay. */
-function sharedWithOthers(socket: ListenSocket, sharers: SocketSharers): boolean {
+export function sharedWithOthers(socket: ListenSocket, sharers: SocketSharers): boolean {
   if (socket.systemd) return true;
   if (sharers.newMaster !== undefined) {
     const { binds } = sharers.newMaster;

@@ -8,7 +8,7 @@ import {
   FIRST_LISTEN_FD,
   type ReadyMessage,
 } from '../protocol/index.js';
-import type { ListenSocket } from './listen-sockets.js';
+import { handoverName, type ListenSocket } from './listen-sockets.js';
 import { readReadyMessage } from './ready-pipe.js';
 
 /** How a master was started, kept so that USR2 can start the next one the same way. */
@@ -49,9 +49,7 @@ export function spawnMaster(
   const env: NodeJS.ProcessEnv = { ...command.env, [ENV_READY_FD]: String(readyFd) };
   if (fds.length > 0) {
     env[ENV_FDS] = fds.map((_, i) => String(FIRST_LISTEN_FD + i)).join(',');
-    env[ENV_FD_NAMES] = options.sockets
-      .map((s) => (s.systemd ? `systemd:${s.bind.name}` : s.bind.name))
-      .join(',');
+    env[ENV_FD_NAMES] = options.sockets.map(handoverName).join(',');
   }
   if (options.oldMasterPid !== undefined) env[ENV_OLD_MASTER_PID] = String(options.oldMasterPid);
   const child = spawn(command.execPath, command.args, {

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 
 /** What the tracker knows of one client connection. */
@@ -8,6 +9,8 @@ interface ConnectionState {
   current: ServerResponse | undefined;
   /** Requests seen on it: a change between two looks means it was busy in between. */
   requests: number;
+  /** When its latest request arrived (`performance.now()`), when timing is on. */
+  startedAt: number;
   /** While draining: the request count when the connection was first seen idle, and when. */
   idleAt: number;
   idleRequests: number;
@@ -22,7 +25,8 @@ interface ConnectionState {
  * is closed would see the request fail.
  *
  * The request path stays lean (it runs for every request the worker serves): one property
- * write and two counters, no listener per request. Idleness is only looked at while draining.
+ * write and two counters (and the time, with metrics on), no listener per request. Idleness is
+ * only looked at while draining.
  */
 export class ConnectionTracker {
   private readonly connections = new Map<net.Socket, ConnectionState>();
@@ -30,14 +34,22 @@ export class ConnectionTracker {
   /** Requests seen since the worker started. */
   requests = 0;
 
-  /** Starts tracking `server`; `onRequest` runs once per request, before the app sees it. */
-  constructor(server: net.Server, onRequest: () => void) {
+  /**
+   * Starts tracking `server`; `onRequest` runs once per request, before the app sees it. With
+   * `timing`, the arrival of each request is noted for {@link startOf}.
+   */
+  constructor(
+    server: net.Server,
+    onRequest: () => void,
+    private readonly timing = false,
+  ) {
     const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
     server.on(event, (socket: net.Socket) => this.track(socket));
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
       const state = this.connections.get(req.socket) ?? this.track(req.socket);
       state.current = res;
       state.requests += 1;
+      if (this.timing) state.startedAt = performance.now();
       this.requests += 1;
       if (this.draining) res.setHeader('Connection', 'close');
       onRequest();
@@ -51,6 +63,7 @@ export class ConnectionTracker {
     const state: ConnectionState = {
       current: undefined,
       requests: 0,
+      startedAt: 0,
       idleAt: 0,
       idleRequests: -1,
       upgraded: false,
@@ -58,6 +71,14 @@ export class ConnectionTracker {
     this.connections.set(socket, state);
     socket.once('close', () => this.connections.delete(socket));
     return state;
+  }
+
+  /**
+   * When the latest request on `socket` arrived (with timing on): the start of the response
+   * being finished, as responses on a connection finish in order and clients rarely pipeline.
+   */
+  startOf(socket: net.Socket): number | undefined {
+    return this.connections.get(socket)?.startedAt;
   }
 
   /** Open connections. */

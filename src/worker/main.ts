@@ -17,6 +17,7 @@ import {
 } from '../protocol/index.js';
 import { ConnectionTracker } from './connection-tracker.js';
 import { type LoadedApp, loadApp } from './load-app.js';
+import { RequestRecorder } from './request-recorder.js';
 import { checkSelf } from './self-check.js';
 import { listenOnInheritedSockets, stopAccepting } from './serve.js';
 import { warmUp } from './warm-up.js';
@@ -49,11 +50,41 @@ function send(message: WorkerMessage): void {
 let app: LoadedApp | undefined;
 let listeners: net.Server[] = [];
 let tracker: ConnectionTracker | undefined;
+/** Counts responses by status and latency, when the master serves metrics. */
+let recorder: RequestRecorder | undefined;
 /** Listening on every socket: from here on a drain has connections to finish. */
 let serving = false;
 let draining = false;
 /** Sending itself warm-up requests: they count for nothing (maxRequests, heartbeats). */
 let warming = false;
+
+/** How long a draining worker waits for its last heartbeat to be handed to the master. */
+const LAST_HEARTBEAT_MS = 1000;
+
+function heartbeatMessage(): WorkerMessage {
+  return {
+    type: 'heartbeat',
+    requests: tracker?.requests ?? 0,
+    rss,
+    ...(recorder === undefined ? {} : { figures: recorder.figures }),
+  };
+}
+
+/**
+ * A last heartbeat before a drained worker exits, so that its master counts every request it
+ * answered (metrics: counters carry on across worker exits). Bounded: a master that is gone or
+ * slow to read does not hold the exit.
+ */
+function sendLastHeartbeat(): Promise<void> {
+  if (!process.connected) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, LAST_HEARTBEAT_MS);
+    process.send?.(heartbeatMessage(), undefined, {}, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 function exit(code: number, reason: string): never {
   try {
@@ -101,6 +132,7 @@ async function drain(reason: string, code = 0): Promise<void> {
       logger.error({ err: error }, 'the app close() hook failed');
     }
   }
+  await sendLastHeartbeat();
   exit(code, reason);
 }
 
@@ -173,20 +205,28 @@ const heartbeat = setInterval(() => {
   } catch {
     // reading /proc needs a free fd: out of them (EMFILE), report the last value
   }
-  send({ type: 'heartbeat', requests: tracker?.requests ?? 0, rss });
+  send(heartbeatMessage());
 }, options.heartbeatMs);
 heartbeat.unref();
 
 try {
   app = await loadApp(options.entry);
   let retired = false;
-  tracker = new ConnectionTracker(app.server, () => {
-    if (warming) return;
-    if (!retired && options.maxRequests > 0 && (tracker?.requests ?? 0) >= options.maxRequests) {
-      retired = true;
-      send({ type: 'retire', requests: tracker?.requests ?? 0 });
-    }
-  });
+  tracker = new ConnectionTracker(
+    app.server,
+    () => {
+      if (warming) return;
+      if (!retired && options.maxRequests > 0 && (tracker?.requests ?? 0) >= options.maxRequests) {
+        retired = true;
+        send({ type: 'retire', requests: tracker?.requests ?? 0 });
+      }
+    },
+    options.metrics,
+  );
+  const connections = tracker;
+  if (options.metrics) {
+    recorder = new RequestRecorder(app.server, (socket) => connections.startOf(socket));
+  }
   if (options.warmup > 0) {
     warming = true;
     const result = await warmUp(app.server, {
@@ -196,6 +236,7 @@ try {
     });
     warming = false;
     tracker.requests = 0;
+    recorder?.reset();
     if (result.stopped === undefined) {
       logger.info({ requests: result.answered, ms: result.ms }, 'warmed up');
     } else {

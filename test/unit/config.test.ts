@@ -67,4 +67,21 @@ describe('loadConfig', () => {
       /--workers: Invalid value: Expected >=1 but received 0/,
     );
   });
+
+  it('refuses a metricsBind that is, or overlaps, an app bind, naming where it was given', () => {
+    writeFileSync(
+      join(root, 'metrics.json'),
+      JSON.stringify({ bind: ['0.0.0.0:8000'], metricsBind: '127.0.0.1:8000' }),
+    );
+    expect(() => loadConfig({ root, configFile: 'metrics.json', cli: {} })).toThrow(
+      /"metricsBind" in .*metrics\.json "127\.0\.0\.1:8000" is also an app bind \(0\.0\.0\.0:8000\)/,
+    );
+    const cli = (bind: string, metricsBind: string) =>
+      loadConfig({ root, configFile: 'bind.json', cli: { bind: [bind], metricsBind } });
+    expect(() => cli('unix:/run/a.sock', 'unix:/run/a.sock')).toThrow(/--metrics-bind/);
+    expect(() => cli('[::1]:80', ':80')).toThrow(/is also an app bind/);
+    expect(cli('127.0.0.1:8000', '127.0.0.1:9464').metricsBind).toBe('127.0.0.1:9464');
+    expect(cli('127.0.0.1:8000', '127.0.0.2:8000').metricsBind).toBe('127.0.0.2:8000');
+    expect(cli('127.0.0.1:0', '127.0.0.1:0').metricsBind).toBe('127.0.0.1:0');
+  });
 });

@@ -67,18 +67,25 @@ describe('listen sockets (pins net._createServerHandle)', () => {
 });
 
 describe('inherited fds', () => {
-  it('reads PREFORK_FDS with names, and systemd LISTEN_FDS only for this pid', () => {
+  it('reads PREFORK_FDS with names and kinds, and systemd LISTEN_FDS only for this pid', () => {
     expect(
-      readInheritedFds({ PREFORK_FDS: '3,4', PREFORK_FD_NAMES: '127.0.0.1:80,systemd:web' }, 1),
+      readInheritedFds(
+        {
+          PREFORK_FDS: '3,4,5',
+          PREFORK_FD_NAMES: '127.0.0.1:80,systemd:web,metrics:127.0.0.1:9100',
+        },
+        1,
+      ),
     ).toEqual([
-      { fd: 3, name: '127.0.0.1:80', systemd: false },
-      { fd: 4, name: 'web', systemd: true },
+      { fd: 3, name: '127.0.0.1:80', systemd: false, metrics: false },
+      { fd: 4, name: 'web', systemd: true, metrics: false },
+      { fd: 5, name: '127.0.0.1:9100', systemd: false, metrics: true },
     ]);
     expect(
       readInheritedFds({ LISTEN_FDS: '2', LISTEN_PID: '7', LISTEN_FDNAMES: 'a:b' }, 7),
     ).toEqual([
-      { fd: 3, name: 'a', systemd: true },
-      { fd: 4, name: 'b', systemd: true },
+      { fd: 3, name: 'a', systemd: true, metrics: false },
+      { fd: 4, name: 'b', systemd: true, metrics: false },
     ]);
     expect(readInheritedFds({ LISTEN_FDS: '2', LISTEN_PID: '8' }, 7)).toEqual([]);
     expect(() => readInheritedFds({ PREFORK_FDS: '3,x' }, 1)).toThrow(/PREFORK_FDS/);

@@ -11,6 +11,7 @@ import {
   type SpawnWorkerOptions,
   type WorkerRecord,
 } from '../../src/master/worker-process.js';
+import { emptyFigures, recordResponse } from '../../src/metrics/figures.js';
 import { readCurrentRelease } from '../../src/release/current-link.js';
 import { Handover } from '../../src/upgrade/new-master-side.js';
 import { type NewMaster, UpgradeRefused } from '../../src/upgrade/old-master-side.js';
@@ -99,6 +100,7 @@ function makeMaster(
     handover: Handover.from({}),
     interactive: false,
     control: undefined,
+    metrics: undefined,
     identity: undefined,
     notifyDir: new NotifyDir(root.path('.prefork'), undefined),
     effects: world,
@@ -188,6 +190,55 @@ describe('master decisions (no processes)', () => {
     master.dispatch(tick);
     master.dispatch(exited(104));
     expect(world.take()).toEqual(['spawn 105 v1']);
+  });
+
+  it('counts each worker exit by reason and keeps the figures of exited workers in their release', () => {
+    const { master, world } = makeMaster(2, 2);
+    boot(master, world);
+    const served = emptyFigures();
+    for (let i = 0; i < 5; i += 1) recordResponse(served, 200, 0.01);
+    recordResponse(served, 502, 0.2);
+    master.dispatch({
+      kind: 'worker-message',
+      pid: 100,
+      message: { type: 'heartbeat', requests: 6, rss: 10, figures: served },
+    });
+    // A malformed figure set from a worker is ignored, not added up.
+    master.dispatch({
+      kind: 'worker-message',
+      pid: 101,
+      message: { type: 'heartbeat', requests: 1, rss: 10, figures: { codes: [1] } as never },
+    });
+    master.dispatch(exited(100));
+    const v1 = () => master.metricsShare().releases.find((r) => r.release === 'v1');
+    expect(v1()?.exits).toEqual({ crashed: 1 });
+    expect(v1()?.figures?.codes).toEqual([0, 5, 0, 0, 1]);
+    // 102 replaces 100 but never becomes ready (boot_failed at bootTimeout); 101 goes silent
+    // past the 2 s heartbeat timeout (hung); both are killed.
+    expect(world.take()).toEqual(['spawn 102 v1']);
+    world.clock += 2001;
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['KILL 101']);
+    master.dispatch(exited(101, 0));
+    world.clock += 60_000;
+    master.dispatch(tick);
+    expect(world.take()).toContain('KILL 102');
+    master.dispatch(exited(102, 0));
+    expect(v1()?.exits).toEqual({ crashed: 1, hung: 1, boot_failed: 1 });
+    // HUP: the old generation (what crash backoff has respawned so far) drains and exits.
+    for (const event of world.take()) expect(event).toMatch(/^spawn/);
+    const fresh = master.status().workers.map((w) => w.pid);
+    for (const pid of fresh) master.dispatch(ready(pid));
+    switchCurrent(root, 'v2');
+    master.dispatch(signal('SIGHUP'));
+    const v2 = world.take().map((a) => Number(a.split(' ')[1]));
+    for (const pid of v2) master.dispatch(ready(pid));
+    expect(world.take()).toEqual(fresh.map((pid) => `QUIT ${pid}`));
+    for (const pid of fresh) master.dispatch(exited(pid, 0));
+    expect(fresh.length).toBeGreaterThan(0);
+    expect(v1()?.exits).toEqual({ crashed: 1, hung: 1, boot_failed: 1, drained: fresh.length });
+    expect(v1()?.workers).toEqual({ booting: 0, ready: 0, draining: 0 });
+    expect(master.metricsShare().releases.find((r) => r.release === 'v2')?.workers.ready).toBe(2);
   });
 
   it('HUP boots a new generation first and drains the old one only once it is ready', () => {

@@ -44,9 +44,16 @@ export class PreforkRig implements Rig {
   /** The phases of the last `replace()`. */
   phases: Phases = { boot: [], switch: [], rest: [] };
 
-  /** `warmup`: requests each new worker sends itself (`--warmup`, on `/health`); 0 = none. */
-  constructor(readonly warmup = 0) {
-    this.name = warmup > 0 ? `prefork --warmup ${warmup}` : 'prefork';
+  /**
+   * `warmup`: requests each new worker sends itself (`--warmup`, on `/health`); 0 = none.
+   * `extra`: more `start` options (`--metrics-bind ...`), named in the report.
+   */
+  constructor(
+    readonly warmup = 0,
+    private readonly extra: string[] = [],
+  ) {
+    const options = [...(warmup > 0 ? [`--warmup ${warmup}`] : []), ...extra];
+    this.name = ['prefork', ...options].join(' ');
     cpSync(join(REPO, 'releases'), join(this.root, 'releases'), { recursive: true });
   }
 
@@ -66,6 +73,7 @@ export class PreforkRig implements Rig {
       ...['start', 'releases/v1', '--bind', `127.0.0.1:${this.port}`, '-w', String(workers)],
       ...['--daemon', '--log-file', log],
       ...(this.warmup > 0 ? ['--warmup', String(this.warmup), '--warmup-path', '/health'] : []),
+      ...this.extra,
     ]);
   }
 

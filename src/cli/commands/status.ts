@@ -31,7 +31,17 @@ function describeMaster(report: PidfileReport): string[] {
     `master ${m.pid} [${m.release}] version ${m.version}: ${m.state}${m.workersStopped ? ' (workers stopped by WINCH)' : ''}, up ${m.uptime}s, rss ${megabytes(m.rss)}, ${m.workers.length}/${m.desiredWorkers} workers, pidfile ${m.pidfile}`,
     `  listening: ${m.binds.join(', ')}${m.workers.some((w) => w.tls) ? ' (HTTPS)' : ''}`,
   ];
+  if (m.metrics !== null) lines.push(`  metrics: ${m.metrics}`);
   if (m.newMasterPid !== null) lines.push(`  upgrade in flight: new master ${m.newMasterPid}`);
+  for (const t of m.traffic) {
+    const share =
+      t.errorShare === null
+        ? '5xx share unknown (metrics off: set --metrics-bind)'
+        : `${(t.errorShare * 100).toFixed(1)}% 5xx`;
+    lines.push(
+      `  traffic [${t.release}]: ${t.rate.toFixed(1)} req/s, ${share} (last ${t.windowS} s)`,
+    );
+  }
   for (const w of m.workers) {
     lines.push(
       `  worker ${w.pid} [${w.release}] ${w.state.padEnd(8)} requests ${(w.kind === 'exec' ? '-' : String(w.requests)).padStart(7)}  rss ${megabytes(w.rss).padStart(9)}  age ${w.age}s${w.status === undefined ? '' : `  status: ${w.status}`}`,

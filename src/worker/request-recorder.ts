@@ -1,0 +1,52 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ServerResponse } from 'node:http';
+import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { emptyFigures, recordResponse } from '../metrics/figures.js';
+import type { RequestFigures } from '../protocol/index.js';
+
+/** Node's channel for every HTTP response handed to the kernel (Node ≥ 18.7). */
+const RESPONSE_FINISH = 'http.server.response.finish';
+
+/** What that channel publishes. */
+interface ResponseFinish {
+  server: unknown;
+  socket: net.Socket;
+  response: ServerResponse;
+}
+
+/**
+ * Counts a worker's responses by status class and latency (`RequestFigures`, sent with every
+ * heartbeat) when metrics are on. It adds no listener per request: one subscriber on Node's
+ * `http.server.response.finish` diagnostics channel sees every response, and the request's
+ * start is the time the connection tracker noted when the request arrived (`startOf`).
+ */
+export class RequestRecorder {
+  /** Since the worker started serving (after its warm-up). */
+  figures: RequestFigures = emptyFigures();
+
+  constructor(
+    private readonly server: net.Server,
+    private readonly startOf: (socket: net.Socket) => number | undefined,
+  ) {
+    subscribe(RESPONSE_FINISH, this.onFinish);
+  }
+
+  private readonly onFinish = (message: unknown): void => {
+    const { server, socket, response } = message as ResponseFinish;
+    if (server !== this.server) return;
+    const started = this.startOf(socket);
+    if (started === undefined) return;
+    recordResponse(this.figures, response.statusCode, (performance.now() - started) / 1000);
+  };
+
+  /** Forgets what was counted so far (the worker's own warm-up requests). */
+  reset(): void {
+    this.figures = emptyFigures();
+  }
+
+  /** Stops counting. */
+  stop(): void {
+    unsubscribe(RESPONSE_FINISH, this.onFinish);
+  }
+}
