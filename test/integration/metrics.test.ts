@@ -152,6 +152,12 @@ describe('metrics (--metrics-bind)', () => {
       'prefork_deploys_total{outcome="succeeded"}',
     );
     expect(Number(deploys?.value[1])).toBe(2);
+    // Each run was annotated while it lasted: its kind, release and step, then gone.
+    const steps = await prom.samples('prefork_deploy_step', now() - started + 5);
+    const seen = steps.map((s) => `${s.metric.kind} ${s.metric.release}`);
+    expect(seen).toContain('deploy v2');
+    expect(seen).toContain('rollback v1');
+    expect(await prom.query('prefork_deploy_step')).toEqual([]);
   });
 
   it('during an upgrade every scrape shows both masters’ workers, on a Unix socket the new master keeps when the old exits', async () => {
