@@ -22,6 +22,7 @@ import {
   track,
   waitFor,
 } from '../helpers/processes.js';
+import { freePort } from '../helpers/prometheus.js';
 
 let root: AppRoot;
 
@@ -341,6 +342,41 @@ describe('exec releases: faults and bad input', () => {
     expect(replaced).not.toContain(hung);
     expect(answers.length).toBeGreaterThan(0);
     expect(new Set(answers)).toEqual(new Set(['go1']));
+  });
+});
+
+describe('exec releases and metrics', () => {
+  it('--metrics-bind: workers by state, exits by reason and RSS for an exec release; no request series', async () => {
+    root = makeAppRoot();
+    addExecRelease(root, 'py1', 'python', { ready: { afterMs: 300 } });
+    const metricsPort = await freePort();
+    const master = await startOn('py1', {
+      workers: 2,
+      args: ['--metrics-bind', `127.0.0.1:${metricsPort}`],
+    });
+    for (let i = 0; i < 10; i += 1) expect(await releaseAnswering(master.port)).toBe('py1');
+    const [victim] = await readyWorkers(root.dir, master.pid, 'py1', 2);
+    process.kill(victim as number, 'SIGKILL');
+    await waitFor('the crashed worker replaced', async () => {
+      const pids = await readyWorkers(root.dir, master.pid, 'py1', 2);
+      return !pids.includes(victim as number);
+    });
+    const text = await waitFor('the exit counted and the RSS read', async () => {
+      const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const rss = /^prefork_worker_resident_memory_bytes\{release="py1"\} (\d+)/m.exec(body);
+      return (
+        body.includes('prefork_worker_exits_total{release="py1",reason="crashed"} 1') &&
+        Number(rss?.[1]) > 1_000_000 &&
+        body
+      );
+    });
+    expect(text).toContain('prefork_workers{release="py1",state="ready"} 2');
+    // prefork is not in an exec release's data path: no request figures, and status says none.
+    expect(text).not.toMatch(/prefork_http_requests_total\{release="py1"/);
+    expect(text).not.toMatch(/prefork_http_request_duration_seconds_count\{release="py1"/);
+    const { stdout } = await runPrefork(['status', '--root', root.dir]);
+    expect(stdout).toContain(`metrics: 127.0.0.1:${metricsPort}`);
+    expect(stdout).not.toContain('traffic [py1]');
   });
 });
 
