@@ -2,9 +2,9 @@
  * `prefork <command>`: the command line. Each command lives in `commands/`; errors meant for
  * the user are printed as one line and end the process with their exit code (docs/deploy.md, "Exit codes").
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT, messageOf, PreforkError } from '../errors/index.js';
+import { PREFORK_VERSION } from '../protocol/version.js';
 import { Handover } from '../upgrade/new-master-side.js';
 import { registerDeploy } from './commands/deploy.js';
 import { registerReleases } from './commands/releases.js';
@@ -12,13 +12,9 @@ import { registerSignalCommands } from './commands/signals.js';
 import { registerStart } from './commands/start.js';
 import { registerStatus } from './commands/status.js';
 
-const { version } = JSON.parse(
-  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
-) as { version: string };
-
 const program = new Command('prefork')
   .description('zero-downtime prefork master and release upgrades for Node.js services')
-  .version(version)
+  .version(PREFORK_VERSION)
   .configureOutput({
     outputError: (text, write) => write(`prefork: ${text.replace(/^error: /, '')}`),
   })

@@ -11,6 +11,7 @@ import { ReleaseBook } from '../metrics/release-book.js';
 import { QUICK_KILL_MS, WORKER_KILL_GRACE_MS } from '../process/timeouts.js';
 import {
   type ControlRequest,
+  HANDOVER_PROTOCOL,
   type MasterMetrics,
   type MasterStatus,
   masterTitle,
@@ -19,6 +20,7 @@ import {
   type WorkerHealth,
   type WorkerMessage,
 } from '../protocol/index.js';
+import { PREFORK_VERSION } from '../protocol/version.js';
 import { readCurrentRelease } from '../release/current-link.js';
 import type { Release } from '../release/read-release.js';
 import { removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
@@ -760,6 +762,8 @@ export class Master {
       ready: true,
       pid: process.pid,
       binds: this.handedOver().map((s) => s.bind.name),
+      protocol: HANDOVER_PROTOCOL,
+      version: PREFORK_VERSION,
     });
     this.logger.info(
       { workers: this.desired, pidfile: this.config.pid },
@@ -933,6 +937,8 @@ export class Master {
       upgradeError: this.upgradeError ?? null,
       pidfile: this.pidPath,
       heartbeatTimeout: this.config.timeout,
+      preforkVersion: PREFORK_VERSION,
+      node: { version: process.version, path: process.execPath },
       workerIdentity: this.parts.identity ?? null,
       metrics: this.parts.metrics?.socket.address ?? null,
       traffic: this.book.traffic(),

@@ -50,6 +50,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
   const { config } = options;
   // A failure here is reported on the ready pipe by the CLI (`cli/main.ts`), once.
   const handover = Handover.take();
+  handover.assertCompatible();
   const inherited = handover.inheritedFds();
   const { identity } = options;
   const log = await createLog({ level: config.logLevel, file: config.logFile, role: 'master' });

@@ -15,6 +15,26 @@ export const ENV_FDS = 'PREFORK_FDS';
 export const ENV_FD_NAMES = 'PREFORK_FD_NAMES';
 /** fd on which a spawned master reports readiness (or its boot error) to whoever spawned it. */
 export const ENV_READY_FD = 'PREFORK_READY_FD';
+/**
+ * The version of the handover between a master and the one it spawns: these variables, the
+ * socket names and the ready message. Set by every master that spawns one; absent means 1.
+ */
+export const ENV_PROTOCOL = 'PREFORK_PROTOCOL';
+
+/**
+ * The handover protocol this prefork speaks. 1: every prefork before the handover carried a
+ * version. 2: adds {@link ENV_PROTOCOL}, the `metrics:` socket name prefix and the ready
+ * message's `protocol` and `version`; everything of 1 is unchanged, so 1 → 2 works both ways.
+ * Raise it when a change would be misread by a master that speaks the previous one.
+ */
+export const HANDOVER_PROTOCOL = 2;
+
+/**
+ * The oldest handover protocol an old master may speak for this prefork to take over from it
+ * (docs/upgrade.md: "Upgrading prefork itself").
+ */
+export const OLDEST_HANDOVER_PROTOCOL = 1;
+
 /** Pid of the old master, set in a master spawned by USR2 (the name predates old/new master naming; kept so masters of earlier releases still understand each other). */
 export const ENV_OLD_MASTER_PID = 'PREFORK_PARENT_PID';
 /** JSON {@link WorkerOptions} handed to a worker; removed from its env before the app loads. */
@@ -41,6 +61,7 @@ export const EXEC_WORKER_ENV = [
 
 /** Variables prefork sets for its own processes; stripped from the environment it passes on. */
 export const INTERNAL_ENV = [
+  ENV_PROTOCOL,
   ENV_FDS,
   ENV_FD_NAMES,
   ENV_READY_FD,
@@ -206,6 +227,9 @@ export type ReadyMessage =
       pid: number;
       /** Bind names the new master serves: the old one leaves those Unix socket files alone. */
       binds: string[];
+      /** The new master's handover protocol and prefork version (absent from protocol 1). */
+      protocol?: number;
+      version?: string;
     }
   | { ready: false; error: string };
 
@@ -332,6 +356,12 @@ export interface MasterStatus {
   pidfile: string;
   /** Seconds a worker may go without a heartbeat before it is killed (`--timeout`). */
   heartbeatTimeout: number;
+  /**
+   * The prefork version this master runs, and its Node (version and executable); absent from
+   * a master of a prefork that predates them (met while upgrading prefork itself).
+   */
+  preforkVersion?: string;
+  node?: { version: string; path: string };
   /** uid and gid its workers run as (`--user`/`--group`); null when they run as the master. */
   workerIdentity: { uid: number; gid: number } | null;
   /** Where this master serves `GET /metrics` (`--metrics-bind`), or null. */

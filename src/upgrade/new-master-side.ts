@@ -1,10 +1,15 @@
+import { UsageError } from '../errors/index.js';
 import {
   ENV_OLD_MASTER_PID,
+  ENV_PROTOCOL,
   ENV_READY_FD,
+  HANDOVER_PROTOCOL,
   INTERNAL_ENV,
   OLDBIN_SUFFIX,
+  OLDEST_HANDOVER_PROTOCOL,
   type ReadyMessage,
 } from '../protocol/index.js';
+import { PREFORK_VERSION } from '../protocol/version.js';
 import { removePidfileIfOurs } from '../state/pidfile.js';
 import { type InheritedFd, readInheritedFds } from './listen-sockets.js';
 import { ReadyPipe } from './ready-pipe.js';
@@ -45,6 +50,38 @@ export class Handover {
       env[ENV_READY_FD] !== undefined,
       oldPid === undefined ? undefined : new OldMaster(oldPid),
       { ...env },
+    );
+  }
+
+  /**
+   * The handover protocol of whoever spawned this master: `PREFORK_PROTOCOL`, or 1 when a
+   * prefork from before the handover carried a version left it out; undefined when started by
+   * hand.
+   */
+  spawnerProtocol(): number | undefined {
+    if (!this.spawnedByPrefork) return undefined;
+    const raw = this.env[ENV_PROTOCOL];
+    if (raw === undefined) return 1;
+    if (!/^\d+$/.test(raw)) throw new UsageError(`${ENV_PROTOCOL}="${raw}" is not a number`);
+    return Number(raw);
+  }
+
+  /**
+   * Throws a {@link UsageError} saying why, before anything is opened, when the old master
+   * speaks a handover protocol this prefork cannot take over from (too old, or newer: a
+   * downgrade across protocols). The CLI reports it on the ready pipe; the old master serves on.
+   */
+  assertCompatible(): void {
+    const theirs = this.spawnerProtocol();
+    if (this.oldMaster === undefined || theirs === undefined) return;
+    if (theirs >= OLDEST_HANDOVER_PROTOCOL && theirs <= HANDOVER_PROTOCOL) return;
+    const range = `${OLDEST_HANDOVER_PROTOCOL}–${HANDOVER_PROTOCOL}`;
+    const fix =
+      theirs > HANDOVER_PROTOCOL
+        ? 'a downgrade across handover protocols is not supported: stop the old master and start this prefork'
+        : 'upgrade through an intermediate prefork release, or stop the old master and start this one';
+    throw new UsageError(
+      `cannot take over from old master ${this.oldMaster.pid}: it speaks handover protocol ${theirs}, prefork ${PREFORK_VERSION} takes over from protocols ${range}; ${fix}. The old master serves on`,
     );
   }
 

@@ -119,7 +119,10 @@ export class NewMaster {
     this.readyBy = undefined;
     if (message.ready) {
       this.binds = new Set(message.binds);
-      this.options.logger.info({ newMaster: this.pid }, `new master ${this.pid} is ready`);
+      this.options.logger.info(
+        { newMaster: this.pid, version: message.version, protocol: message.protocol },
+        `new master ${this.pid} is ready`,
+      );
     } else {
       this.failure = message.error;
       this.options.logger.error(

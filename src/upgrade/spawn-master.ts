@@ -4,8 +4,10 @@ import {
   ENV_FD_NAMES,
   ENV_FDS,
   ENV_OLD_MASTER_PID,
+  ENV_PROTOCOL,
   ENV_READY_FD,
   FIRST_LISTEN_FD,
+  HANDOVER_PROTOCOL,
   type ReadyMessage,
 } from '../protocol/index.js';
 import { handoverName, type ListenSocket } from './listen-sockets.js';
@@ -46,7 +48,11 @@ export function spawnMaster(
 ): SpawnedMaster {
   const fds = options.sockets.map((s) => s.fd);
   const readyFd = FIRST_LISTEN_FD + fds.length;
-  const env: NodeJS.ProcessEnv = { ...command.env, [ENV_READY_FD]: String(readyFd) };
+  const env: NodeJS.ProcessEnv = {
+    ...command.env,
+    [ENV_PROTOCOL]: String(HANDOVER_PROTOCOL),
+    [ENV_READY_FD]: String(readyFd),
+  };
   if (fds.length > 0) {
     env[ENV_FDS] = fds.map((_, i) => String(FIRST_LISTEN_FD + i)).join(',');
     env[ENV_FD_NAMES] = options.sockets.map(handoverName).join(',');

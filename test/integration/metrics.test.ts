@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
 import { startClientLoad } from '../helpers/load.js';
 import { type RunningMaster, startMaster, upgrade } from '../helpers/master.js';
-import { alive, killAll, mastersIn, runPrefork, waitFor } from '../helpers/processes.js';
+import { alive, killAll, mastersIn, runPrefork, track, waitFor } from '../helpers/processes.js';
 import {
   freePort,
   type Prometheus,
@@ -18,6 +18,8 @@ let root: AppRoot;
 let prometheus: Prometheus | undefined;
 
 afterEach(async () => {
+  // Masters a deploy or rollback started, whose pids the test never saw.
+  if (root !== undefined) for (const pid of mastersIn(root.dir)) track(pid);
   killAll();
   await prometheus?.stop();
   prometheus = undefined;

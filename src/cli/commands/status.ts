@@ -31,6 +31,10 @@ function describeMaster(report: PidfileReport): string[] {
     `master ${m.pid} [${m.release}] version ${m.version}: ${m.state}${m.workersStopped ? ' (workers stopped by WINCH)' : ''}, up ${m.uptime}s, rss ${megabytes(m.rss)}, ${m.workers.length}/${m.desiredWorkers} workers, pidfile ${m.pidfile}`,
     `  listening: ${m.binds.join(', ')}${m.workers.some((w) => w.tls) ? ' (HTTPS)' : ''}`,
   ];
+  // A master of a prefork from before these fields (during an upgrade of prefork itself).
+  if (m.preforkVersion !== undefined && m.node !== undefined) {
+    lines.push(`  prefork ${m.preforkVersion}, node ${m.node.version} (${m.node.path})`);
+  }
   if (m.metrics !== null) lines.push(`  metrics: ${m.metrics}`);
   if (m.newMasterPid !== null) lines.push(`  upgrade in flight: new master ${m.newMasterPid}`);
   for (const t of m.traffic) {

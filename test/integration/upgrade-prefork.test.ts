@@ -1,0 +1,210 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { type InstallCopy, installCopy } from '../helpers/install-copy.js';
+import { startLoad } from '../helpers/load.js';
+import { createRunningMaster, portOf, type RunningMaster, upgrade } from '../helpers/master.js';
+import {
+  alive,
+  killAll,
+  mastersIn,
+  PreforkProcess,
+  readPid,
+  runPrefork,
+  track,
+  waitFor,
+} from '../helpers/processes.js';
+
+// Upgrading prefork itself the way nginx's USR2 upgrades nginx: the master re-execs the
+// installed `bin/prefork`, so new files take effect on USR2. The handover between the two
+// masters carries a protocol version; a new master that cannot take over says why and exits,
+// and the old one serves on.
+
+let root: AppRoot;
+let install: InstallCopy | undefined;
+
+afterEach(() => {
+  // A new master the test did not see start (a failed check leaves none, but be sure).
+  if (root !== undefined) for (const pid of mastersIn(root.dir)) track(pid);
+  killAll();
+  root?.remove();
+  install?.remove();
+  install = undefined;
+});
+
+/**
+ * The last commit before the handover carried a version (protocol 1): prefork as released with
+ * exec releases (issue 12).
+ */
+const PROTOCOL_1_COMMIT = 'b0412159d410617217627ad73c839dad855d054c';
+
+/** Whether this clone has that commit (a shallow clone does not). */
+function hasCommit(commit: string): boolean {
+  try {
+    execFileSync('git', ['-C', REPO, 'cat-file', '-e', `${commit}^{commit}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * prefork as it was at `commit`, built and laid out like an install: its files from git, this
+ * checkout's node_modules (the same dependencies, and more), compiled with its own tsconfig.
+ */
+function earlierInstall(commit: string): InstallCopy {
+  const dir = mkdtempSync(join(tmpdir(), 'prefork-earlier-'));
+  const tar = execFileSync('git', ['-C', REPO, 'archive', '--format=tar', commit], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  execFileSync('tar', ['-x', '-C', dir], { input: tar });
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  execFileSync(
+    process.execPath,
+    [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'],
+    {
+      cwd: dir,
+    },
+  );
+  return {
+    dir,
+    bin: join(dir, 'bin', 'prefork'),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** `prefork start` of the installed copy, on a free port, ready with 2 workers. */
+async function startInstalled(copy: InstallCopy): Promise<RunningMaster> {
+  const proc = new PreforkProcess(
+    ['start', 'releases/v1', '--root', root.dir, '--bind', '127.0.0.1:0', '--workers', '2'],
+    { cwd: root.dir, bin: copy.bin },
+  );
+  const pidfile = root.path('prefork.pid');
+  await waitFor('the master to write its pidfile', () => {
+    if (proc.child.exitCode !== null) throw new Error(`start exited: ${proc.stderr}`);
+    return readPid(pidfile) === proc.pid;
+  });
+  const master = createRunningMaster(proc, proc.pid, await portOf(root.dir, proc.pid), pidfile);
+  await waitFor('its workers', () => master.workers().length === 2);
+  return master;
+}
+
+/** Sets the version in the installed copy's package.json, as installing another release would. */
+function setInstalledVersion(copy: InstallCopy, version: string): void {
+  const path = join(copy.dir, 'package.json');
+  const pkg = JSON.parse(readFileSync(path, 'utf8')) as { version: string };
+  writeFileSync(path, JSON.stringify({ ...pkg, version }, null, 2));
+}
+
+/** One master's `status --json` entry. */
+async function statusOf(pid: number): Promise<Record<string, unknown> | undefined> {
+  const { stdout } = await runPrefork(['status', '--json', '--root', root.dir]);
+  const status = JSON.parse(stdout) as { pidfiles: { master?: Record<string, unknown> }[] };
+  return status.pidfiles.find((p) => p.master?.pid === pid)?.master;
+}
+
+describe('upgrading prefork itself with USR2', () => {
+  it('new files in the install take effect on USR2, WINCH, QUIT by hand: 0 failed, status shows the new version', async () => {
+    root = makeAppRoot();
+    install = installCopy(0o755);
+    const old = await startInstalled(install);
+    expect(await statusOf(old.pid)).toMatchObject({
+      preforkVersion: JSON.parse(readFileSync(join(install.dir, 'package.json'), 'utf8')).version,
+      node: { version: process.version, path: process.execPath },
+    });
+    const loads = [
+      startLoad(old.url, { connections: 8, durationSec: 90 }),
+      startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
+    ];
+    await waitFor('traffic', () => (loads[0]?.count() ?? 0) > 200);
+    setInstalledVersion(install, '9.9.9-next');
+    const next = await upgrade(old);
+    expect(old.proc.logs().find((l) => l.msg === `new master ${next.pid} is ready`)).toMatchObject({
+      version: '9.9.9-next',
+      protocol: 2,
+    });
+    process.kill(old.pid, 'SIGWINCH');
+    await waitFor('the old workers to drain', () => old.workers().length === 0);
+    process.kill(old.pid, 'SIGQUIT');
+    await waitFor('the old master to exit', () => !alive(old.pid));
+    const seen = loads[0]?.count() ?? 0;
+    await waitFor('traffic after', () => (loads[0]?.count() ?? 0) > seen + 200);
+    for (const result of await Promise.all(loads.map((l) => l.stop()))) {
+      expect(result.failed, JSON.stringify(result)).toBe(0);
+    }
+    expect(await statusOf(next.pid)).toMatchObject({ preforkVersion: '9.9.9-next' });
+    const { stdout } = await runPrefork(['status', '--root', root.dir]);
+    expect(stdout).toContain(`prefork 9.9.9-next, node ${process.version} (${process.execPath})`);
+  });
+
+  it.skipIf(!hasCommit(PROTOCOL_1_COMMIT))(
+    'from the previous prefork (protocol 1, built from git): its files replaced by this one, USR2, WINCH, QUIT: 0 failed',
+    async () => {
+      root = makeAppRoot();
+      install = earlierInstall(PROTOCOL_1_COMMIT);
+      const old = await startInstalled(install);
+      // The earlier prefork's status has no version fields.
+      expect(await statusOf(old.pid)).not.toHaveProperty('preforkVersion');
+      const loads = [
+        startLoad(old.url, { connections: 8, durationSec: 90 }),
+        startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
+      ];
+      await waitFor('traffic', () => (loads[0]?.count() ?? 0) > 200);
+      // "npm install prefork@next": this checkout's files over the earlier ones.
+      for (const part of ['bin', 'dist', 'package.json']) {
+        rmSync(join(install.dir, part), { recursive: true, force: true });
+        cpSync(join(REPO, part), join(install.dir, part), { recursive: true });
+      }
+      setInstalledVersion(install, '9.9.9-next');
+      const next = await upgrade(old);
+      process.kill(old.pid, 'SIGWINCH');
+      await waitFor('the old workers to drain', () => old.workers().length === 0);
+      process.kill(old.pid, 'SIGQUIT');
+      await waitFor('the old master to exit', () => !alive(old.pid));
+      const seen = loads[0]?.count() ?? 0;
+      await waitFor('traffic after', () => (loads[0]?.count() ?? 0) > seen + 200);
+      for (const result of await Promise.all(loads.map((l) => l.stop()))) {
+        expect(result.failed, JSON.stringify(result)).toBe(0);
+      }
+      expect(await statusOf(next.pid)).toMatchObject({
+        preforkVersion: '9.9.9-next',
+        state: 'running',
+      });
+      expect(readPid(root.path('prefork.pid'))).toBe(next.pid);
+    },
+  );
+
+  it('a new prefork that cannot take over from the old master’s protocol says why and exits; the old one serves on, 0 failed', async () => {
+    root = makeAppRoot();
+    install = installCopy(0o755);
+    const old = await startInstalled(install);
+    const load = startLoad(old.url, { connections: 8, durationSec: 90 });
+    await waitFor('traffic', () => load.count() > 200);
+    // A future prefork that only takes over from protocol 3 and later.
+    const protocol = join(install.dir, 'dist/protocol/index.js');
+    const source = readFileSync(protocol, 'utf8');
+    const future = source
+      .replace(/HANDOVER_PROTOCOL = 2;/, 'HANDOVER_PROTOCOL = 3;')
+      .replace(/OLDEST_HANDOVER_PROTOCOL = 1;/, 'OLDEST_HANDOVER_PROTOCOL = 3;');
+    expect(future).not.toBe(source);
+    writeFileSync(protocol, future);
+    setInstalledVersion(install, '10.0.0');
+    process.kill(old.pid, 'SIGUSR2');
+    const failed = await old.proc.waitForLog(/^new master \d+ failed to start: /);
+    expect(failed.msg).toMatch(
+      /cannot take over from old master \d+: it speaks handover protocol 2, prefork 10\.0\.0 takes over from protocols 3–3; upgrade through an intermediate prefork release, or stop the old master and start this one\. The old master serves on/,
+    );
+    await waitFor('the pidfile back', () => readPid(root.path('prefork.pid')) === old.pid);
+    const status = await statusOf(old.pid);
+    expect(status).toMatchObject({ state: 'running', newMasterPid: null });
+    expect(String(status?.upgradeError)).toMatch(/handover protocol 2/);
+    const seen = load.count();
+    await waitFor('traffic after', () => load.count() > seen + 200);
+    const result = await load.stop();
+    expect(result.failed, JSON.stringify(result)).toBe(0);
+    expect(old.workers()).toHaveLength(2);
+  });
+});
