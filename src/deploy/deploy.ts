@@ -14,6 +14,7 @@ import { checkHealth, checkWorkers, type HealthTarget, healthTarget } from './he
 import {
   appendHistory,
   countOutcome,
+  type DeployKind,
   type Journal,
   type JournalStep,
   journalStep,
@@ -36,7 +37,7 @@ export interface DeployRequest {
   /** As typed: `./releases/v2`, `releases/v2` or `v2`. */
   release: string;
   reporter: Reporter;
-  kind: 'deploy' | 'rollback';
+  kind: DeployKind;
 }
 
 /** Health checks in a row the new release must pass before the old workers stop. */
@@ -86,6 +87,8 @@ interface Context {
   reporter: Reporter;
   newPid: number | undefined;
   health: HealthTarget | undefined;
+  /** The prefork version the new master reports, once it serves alone. */
+  preforkVersion?: string | undefined;
 }
 
 async function step(
@@ -171,9 +174,12 @@ async function verify(ctx: Context, plan: VerifyPlan): Promise<void> {
 
 async function upgrade(ctx: Context): Promise<void> {
   const { config, release, old } = ctx;
-  await step(ctx, 'activate', `point current at ${release.name}`, async () => {
-    pointCurrent(config.root, release.dir);
-  });
+  // `prefork upgrade` replaces the masters on the release they run: `current` stays as it is.
+  if (ctx.journal.kind !== 'upgrade') {
+    await step(ctx, 'activate', `point current at ${release.name}`, async () => {
+      pointCurrent(config.root, release.dir);
+    });
+  }
   await step(
     ctx,
     'usr2',
@@ -271,11 +277,15 @@ async function finish(ctx: Context): Promise<void> {
       { interruptible: false },
     );
   });
+  const serving = await queryMaster(config.root, ctx.newPid as number);
+  ctx.preforkVersion = serving?.preforkVersion;
   appendHistory(config.root, {
     release: ctx.release.name,
     version: ctx.release.version,
     previous: ctx.journal.previous,
     kind: ctx.journal.kind,
+    preforkVersion: ctx.preforkVersion,
+    node: serving?.node?.version,
     at: new Date().toISOString(),
   });
   ctx.journal.outcome = 'done';
@@ -364,12 +374,17 @@ export async function deploy(request: DeployRequest): Promise<void> {
         { cause: error },
       );
     }
+    const done = { deploy: 'deployed', rollback: 'rolled back to', upgrade: 'upgraded' }[
+      request.kind
+    ];
+    const prefork = request.kind === 'upgrade' ? ` on prefork ${ctx.preforkVersion ?? '?'}` : '';
     reporter.info(
-      `${request.kind === 'rollback' ? 'rolled back to' : 'deployed'} ${release.name} (${release.version}): master ${ctx.newPid} serves, in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      `${done} ${release.name} (${release.version})${prefork}: master ${ctx.newPid} serves, in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       {
         release: release.name,
         version: release.version,
         master: ctx.newPid,
+        ...(ctx.preforkVersion === undefined ? {} : { preforkVersion: ctx.preforkVersion }),
         ms: Date.now() - started,
       },
     );

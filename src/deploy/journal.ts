@@ -17,9 +17,15 @@ type DeployStep =
 /** A step of the journal: a deploy step, or where a rollback got to. */
 export type JournalStep = DeployStep | 'rollback' | 'done';
 
+/**
+ * What a run of the deploy flow does: `deploy` a release, `rollback` to the previous one, or
+ * `upgrade` the masters (prefork itself, Node) on the release they run, `current` untouched.
+ */
+export type DeployKind = 'deploy' | 'rollback' | 'upgrade';
+
 /** The deploy in progress (or the last one), as `.prefork/deploy.json` holds it. */
 export interface Journal {
-  kind: 'deploy' | 'rollback';
+  kind: DeployKind;
   /** Release being deployed (directory name) and its real path. */
   release: string;
   releaseDir: string;
@@ -43,7 +49,10 @@ export interface HistoryEntry {
   release: string;
   version: string;
   previous: string | undefined;
-  kind: 'deploy' | 'rollback';
+  kind: DeployKind;
+  /** The prefork version and Node of the new master (an `upgrade` changes only these). */
+  preforkVersion?: string | undefined;
+  node?: string | undefined;
   at: string;
 }
 

@@ -73,7 +73,12 @@ export async function rollback(config: Config, reporter: Reporter): Promise<void
       );
       return;
     }
-    target = interrupted ? journal.previous : readHistory(config.root).at(-1)?.previous;
+    // An upgrade (of prefork or Node) kept the release: the release to go back to is the one
+    // before the last deploy or rollback.
+    const lastDeploy = readHistory(config.root)
+      .filter((entry) => entry.kind !== 'upgrade')
+      .at(-1);
+    target = interrupted ? journal.previous : lastDeploy?.previous;
     if (target === undefined) {
       throw new UsageError(
         'nothing to roll back to: no upgrade in flight and no previous release in the deploy history',

@@ -11,9 +11,9 @@ import {
   WORKER_EXIT_REASONS,
 } from '../protocol/index.js';
 
-/** A deploy or rollback running now: the step it is at (from `.prefork/deploy.json`). */
+/** A deploy, rollback or upgrade running now: the step it is at (from `.prefork/deploy.json`). */
 export interface DeployInFlight {
-  kind: 'deploy' | 'rollback';
+  kind: 'deploy' | 'rollback' | 'upgrade';
   release: string;
   step: string;
 }

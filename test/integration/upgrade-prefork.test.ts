@@ -1,5 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -176,6 +184,70 @@ describe('upgrading prefork itself with USR2', () => {
       expect(readPid(root.path('prefork.pid'))).toBe(next.pid);
     },
   );
+
+  it('prefork upgrade: the masters replaced on the same release, current untouched, 0 failed; rollback then skips it', async () => {
+    root = makeAppRoot();
+    install = installCopy(0o755);
+    const old = await startInstalled(install);
+    const deployed = await runPrefork(['deploy', 'v2', '--root', root.dir, '--verify-window', '1']);
+    expect(deployed.code, deployed.stderr).toBe(0);
+    const loads = [
+      startLoad(old.url, { connections: 8, durationSec: 90 }),
+      startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
+    ];
+    await waitFor('traffic', () => (loads[0]?.count() ?? 0) > 200);
+    setInstalledVersion(install, '9.9.9-next');
+    const before = readPid(root.path('prefork.pid'));
+    const upgraded = await runPrefork(['upgrade', '--root', root.dir, '--verify-window', '1']);
+    expect(upgraded.code, upgraded.stdout + upgraded.stderr).toBe(0);
+    expect(upgraded.stdout).toMatch(
+      /upgraded v2 \(2\.0\.0\) on prefork 9\.9\.9-next: master \d+ serves/,
+    );
+    expect(upgraded.stdout).not.toMatch(/point current at/);
+    const after = readPid(root.path('prefork.pid')) as number;
+    expect(after).not.toBe(before);
+    expect(await statusOf(after)).toMatchObject({ preforkVersion: '9.9.9-next', release: 'v2' });
+    expect(readlinkSync(root.path('current'))).toBe('releases/v2');
+    const history = JSON.parse(readFileSync(root.path('.prefork/history.json'), 'utf8')) as {
+      deploys: { kind: string; release: string; preforkVersion?: string }[];
+    };
+    expect(history.deploys.at(-1)).toMatchObject({
+      kind: 'upgrade',
+      release: 'v2',
+      preforkVersion: '9.9.9-next',
+    });
+    // The release before the last deploy, not the upgrade's own.
+    const rolledBack = await runPrefork(['rollback', '--root', root.dir, '--verify-window', '1']);
+    expect(rolledBack.code, rolledBack.stdout + rolledBack.stderr).toBe(0);
+    expect(readlinkSync(root.path('current'))).toBe('releases/v1');
+    for (const result of await Promise.all(loads.map((l) => l.stop()))) {
+      expect(result.failed, JSON.stringify(result)).toBe(0);
+    }
+  });
+
+  it('prefork upgrade onto a prefork that cannot take over: exit 1 with why, the old master serves on', async () => {
+    root = makeAppRoot();
+    install = installCopy(0o755);
+    const old = await startInstalled(install);
+    const load = startLoad(old.url, { connections: 8, durationSec: 90 });
+    await waitFor('traffic', () => load.count() > 200);
+    const protocol = join(install.dir, 'dist/protocol/index.js');
+    writeFileSync(
+      protocol,
+      readFileSync(protocol, 'utf8').replace(
+        /OLDEST_HANDOVER_PROTOCOL = 1;/,
+        'OLDEST_HANDOVER_PROTOCOL = 3;',
+      ),
+    );
+    const upgraded = await runPrefork(['upgrade', '--root', root.dir, '--verify-window', '1']);
+    expect(upgraded.code).toBe(1);
+    expect(upgraded.stderr).toMatch(
+      /cannot take over from old master \d+: it speaks handover protocol 2.*Rolled back: v1 serves again/,
+    );
+    expect(readPid(root.path('prefork.pid'))).toBe(old.pid);
+    const result = await load.stop();
+    expect(result.failed, JSON.stringify(result)).toBe(0);
+  });
 
   it('a new prefork that cannot take over from the old master’s protocol says why and exits; the old one serves on, 0 failed', async () => {
     root = makeAppRoot();

@@ -1,13 +1,16 @@
+import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import type { Config } from '../../config/schema.js';
+import { UsageError } from '../../errors/index.js';
+import { readCurrentTarget } from '../../release/current-link.js';
 import { addDeployOptions, addRootOptions, configSources } from '../options.js';
 
 function configOf(options: Record<string, unknown>): Config {
   return loadConfig(configSources(options));
 }
 
-/** Registers `prefork deploy <release>` and `prefork rollback`. */
+/** Registers `prefork deploy <release>`, `prefork upgrade` and `prefork rollback`. */
 export function registerDeploy(program: Command): void {
   const deployCommand = program
     .command('deploy')
@@ -28,6 +31,31 @@ export function registerDeploy(program: Command): void {
     const { deploy } = await import('../../deploy/deploy.js');
     const reporter = await createReporter('deploy', Boolean(options.json));
     await deploy({ config, release, reporter, kind: 'deploy' });
+  });
+
+  const upgradeCommand = program
+    .command('upgrade')
+    .description(
+      'replace the running master by a new one on the same release, running the prefork (and Node) installed now: USR2, verify, WINCH old, QUIT old; current untouched; roll back on failure',
+    )
+    .addHelpText(
+      'after',
+      '\nExit codes as deploy: 0 upgraded; 1 failed and rolled back (the old master serves);\n2 bad usage, config or release (nothing changed); 3 rollback incomplete; 4 another deploy holds the lock.',
+    );
+  addRootOptions(upgradeCommand);
+  addDeployOptions(upgradeCommand);
+  upgradeCommand.action(async (options: Record<string, unknown>) => {
+    const config = configOf(options);
+    const current = readCurrentTarget(config.root);
+    if (current === undefined) {
+      throw new UsageError(
+        `${config.root}/current points at no release: nothing runs to upgrade (start one with "prefork start <release>")`,
+      );
+    }
+    const { createReporter } = await import('../../deploy/reporter.js');
+    const { deploy } = await import('../../deploy/deploy.js');
+    const reporter = await createReporter('upgrade', Boolean(options.json));
+    await deploy({ config, release: basename(current), reporter, kind: 'upgrade' });
   });
 
   const rollbackCommand = program
