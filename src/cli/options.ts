@@ -88,6 +88,10 @@ export function addMasterOptions(command: Command): Command {
       '--metrics-bind <address>',
       'serve Prometheus metrics (GET /metrics) here: HOST:PORT or unix:/path, never an app bind (default: none)',
     )
+    .option(
+      '--node <path>',
+      'the Node executable masters and workers run, read again on USR2 (default: the one running start)',
+    )
     .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
@@ -118,6 +122,7 @@ const CONFIG_KEYS = [
   'warmup',
   'warmupPath',
   'metricsBind',
+  'node',
 ] as const;
 
 /** The settings given on the command line, as a partial configuration. */

@@ -37,6 +37,7 @@ export const configSchema = v.partial(
     warmup: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000)),
     warmupPath: v.pipe(v.string(), v.startsWith('/')),
     metricsBind: text,
+    node: text,
   }),
 );
 
@@ -82,6 +83,11 @@ export interface Config {
   warmupPath: string | undefined;
   /** Serve `GET /metrics` here (TCP or `unix:`), on a socket of its own; none when unset. */
   metricsBind: string | undefined;
+  /**
+   * Absolute path of the Node executable masters and workers run (read again on USR2); unset:
+   * the one `start` ran on.
+   */
+  node: string | undefined;
 }
 
 /** Defaults for every setting a user may leave out. */
@@ -97,6 +103,7 @@ export function defaults(): Omit<
   | 'group'
   | 'warmupPath'
   | 'metricsBind'
+  | 'node'
 > {
   return {
     bind: ['127.0.0.1:8000'],

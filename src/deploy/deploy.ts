@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import { findMaster, queryMaster } from '../control/client.js';
 import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
 import { assertWorkersCanRead } from '../master/worker-access.js';
+import { checkNode } from '../process/node-binary.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
@@ -311,7 +312,9 @@ export async function deploy(request: DeployRequest): Promise<void> {
   const started = Date.now();
   let ctx: Context | undefined;
   const release = await reporter.step('preflight', `preflight: ${request.release}`, async () => {
-    const release = readReleaseInRoot(config.root, request.release);
+    // The new master runs on `node` when it is set: it must run, and satisfy the release.
+    const nodeVersion = config.node === undefined ? process.version : checkNode(config.node);
+    const release = readReleaseInRoot(config.root, request.release, nodeVersion);
     checkSyntax(release);
     return release;
   });

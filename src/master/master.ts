@@ -8,6 +8,7 @@ import { type Log, tellStderr } from '../log/logger.js';
 import { isFigures } from '../metrics/figures.js';
 import type { MetricsServer } from '../metrics/metrics-server.js';
 import { ReleaseBook } from '../metrics/release-book.js';
+import { checkNode } from '../process/node-binary.js';
 import { QUICK_KILL_MS, WORKER_KILL_GRACE_MS } from '../process/timeouts.js';
 import {
   type ControlRequest,
@@ -364,9 +365,16 @@ export class Master {
       refuse(`the master is ${this.state}`);
       return;
     }
+    let command: MasterCommand;
+    try {
+      command = this.upgradeCommand();
+    } catch (error) {
+      refuse(messageOf(error));
+      return;
+    }
     try {
       this.newMaster = this.effects.startUpgrade({
-        command: this.parts.command,
+        command,
         sockets: this.handedOver(),
         pidfile: this.config.pid,
         bootTimeoutS: this.config.bootTimeout,
@@ -382,6 +390,17 @@ export class Master {
     this.pidPath = this.newMaster.oldbin;
     this.upgradeError = undefined;
     this.setTitle();
+  }
+
+  /**
+   * How USR2 starts the new master: as this one was started, on the Node the configuration
+   * names now (`node`, read again so that a new Node takes effect), checked to run first.
+   */
+  private upgradeCommand(): MasterCommand {
+    const { node } = loadConfig(this.parts.configSources);
+    if (node === undefined || node === this.parts.command.execPath) return this.parts.command;
+    checkNode(node);
+    return { ...this.parts.command, execPath: node };
   }
 
   /**
@@ -612,6 +631,7 @@ export class Master {
       fds: this.parts.sockets.map((s) => s.fd),
       env: this.parts.workerEnv,
       identity: this.parts.identity,
+      nodePath: this.parts.command.execPath,
       worker: {
         sockets: this.parts.sockets.map((s) => s.bind.name),
         gracefulTimeoutMs: this.config.gracefulTimeout * 1000,
@@ -938,7 +958,7 @@ export class Master {
       pidfile: this.pidPath,
       heartbeatTimeout: this.config.timeout,
       preforkVersion: PREFORK_VERSION,
-      node: { version: process.version, path: process.execPath },
+      node: { version: process.version, path: this.parts.command.execPath },
       workerIdentity: this.parts.identity ?? null,
       metrics: this.parts.metrics?.socket.address ?? null,
       traffic: this.book.traffic(),

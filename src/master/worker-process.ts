@@ -60,6 +60,8 @@ export interface SpawnWorkerOptions {
   env: NodeJS.ProcessEnv;
   /** Run the worker as this uid/gid (`--user`/`--group`). */
   identity: WorkerIdentity | undefined;
+  /** The Node executable a Node worker runs (the master's `node`). */
+  nodePath: string;
   worker: Omit<WorkerOptions, 'releaseDir' | 'entry' | 'release'>;
   onMessage: (pid: number, message: WorkerMessage) => void;
   onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
@@ -89,7 +91,7 @@ function spawnNodeWorker(release: NodeRelease, options: SpawnWorkerOptions): Wor
     entry: release.entry,
     release: release.name,
   };
-  const child = spawn(process.execPath, [WORKER_SCRIPT], {
+  const child = spawn(options.nodePath, [WORKER_SCRIPT], {
     cwd: release.dir,
     env: { ...options.env, [ENV_WORKER_OPTIONS]: JSON.stringify(payload) },
     stdio: ['ignore', 'inherit', 'inherit', ...options.fds, 'ipc'],

@@ -39,11 +39,11 @@ export function readCurrentTarget(root: string): string | undefined {
 }
 
 /** Reads the release `current` points at, failing with a clear error when there is none. */
-export function readCurrentRelease(root: string): Release {
+export function readCurrentRelease(root: string, nodeVersion: string = process.version): Release {
   if (readCurrentTarget(root) === undefined) {
     throw new UsageError(
       `${currentPath(root)} is not a symlink to a release: run "prefork start releases/<name>" to create it`,
     );
   }
-  return readRelease(currentPath(root));
+  return readRelease(currentPath(root), nodeVersion);
 }

@@ -113,7 +113,11 @@ export function readRelease(dir: string, nodeVersion: string = process.version):
  * Resolves a release named on the command line (`releases/v2`, `./releases/v2`, `v2` or an
  * absolute path) inside `root`, refusing anything outside `<root>/releases/`, then reads it.
  */
-export function readReleaseInRoot(root: string, arg: string): Release {
+export function readReleaseInRoot(
+  root: string,
+  arg: string,
+  nodeVersion: string = process.version,
+): Release {
   const releasesDir = resolve(root, RELEASES_DIR);
   const candidates = [resolve(arg), resolve(root, arg), resolve(releasesDir, arg)];
   const dir =
@@ -129,7 +133,7 @@ export function readReleaseInRoot(root: string, arg: string): Release {
       `release "${arg}" is nested below ${releasesDir}/: name a directory directly in releases/`,
     );
   }
-  const release = readRelease(dir);
+  const release = readRelease(dir, nodeVersion);
   const realReleases = existsSync(releasesDir) ? realpathSync(releasesDir) : releasesDir;
   if (!release.dir.startsWith(realReleases + sep)) {
     throw new UsageError(`release "${arg}" resolves outside ${releasesDir}/ (through a symlink)`);

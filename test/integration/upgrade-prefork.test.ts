@@ -249,6 +249,111 @@ describe('upgrading prefork itself with USR2', () => {
     expect(result.failed, JSON.stringify(result)).toBe(0);
   });
 
+  it('prefork upgrade killed mid-way (both masters up): prefork rollback undoes it, 0 failed', async () => {
+    root = makeAppRoot();
+    install = installCopy(0o755);
+    const old = await startInstalled(install);
+    const load = startLoad(old.url, { connections: 8, durationSec: 90 });
+    await waitFor('traffic', () => load.count() > 200);
+    setInstalledVersion(install, '9.9.9-next');
+    const upgrading = new PreforkProcess(['upgrade', '--root', root.dir, '--verify-window', '30'], {
+      cwd: root.dir,
+    });
+    const journal = () => {
+      try {
+        return JSON.parse(readFileSync(root.path('.prefork/deploy.json'), 'utf8')) as {
+          kind: string;
+          step: string;
+          newPid?: number;
+        };
+      } catch {
+        return undefined;
+      }
+    };
+    const during = await waitFor('the upgrade to reach its verify window', () => {
+      const j = journal();
+      return j?.step === 'verify-window' && j;
+    });
+    expect(during.kind).toBe('upgrade');
+    upgrading.child.kill('SIGKILL');
+    await upgrading.exited;
+    const rolledBack = await runPrefork(['rollback', '--root', root.dir]);
+    expect(rolledBack.code, rolledBack.stdout + rolledBack.stderr).toBe(0);
+    await waitFor('the new master to be gone', () => !alive(during.newPid as number));
+    expect(readPid(root.path('prefork.pid'))).toBe(old.pid);
+    expect(await statusOf(old.pid)).toMatchObject({ state: 'running', newMasterPid: null });
+    await waitFor('the old workers back', () => old.workers().length === 2);
+    const seen = load.count();
+    await waitFor('traffic after', () => load.count() > seen + 200);
+    const result = await load.stop();
+    expect(result.failed, JSON.stringify(result)).toBe(0);
+  });
+
+  it('node: a new Node takes effect on prefork upgrade (masters and workers run it); one that does not run or is too old: exit 2, nothing changed', async () => {
+    root = makeAppRoot();
+    // A second Node: a wrapper that runs this one and marks every process it starts.
+    const wrapper = root.path('node-wrapped');
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\nPREFORK_TEST_NODE=wrapped exec "${process.execPath}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    const tooOld = root.path('node-18');
+    writeFileSync(tooOld, '#!/bin/sh\necho v18.20.0\n', { mode: 0o755 });
+    install = installCopy(0o755);
+    const old = await startInstalled(install);
+    const load = startLoad(old.url, { connections: 4, durationSec: 90, close: true });
+    await waitFor('traffic', () => load.count() > 100);
+    const config = root.path('prefork.config.json');
+    const upgrade = () => runPrefork(['upgrade', '--root', root.dir, '--verify-window', '1']);
+
+    for (const [node, why] of [
+      [root.path('no-such-node'), /node .*no-such-node cannot be run \(ENOENT\): point --node/],
+      [tooOld, /node .*node-18 is v18\.20\.0, but prefork needs Node >=20/],
+    ] as const) {
+      writeFileSync(config, JSON.stringify({ node }));
+      const refused = await upgrade();
+      expect(refused.code, refused.stdout + refused.stderr).toBe(2);
+      expect(refused.stderr).toMatch(why);
+      expect(readPid(root.path('prefork.pid'))).toBe(old.pid);
+      // USR2 by hand reads the setting too, and refuses it the same way.
+      process.kill(old.pid, 'SIGUSR2');
+      await old.proc.waitForLog(new RegExp(`^USR2 refused: ${why.source.slice(0, 20)}`));
+    }
+
+    writeFileSync(config, JSON.stringify({ node: 'node-wrapped' }));
+    const upgraded = await upgrade();
+    expect(upgraded.code, upgraded.stdout + upgraded.stderr).toBe(0);
+    const pid = readPid(root.path('prefork.pid')) as number;
+    expect(await statusOf(pid)).toMatchObject({
+      node: { path: wrapper, version: process.version },
+    });
+    const environ = (p: number) => readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+    expect(environ(pid)).toContain('PREFORK_TEST_NODE=wrapped');
+    const next = createRunningMaster(old.proc, pid, old.port, old.pidfile);
+    const workers = await waitFor(
+      'the new workers',
+      () => next.workers().length === 2 && next.workers(),
+    );
+    for (const worker of workers) expect(environ(worker)).toContain('PREFORK_TEST_NODE=wrapped');
+    const result = await load.stop();
+    expect(result.failed, JSON.stringify(result)).toBe(0);
+
+    // A foreground start cannot switch the Node that runs it: refused, nothing started.
+    const other = makeAppRoot();
+    try {
+      const started = await runPrefork(
+        ['start', 'releases/v1', '--root', other.dir, '--bind', '127.0.0.1:0', '--node', wrapper],
+        { cwd: other.dir },
+      );
+      expect(started.code).toBe(2);
+      expect(started.stderr).toMatch(/is not the Node running this command.*Use --daemon/);
+      expect(readPid(other.path('prefork.pid'))).toBeUndefined();
+    } finally {
+      other.remove();
+    }
+  });
+
   it('a new prefork that cannot take over from the old master’s protocol says why and exits; the old one serves on, 0 failed', async () => {
     root = makeAppRoot();
     install = installCopy(0o755);

@@ -1,4 +1,4 @@
-import { openSync, rmSync } from 'node:fs';
+import { openSync, realpathSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
@@ -7,6 +7,7 @@ import { PreforkError, UsageError } from '../../errors/index.js';
 import { startMaster } from '../../master/start-master.js';
 import { assertWorkersCanRead, workersUserLabel } from '../../master/worker-access.js';
 import { resolveWorkerIdentity } from '../../master/worker-identity.js';
+import { checkNode } from '../../process/node-binary.js';
 import { INTERNAL_ENV } from '../../protocol/index.js';
 import {
   currentPath,
@@ -99,7 +100,21 @@ export function registerStart(program: Command): void {
         );
       }
     }
-    const target = release === undefined ? undefined : readReleaseInRoot(root, release);
+    // The Node the master will run (`node`): it must run, be recent enough, and, when this
+    // process is to become the master, be the one running it.
+    const nodeVersion = config.node === undefined ? process.version : checkNode(config.node);
+    if (
+      config.node !== undefined &&
+      !config.daemon &&
+      !spawnedByPrefork &&
+      realpathSync(config.node) !== realpathSync(process.execPath)
+    ) {
+      throw new UsageError(
+        `node ${config.node} is not the Node running this command (${process.execPath}): a master started in the foreground runs on the Node that starts it. Use --daemon, or start it with that Node: ${config.node} ${process.argv[1]} start ...`,
+      );
+    }
+    const target =
+      release === undefined ? undefined : readReleaseInRoot(root, release, nodeVersion);
     const before = readCurrentTarget(root);
     if (target !== undefined) pointCurrent(root, target.dir);
     // A start that fails leaves `current` as it found it.
@@ -108,9 +123,9 @@ export function registerStart(program: Command): void {
       if (before === undefined) rmSync(currentPath(root), { force: true });
       else pointCurrent(root, resolve(root, before));
     };
-    const current = readCurrentRelease(root);
+    const current = readCurrentRelease(root, nodeVersion);
     const masterCommand: MasterCommand = {
-      execPath: process.execPath,
+      execPath: config.node ?? process.execPath,
       args: [
         ...process.execArgv,
         ...masterArgs(process.argv.slice(1), command, { release, dropDaemon: config.daemon }),
