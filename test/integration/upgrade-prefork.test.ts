@@ -100,6 +100,45 @@ async function startInstalled(copy: InstallCopy): Promise<RunningMaster> {
   return master;
 }
 
+/** Traffic on the service: keep-alive and `Connection: close` loads, stopped with no failure. */
+interface Traffic {
+  count(): number;
+  /** Stops both loads and expects 0 failed requests. */
+  expectNoFailures(): Promise<void>;
+}
+
+/** Starts `copy` on releases/v1 in the test's root, under load; resolves once traffic flows. */
+async function serveUnderLoad(
+  copy: InstallCopy,
+): Promise<{ old: RunningMaster; traffic: Traffic }> {
+  install = copy;
+  const old = await startInstalled(copy);
+  const loads = [
+    startLoad(old.url, { connections: 8, durationSec: 90 }),
+    startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
+  ];
+  const traffic: Traffic = {
+    count: () => loads[0]?.count() ?? 0,
+    async expectNoFailures() {
+      for (const result of await Promise.all(loads.map((l) => l.stop()))) {
+        expect(result.failed, JSON.stringify(result)).toBe(0);
+      }
+    },
+  };
+  await waitFor('traffic', () => traffic.count() > 200);
+  return { old, traffic };
+}
+
+/** The manual upgrade: USR2, WINCH old once the new master is ready, QUIT old; the new master. */
+async function upgradeByHand(old: RunningMaster): Promise<RunningMaster> {
+  const next = await upgrade(old);
+  process.kill(old.pid, 'SIGWINCH');
+  await waitFor('the old workers to drain', () => old.workers().length === 0);
+  process.kill(old.pid, 'SIGQUIT');
+  await waitFor('the old master to exit', () => !alive(old.pid));
+  return next;
+}
+
 /** Sets the version in the installed copy's package.json, as installing another release would. */
 function setInstalledVersion(copy: InstallCopy, version: string): void {
   const path = join(copy.dir, 'package.json');
@@ -117,32 +156,21 @@ async function statusOf(pid: number): Promise<Record<string, unknown> | undefine
 describe('upgrading prefork itself with USR2', () => {
   it('new files in the install take effect on USR2, WINCH, QUIT by hand: 0 failed, status shows the new version', async () => {
     root = makeAppRoot();
-    install = installCopy(0o755);
-    const old = await startInstalled(install);
+    const copy = installCopy(0o755);
+    const { old, traffic } = await serveUnderLoad(copy);
     expect(await statusOf(old.pid)).toMatchObject({
-      preforkVersion: JSON.parse(readFileSync(join(install.dir, 'package.json'), 'utf8')).version,
+      preforkVersion: JSON.parse(readFileSync(join(copy.dir, 'package.json'), 'utf8')).version,
       node: { version: process.version, path: process.execPath },
     });
-    const loads = [
-      startLoad(old.url, { connections: 8, durationSec: 90 }),
-      startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
-    ];
-    await waitFor('traffic', () => (loads[0]?.count() ?? 0) > 200);
-    setInstalledVersion(install, '9.9.9-next');
-    const next = await upgrade(old);
+    setInstalledVersion(copy, '9.9.9-next');
+    const next = await upgradeByHand(old);
     expect(old.proc.logs().find((l) => l.msg === `new master ${next.pid} is ready`)).toMatchObject({
       version: '9.9.9-next',
       protocol: 2,
     });
-    process.kill(old.pid, 'SIGWINCH');
-    await waitFor('the old workers to drain', () => old.workers().length === 0);
-    process.kill(old.pid, 'SIGQUIT');
-    await waitFor('the old master to exit', () => !alive(old.pid));
-    const seen = loads[0]?.count() ?? 0;
-    await waitFor('traffic after', () => (loads[0]?.count() ?? 0) > seen + 200);
-    for (const result of await Promise.all(loads.map((l) => l.stop()))) {
-      expect(result.failed, JSON.stringify(result)).toBe(0);
-    }
+    const seen = traffic.count();
+    await waitFor('traffic after', () => traffic.count() > seen + 200);
+    await traffic.expectNoFailures();
     expect(await statusOf(next.pid)).toMatchObject({ preforkVersion: '9.9.9-next' });
     const { stdout } = await runPrefork(['status', '--root', root.dir]);
     expect(stdout).toContain(`prefork 9.9.9-next, node ${process.version} (${process.execPath})`);
@@ -152,31 +180,20 @@ describe('upgrading prefork itself with USR2', () => {
     'from the previous prefork (protocol 1, built from git): its files replaced by this one, USR2, WINCH, QUIT: 0 failed',
     async () => {
       root = makeAppRoot();
-      install = earlierInstall(PROTOCOL_1_COMMIT);
-      const old = await startInstalled(install);
+      const earlier = earlierInstall(PROTOCOL_1_COMMIT);
+      const { old, traffic } = await serveUnderLoad(earlier);
       // The earlier prefork's status has no version fields.
       expect(await statusOf(old.pid)).not.toHaveProperty('preforkVersion');
-      const loads = [
-        startLoad(old.url, { connections: 8, durationSec: 90 }),
-        startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
-      ];
-      await waitFor('traffic', () => (loads[0]?.count() ?? 0) > 200);
       // "npm install prefork@next": this checkout's files over the earlier ones.
       for (const part of ['bin', 'dist', 'package.json']) {
-        rmSync(join(install.dir, part), { recursive: true, force: true });
-        cpSync(join(REPO, part), join(install.dir, part), { recursive: true });
+        rmSync(join(earlier.dir, part), { recursive: true, force: true });
+        cpSync(join(REPO, part), join(earlier.dir, part), { recursive: true });
       }
-      setInstalledVersion(install, '9.9.9-next');
-      const next = await upgrade(old);
-      process.kill(old.pid, 'SIGWINCH');
-      await waitFor('the old workers to drain', () => old.workers().length === 0);
-      process.kill(old.pid, 'SIGQUIT');
-      await waitFor('the old master to exit', () => !alive(old.pid));
-      const seen = loads[0]?.count() ?? 0;
-      await waitFor('traffic after', () => (loads[0]?.count() ?? 0) > seen + 200);
-      for (const result of await Promise.all(loads.map((l) => l.stop()))) {
-        expect(result.failed, JSON.stringify(result)).toBe(0);
-      }
+      setInstalledVersion(earlier, '9.9.9-next');
+      const next = await upgradeByHand(old);
+      const seen = traffic.count();
+      await waitFor('traffic after', () => traffic.count() > seen + 200);
+      await traffic.expectNoFailures();
       expect(await statusOf(next.pid)).toMatchObject({
         preforkVersion: '9.9.9-next',
         state: 'running',
@@ -187,16 +204,11 @@ describe('upgrading prefork itself with USR2', () => {
 
   it('prefork upgrade: the masters replaced on the same release, current untouched, 0 failed; rollback then skips it', async () => {
     root = makeAppRoot();
-    install = installCopy(0o755);
-    const old = await startInstalled(install);
+    const copy = installCopy(0o755);
+    const { traffic } = await serveUnderLoad(copy);
     const deployed = await runPrefork(['deploy', 'v2', '--root', root.dir, '--verify-window', '1']);
     expect(deployed.code, deployed.stderr).toBe(0);
-    const loads = [
-      startLoad(old.url, { connections: 8, durationSec: 90 }),
-      startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
-    ];
-    await waitFor('traffic', () => (loads[0]?.count() ?? 0) > 200);
-    setInstalledVersion(install, '9.9.9-next');
+    setInstalledVersion(copy, '9.9.9-next');
     const before = readPid(root.path('prefork.pid'));
     const upgraded = await runPrefork(['upgrade', '--root', root.dir, '--verify-window', '1']);
     expect(upgraded.code, upgraded.stdout + upgraded.stderr).toBe(0);
@@ -220,18 +232,14 @@ describe('upgrading prefork itself with USR2', () => {
     const rolledBack = await runPrefork(['rollback', '--root', root.dir, '--verify-window', '1']);
     expect(rolledBack.code, rolledBack.stdout + rolledBack.stderr).toBe(0);
     expect(readlinkSync(root.path('current'))).toBe('releases/v1');
-    for (const result of await Promise.all(loads.map((l) => l.stop()))) {
-      expect(result.failed, JSON.stringify(result)).toBe(0);
-    }
+    await traffic.expectNoFailures();
   });
 
   it('prefork upgrade onto a prefork that cannot take over: exit 1 with why, the old master serves on', async () => {
     root = makeAppRoot();
-    install = installCopy(0o755);
-    const old = await startInstalled(install);
-    const load = startLoad(old.url, { connections: 8, durationSec: 90 });
-    await waitFor('traffic', () => load.count() > 200);
-    const protocol = join(install.dir, 'dist/protocol/index.js');
+    const copy = installCopy(0o755);
+    const { old, traffic } = await serveUnderLoad(copy);
+    const protocol = join(copy.dir, 'dist/protocol/index.js');
     writeFileSync(
       protocol,
       readFileSync(protocol, 'utf8').replace(
@@ -245,17 +253,14 @@ describe('upgrading prefork itself with USR2', () => {
       /cannot take over from old master \d+: it speaks handover protocol 2.*Rolled back: v1 serves again/,
     );
     expect(readPid(root.path('prefork.pid'))).toBe(old.pid);
-    const result = await load.stop();
-    expect(result.failed, JSON.stringify(result)).toBe(0);
+    await traffic.expectNoFailures();
   });
 
   it('prefork upgrade killed mid-way (both masters up): prefork rollback undoes it, 0 failed', async () => {
     root = makeAppRoot();
-    install = installCopy(0o755);
-    const old = await startInstalled(install);
-    const load = startLoad(old.url, { connections: 8, durationSec: 90 });
-    await waitFor('traffic', () => load.count() > 200);
-    setInstalledVersion(install, '9.9.9-next');
+    const copy = installCopy(0o755);
+    const { old, traffic } = await serveUnderLoad(copy);
+    setInstalledVersion(copy, '9.9.9-next');
     const upgrading = new PreforkProcess(['upgrade', '--root', root.dir, '--verify-window', '30'], {
       cwd: root.dir,
     });
@@ -283,10 +288,9 @@ describe('upgrading prefork itself with USR2', () => {
     expect(readPid(root.path('prefork.pid'))).toBe(old.pid);
     expect(await statusOf(old.pid)).toMatchObject({ state: 'running', newMasterPid: null });
     await waitFor('the old workers back', () => old.workers().length === 2);
-    const seen = load.count();
-    await waitFor('traffic after', () => load.count() > seen + 200);
-    const result = await load.stop();
-    expect(result.failed, JSON.stringify(result)).toBe(0);
+    const seen = traffic.count();
+    await waitFor('traffic after', () => traffic.count() > seen + 200);
+    await traffic.expectNoFailures();
   });
 
   it('node: a new Node takes effect on prefork upgrade (masters and workers run it); one that does not run or is too old: exit 2, nothing changed', async () => {
@@ -300,10 +304,7 @@ describe('upgrading prefork itself with USR2', () => {
     );
     const tooOld = root.path('node-18');
     writeFileSync(tooOld, '#!/bin/sh\necho v18.20.0\n', { mode: 0o755 });
-    install = installCopy(0o755);
-    const old = await startInstalled(install);
-    const load = startLoad(old.url, { connections: 4, durationSec: 90, close: true });
-    await waitFor('traffic', () => load.count() > 100);
+    const { old, traffic } = await serveUnderLoad(installCopy(0o755));
     const config = root.path('prefork.config.json');
     const upgrade = () => runPrefork(['upgrade', '--root', root.dir, '--verify-window', '1']);
 
@@ -336,8 +337,7 @@ describe('upgrading prefork itself with USR2', () => {
       () => next.workers().length === 2 && next.workers(),
     );
     for (const worker of workers) expect(environ(worker)).toContain('PREFORK_TEST_NODE=wrapped');
-    const result = await load.stop();
-    expect(result.failed, JSON.stringify(result)).toBe(0);
+    await traffic.expectNoFailures();
 
     // A foreground start cannot switch the Node that runs it: refused, nothing started.
     const other = makeAppRoot();
@@ -356,19 +356,17 @@ describe('upgrading prefork itself with USR2', () => {
 
   it('a new prefork that cannot take over from the old master’s protocol says why and exits; the old one serves on, 0 failed', async () => {
     root = makeAppRoot();
-    install = installCopy(0o755);
-    const old = await startInstalled(install);
-    const load = startLoad(old.url, { connections: 8, durationSec: 90 });
-    await waitFor('traffic', () => load.count() > 200);
+    const copy = installCopy(0o755);
+    const { old, traffic } = await serveUnderLoad(copy);
     // A future prefork that only takes over from protocol 3 and later.
-    const protocol = join(install.dir, 'dist/protocol/index.js');
+    const protocol = join(copy.dir, 'dist/protocol/index.js');
     const source = readFileSync(protocol, 'utf8');
     const future = source
       .replace(/HANDOVER_PROTOCOL = 2;/, 'HANDOVER_PROTOCOL = 3;')
       .replace(/OLDEST_HANDOVER_PROTOCOL = 1;/, 'OLDEST_HANDOVER_PROTOCOL = 3;');
     expect(future).not.toBe(source);
     writeFileSync(protocol, future);
-    setInstalledVersion(install, '10.0.0');
+    setInstalledVersion(copy, '10.0.0');
     process.kill(old.pid, 'SIGUSR2');
     const failed = await old.proc.waitForLog(/^new master \d+ failed to start: /);
     expect(failed.msg).toMatch(
@@ -378,10 +376,9 @@ describe('upgrading prefork itself with USR2', () => {
     const status = await statusOf(old.pid);
     expect(status).toMatchObject({ state: 'running', newMasterPid: null });
     expect(String(status?.upgradeError)).toMatch(/handover protocol 2/);
-    const seen = load.count();
-    await waitFor('traffic after', () => load.count() > seen + 200);
-    const result = await load.stop();
-    expect(result.failed, JSON.stringify(result)).toBe(0);
+    const seen = traffic.count();
+    await waitFor('traffic after', () => traffic.count() > seen + 200);
+    await traffic.expectNoFailures();
     expect(old.workers()).toHaveLength(2);
   });
 });
