@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, renameSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/bench/rigs/rig.js';
 import { processState } from '../../src/process/alive.js';
 import { type AppRoot, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
 import {
@@ -22,7 +23,6 @@ import {
   track,
   waitFor,
 } from '../helpers/processes.js';
-import { freePort } from '../helpers/prometheus.js';
 
 let root: AppRoot;
 

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/bench/rigs/rig.js';
 import { type AppRoot, makeAppRoot, PREFORK_BIN, REPO } from '../helpers/app-root.js';
 import { killAll, readPid, track } from '../helpers/processes.js';
 
@@ -13,14 +13,6 @@ afterEach(() => {
   killAll();
   root?.remove();
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe("the README's quick start, as typed", () => {
   it('runs every command of it, each exiting 0, and ends with nothing running', async () => {

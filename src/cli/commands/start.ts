@@ -101,8 +101,10 @@ export function registerStart(program: Command): void {
       }
     }
     // The Node the master will run (`node`): it must run, be recent enough, and, when this
-    // process is to become the master, be the one running it.
-    const nodeVersion = config.node === undefined ? process.version : checkNode(config.node);
+    // process is to become the master, be the one running it. A master spawned by prefork runs
+    // on it already (whoever spawned it checked it): its own version is that Node's.
+    const nodeVersion =
+      config.node === undefined || spawnedByPrefork ? process.version : checkNode(config.node);
     if (
       config.node !== undefined &&
       !config.daemon &&
