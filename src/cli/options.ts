@@ -123,6 +123,11 @@ const CONFIG_KEYS = [
   'warmupPath',
   'metricsBind',
   'node',
+  'canarySteps',
+  'canaryWindow',
+  'canaryMaxErrorRate',
+  'canaryMaxP99Ratio',
+  'canaryMinRequests',
 ] as const;
 
 /** The settings given on the command line, as a partial configuration. */
@@ -150,6 +155,43 @@ export function addDeployOptions(command: Command): Command {
       seconds,
     )
     .option('--json', 'one JSON event per line on stdout instead of the task list');
+}
+
+/** Parses a plain number (fractions allowed). */
+function decimal(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new InvalidArgumentError('expected a number');
+  return n;
+}
+
+/** deploy --canary: how the new release is judged against the old one (docs/canary.md). */
+export function addCanaryOptions(command: Command): Command {
+  return command
+    .option(
+      '--canary',
+      'move traffic in steps, judging the new release against the old one on the same sockets',
+    )
+    .option(
+      '--canary-steps <list>',
+      "the new release's workers at each step: counts or % of the full count (default: 1,50%)",
+    )
+    .option('--canary-window <seconds>', 'how long each step is judged (default: 30)', seconds)
+    .option(
+      '--canary-max-error-rate <points>',
+      "percentage points of 5xx the new release may add to the old one's (default: 1)",
+      decimal,
+    )
+    .option(
+      '--canary-max-p99-ratio <ratio>',
+      "how many times the old release's p99 latency the new one's may be (default: 1.5)",
+      decimal,
+    )
+    .option(
+      '--canary-min-requests <n>',
+      'responses each release needs in a window for a verdict (default: 100)',
+      integer,
+    );
 }
 
 /** Where a command's settings come from: `--root`, `--config` and the options given. */

@@ -8,6 +8,9 @@ const seconds = v.pipe(v.number(), v.gtValue(0), v.maxValue(86_400));
 const text = v.pipe(v.string(), v.minLength(1));
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
+/** `--canary-steps`: worker counts (`2`) or shares of the full count (`50%`), comma-separated. */
+export const CANARY_STEPS_PATTERN = /^\s*(?:[1-9]\d*%?)(?:\s*,\s*[1-9]\d*%?)*\s*$/;
+
 /**
  * Every setting, as `prefork.config.json` spells it (camelCase). Command-line options use the
  * same names in kebab-case and win over the file. Unknown keys are errors. Validated by
@@ -38,6 +41,21 @@ export const configSchema = v.partial(
     warmupPath: v.pipe(v.string(), v.startsWith('/')),
     metricsBind: text,
     node: text,
+    canarySteps: v.pipe(
+      v.string(),
+      v.regex(
+        CANARY_STEPS_PATTERN,
+        'expected worker counts or percentages of the full count, comma-separated: e.g. "1,50%"',
+      ),
+      v.check(
+        (steps) => steps.split(',').every((s) => !s.endsWith('%') || Number.parseInt(s, 10) <= 100),
+        'a percentage may not exceed 100%',
+      ),
+    ),
+    canaryWindow: seconds,
+    canaryMaxErrorRate: v.pipe(v.number(), v.minValue(0), v.maxValue(100)),
+    canaryMaxP99Ratio: v.pipe(v.number(), v.minValue(1), v.maxValue(1000)),
+    canaryMinRequests: v.pipe(v.number(), v.integer(), v.minValue(1)),
   }),
 );
 
@@ -88,6 +106,16 @@ export interface Config {
    * the one `start` ran on.
    */
   node: string | undefined;
+  /** deploy --canary: the new release's worker count at each step ({@link CANARY_STEPS_PATTERN}). */
+  canarySteps: string;
+  /** deploy --canary: seconds each step is judged over. */
+  canaryWindow: number;
+  /** deploy --canary: percentage points of 5xx the new release may add to the old one's. */
+  canaryMaxErrorRate: number;
+  /** deploy --canary: how many times the old release's p99 the new one's may be. */
+  canaryMaxP99Ratio: number;
+  /** deploy --canary: responses each side needs in a window for a verdict. */
+  canaryMinRequests: number;
 }
 
 /** Defaults for every setting a user may leave out. */
@@ -120,5 +148,10 @@ export function defaults(): Omit<
     readyTimeout: 60,
     verifyWindow: 2,
     warmup: 0,
+    canarySteps: '1,50%',
+    canaryWindow: 30,
+    canaryMaxErrorRate: 1,
+    canaryMaxP99Ratio: 1.5,
+    canaryMinRequests: 100,
   };
 }

@@ -1,8 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
+import { resolveSteps } from '../canary/steps.js';
+import { describeSide } from '../canary/verdict.js';
+import { observeStep } from '../canary/window.js';
 import type { Config } from '../config/schema.js';
-import { findMaster, queryMaster } from '../control/client.js';
+import { controlRequest, controlSocketPath, findMaster, queryMaster } from '../control/client.js';
 import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
 import { assertWorkersCanRead } from '../master/worker-access.js';
 import { checkNode } from '../process/node-binary.js';
@@ -26,11 +29,13 @@ import type { Reporter } from './reporter.js';
 import {
   NEW_MASTER_SPAWN_MS,
   PIDFILE_SETTLE_MS,
+  RETIRE_EACH_MS,
   SYNTAX_CHECK_MS,
   WINCH_ACK_MS,
 } from './timeouts.js';
 import { describeState, UndoIncomplete, undoUpgrade } from './undo-upgrade.js';
 import { Interrupted, interruption, poll, sleep } from './wait.js';
+import { setWorkerCount, waitReadyWorkers } from './worker-count.js';
 
 /** What a deploy needs: the configuration, the release to deploy, how to report. */
 export interface DeployRequest {
@@ -39,6 +44,8 @@ export interface DeployRequest {
   release: string;
   reporter: Reporter;
   kind: DeployKind;
+  /** `--canary`: move traffic in steps, each judged against the old release (docs/canary.md). */
+  canary?: boolean;
 }
 
 /** Health checks in a row the new release must pass before the old workers stop. */
@@ -79,6 +86,24 @@ async function assertNoUpgradeInFlight(config: Config, master: MasterStatus): Pr
   }
 }
 
+/**
+ * The new release's worker count at each canary step, resolved against the old master's count;
+ * refused (exit 2, nothing changed) when the serving master cannot run a canary.
+ */
+function canaryPlan(config: Config, old: MasterStatus): number[] {
+  if (old.canary === undefined) {
+    throw new UsageError(
+      `the serving master ${old.pid} runs prefork ${old.preforkVersion ?? '(older)'}, which predates canary deploys: run "prefork upgrade" first, then deploy with --canary`,
+    );
+  }
+  if (old.workersStopped) {
+    throw new UsageError(
+      `the serving master ${old.pid} has its workers stopped (WINCH): nothing to compare a canary against; HUP it first`,
+    );
+  }
+  return resolveSteps(config.canarySteps, old.desiredWorkers);
+}
+
 /** The state a deploy carries from step to step. */
 interface Context {
   config: Config;
@@ -90,6 +115,8 @@ interface Context {
   health: HealthTarget | undefined;
   /** The prefork version the new master reports, once it serves alone. */
   preforkVersion?: string | undefined;
+  /** A canary deploy: the new release's worker count at each step. */
+  canarySteps: number[] | undefined;
 }
 
 async function step(
@@ -181,17 +208,31 @@ async function upgrade(ctx: Context): Promise<void> {
       pointCurrent(config.root, release.dir);
     });
   }
+  const first = ctx.canarySteps?.[0];
   await step(
     ctx,
     'usr2',
-    `USR2 master ${old.pid}: start a new master on ${release.name}`,
+    first === undefined
+      ? `USR2 master ${old.pid}: start a new master on ${release.name}`
+      : `USR2 master ${old.pid}: start a new master on ${release.name} with ${first} worker(s) beside the old ${old.desiredWorkers}`,
     async () => {
-      process.kill(old.pid, 'SIGUSR2');
-      ctx.newPid = await poll(
-        async () => (await queryMaster(config.root, old.pid))?.newMasterPid ?? undefined,
-        NEW_MASTER_SPAWN_MS,
-        () => new Error(`master ${old.pid} did not start a new master (see its log)`),
-      );
+      if (first === undefined) {
+        process.kill(old.pid, 'SIGUSR2');
+        ctx.newPid = await poll(
+          async () => (await queryMaster(config.root, old.pid))?.newMasterPid ?? undefined,
+          NEW_MASTER_SPAWN_MS,
+          () => new Error(`master ${old.pid} did not start a new master (see its log)`),
+        );
+      } else {
+        // USR2 cannot carry the first step's worker count: the control socket can.
+        const socket = controlSocketPath(config.root, old.pid);
+        await controlRequest(socket, { cmd: 'canary', on: true });
+        const started = await controlRequest<{ newMasterPid?: number }>(socket, {
+          cmd: 'upgrade',
+          workers: first,
+        });
+        ctx.newPid = started.newMasterPid;
+      }
       ctx.journal.newPid = ctx.newPid;
       writeJournal(config.root, ctx.journal);
     },
@@ -220,6 +261,10 @@ async function upgrade(ctx: Context): Promise<void> {
       askWorkers: node,
       throughBind: node,
     }),
+  );
+  if (ctx.canarySteps !== undefined) await canary(ctx, ctx.canarySteps);
+  await step(ctx, 'retire-old', `retire old master ${old.pid}'s workers one at a time`, () =>
+    retireOldWorkers(ctx),
   );
   await step(
     ctx,
@@ -257,6 +302,106 @@ async function upgrade(ctx: Context): Promise<void> {
   );
 }
 
+/**
+ * The canary steps (docs/canary.md): each judged over `--canary-window` against the old
+ * release serving on the same sockets, capacity moved between them by TTIN to the new master
+ * and TTOU to the old one; then the new master is brought to its full count.
+ */
+async function canary(ctx: Context, steps: number[]): Promise<void> {
+  const { config, old, release } = ctx;
+  const newPid = ctx.newPid as number;
+  const full = old.desiredWorkers;
+  const limits = {
+    maxErrorRate: config.canaryMaxErrorRate,
+    maxP99Ratio: config.canaryMaxP99Ratio,
+    minRequests: config.canaryMinRequests,
+  };
+  ctx.journal.canary = [];
+  for (const [i, workers] of steps.entries()) {
+    const label = `canary step ${i + 1}/${steps.length}`;
+    const oldWorkers = i === 0 ? full : Math.max(1, full - workers);
+    if (i > 0) {
+      await step(
+        ctx,
+        'canary',
+        `${label}: move capacity: TTIN new master to ${workers}, TTOU old master to ${oldWorkers}`,
+        async () => {
+          // The new workers take traffic before the old ones stop: capacity never dips.
+          await setWorkerCount(config.root, newPid, workers);
+          await waitReadyWorkers(config.root, newPid, workers, config.readyTimeout * 1000);
+          await setWorkerCount(config.root, old.pid, oldWorkers);
+        },
+      );
+    }
+    await step(
+      ctx,
+      'canary',
+      `${label}: judge ${release.name} (${workers} worker(s)) against ${old.release} (${oldWorkers}) for ${config.canaryWindow} s`,
+      async () => {
+        const verdict = await observeStep({
+          root: config.root,
+          newSide: { pid: newPid, release: release.name },
+          oldSide: { pid: old.pid, release: old.release },
+          windowMs: config.canaryWindow * 1000,
+          limits,
+          health: ctx.health,
+          onExtend: (short) =>
+            ctx.reporter.info(
+              `${label}: too little traffic (${short.reasons.join('; ')}): extending the window once by ${config.canaryWindow} s`,
+              { event: 'canary-extend', step: i + 1, of: steps.length, ...short },
+            ),
+        });
+        const record = { step: i + 1, of: steps.length, at: new Date().toISOString(), ...verdict };
+        ctx.journal.canary?.push(record);
+        writeJournal(config.root, ctx.journal);
+        const line = `${label} ${verdict.verdict}: ${describeSide(verdict.new)}; ${describeSide(verdict.old)}`;
+        ctx.reporter.info(
+          verdict.reasons.length > 0 ? `${line} (${verdict.reasons.join('; ')})` : line,
+          { event: 'canary', ...record },
+        );
+        if (verdict.verdict === 'no-data') {
+          throw new Error(`${label}: no data: ${verdict.reasons.join('; ')}`);
+        }
+        if (verdict.verdict === 'fail') {
+          throw new Error(`${label} failed: ${verdict.reasons.join('; ')}`);
+        }
+      },
+    );
+  }
+  await step(ctx, 'full-count', `TTIN new master ${newPid} to its full count`, async () => {
+    const status = await queryMaster(config.root, newPid);
+    if (status === undefined) throw new Error(`the new master ${newPid} stopped answering`);
+    const target = status.configuredWorkers ?? full;
+    await setWorkerCount(config.root, newPid, target);
+    await waitReadyWorkers(config.root, newPid, target, config.readyTimeout * 1000);
+    ctx.health = healthTarget(status, config.healthPath) ?? ctx.health;
+  });
+}
+
+/**
+ * Before WINCH, the old workers stop one at a time (TTOU), each given up to
+ * {@link RETIRE_EACH_MS} to drain, so kept-alive clients move to the new release a few at a
+ * time instead of all at once (docs/deploy.md: the p99 of a deploy). WINCH stops the last.
+ */
+async function retireOldWorkers(ctx: Context): Promise<void> {
+  const { root } = ctx.config;
+  const pid = ctx.old.pid;
+  for (;;) {
+    const status = await queryMaster(root, pid);
+    if (status === undefined) throw new Error(`the old master ${pid} stopped answering`);
+    if (status.desiredWorkers <= 1) return;
+    const alive = status.workers.length;
+    await setWorkerCount(root, pid, status.desiredWorkers - 1);
+    const until = Date.now() + RETIRE_EACH_MS;
+    while (Date.now() < until) {
+      if (interruption.signal) throw new Interrupted(interruption.signal);
+      const now = await queryMaster(root, pid);
+      if (now === undefined || now.workers.length < alive) break;
+      await sleep(VERIFY_EVERY_MS);
+    }
+  }
+}
+
 async function finish(ctx: Context): Promise<void> {
   const { config, old } = ctx;
   await step(ctx, 'quit-old', `QUIT old master ${old.pid}`, async () => {
@@ -280,6 +425,16 @@ async function finish(ctx: Context): Promise<void> {
   });
   const serving = await queryMaster(config.root, ctx.newPid as number);
   ctx.preforkVersion = serving?.preforkVersion;
+  if (serving?.canary === true) {
+    // The new release is judged: its workers stop recording (unless metrics are on) and let
+    // kept-alive clients stay.
+    await controlRequest(controlSocketPath(config.root, ctx.newPid as number), {
+      cmd: 'canary',
+      on: false,
+    }).catch((error: unknown) =>
+      ctx.reporter.info(`cannot end canary mode on master ${ctx.newPid}: ${messageOf(error)}`),
+    );
+  }
   appendHistory(config.root, {
     release: ctx.release.name,
     version: ctx.release.version,
@@ -328,6 +483,7 @@ export async function deploy(request: DeployRequest): Promise<void> {
   try {
     const old = await findMaster(config.root, config.pid);
     await assertNoUpgradeInFlight(config, old);
+    const canarySteps = request.canary ? canaryPlan(config, old) : undefined;
     // The new master would refuse the release at its start (exit 1): say so now, nothing changed.
     if (old.workerIdentity !== null && process.getuid?.() === 0) {
       const { uid, gid } = old.workerIdentity;
@@ -346,6 +502,7 @@ export async function deploy(request: DeployRequest): Promise<void> {
       previous: previousTarget === undefined ? undefined : basename(previousTarget),
       oldPid: old.pid,
       newPid: undefined,
+      oldWorkers: old.desiredWorkers,
       step: 'preflight',
       outcome: 'running',
       error: undefined,
@@ -353,7 +510,16 @@ export async function deploy(request: DeployRequest): Promise<void> {
       startedAt: new Date(started).toISOString(),
       steps: [],
     };
-    ctx = { config, release, old, journal, reporter, newPid: undefined, health: undefined };
+    ctx = {
+      config,
+      release,
+      old,
+      journal,
+      reporter,
+      newPid: undefined,
+      health: undefined,
+      canarySteps,
+    };
     try {
       journalStep(config.root, journal, 'preflight');
     } catch (error) {
@@ -416,7 +582,12 @@ async function undoFailedDeploy(ctx: Context, error: unknown): Promise<never> {
   try {
     await undoUpgrade(
       config,
-      { oldPid: ctx.old.pid, newPid: ctx.newPid, oldReleaseDir: ctx.old.releaseDir },
+      {
+        oldPid: ctx.old.pid,
+        newPid: ctx.newPid,
+        oldReleaseDir: ctx.old.releaseDir,
+        oldWorkers: ctx.old.desiredWorkers,
+      },
       reporter,
     );
   } catch (undoError) {

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { StepVerdict } from '../canary/verdict.js';
 import { writeFileAtomic } from '../state/atomic-write.js';
 import { readFileNoFollow } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
@@ -10,6 +11,9 @@ type DeployStep =
   | 'usr2'
   | 'wait-ready'
   | 'verify'
+  | 'canary'
+  | 'full-count'
+  | 'retire-old'
   | 'winch'
   | 'verify-window'
   | 'quit-old';
@@ -34,6 +38,10 @@ export interface Journal {
   previous: string | undefined;
   oldPid: number;
   newPid: number | undefined;
+  /** The old master's worker count when the deploy started: an undo brings it back to it. */
+  oldWorkers?: number | undefined;
+  /** A canary deploy: each step's verdict and figures, as they were judged. */
+  canary?: CanaryRecord[] | undefined;
   step: JournalStep;
   /** `running` until the deploy ends; then how it ended. */
   outcome: 'running' | 'done' | 'rolled-back' | 'rollback-incomplete';
@@ -43,6 +51,9 @@ export interface Journal {
   startedAt: string;
   steps: { step: JournalStep; at: string }[];
 }
+
+/** One judged step of a canary deploy (docs/canary.md). */
+export type CanaryRecord = StepVerdict & { step: number; of: number; at: string };
 
 /** One successful deploy, as `.prefork/history.json` lists them (oldest first). */
 export interface HistoryEntry {

@@ -26,7 +26,12 @@ async function undoInFlight(config: Config, oldPid: number, reporter: Reporter):
   try {
     await undoUpgrade(
       config,
-      { oldPid, newPid: newPid === oldPid ? undefined : newPid, oldReleaseDir: old.releaseDir },
+      {
+        oldPid,
+        newPid: newPid === oldPid ? undefined : newPid,
+        oldReleaseDir: old.releaseDir,
+        oldWorkers: journal?.oldPid === oldPid ? journal.oldWorkers : undefined,
+      },
       reporter,
     );
   } catch (error) {

@@ -1,6 +1,6 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
-import { queryMaster } from '../control/client.js';
+import { controlRequest, controlSocketPath, queryMaster } from '../control/client.js';
 import { isAlive, sendSignal } from '../process/alive.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { OLDBIN_SUFFIX } from '../protocol/index.js';
@@ -10,6 +10,7 @@ import { checkHealth, healthTarget } from './health.js';
 import type { Reporter } from './reporter.js';
 import { OLD_MASTER_HEALTHY_MS, PIDFILE_SETTLE_MS } from './timeouts.js';
 import { poll } from './wait.js';
+import { setWorkerCount } from './worker-count.js';
 
 /** The two masters of an upgrade to undo. */
 export interface UpgradeInFlight {
@@ -18,6 +19,12 @@ export interface UpgradeInFlight {
   newPid: number | undefined;
   /** Real path of the old master's release: `current` goes back to it. */
   oldReleaseDir: string;
+  /**
+   * The old master's worker count before the deploy (a canary step or the retiring of old
+   * workers lowered it with TTOU): brought back with TTIN. Unknown for deploys journaled
+   * before it was recorded: the count is left as it is.
+   */
+  oldWorkers?: number | undefined;
 }
 
 /** Why an undo could not complete, with the state things were left in. */
@@ -30,8 +37,8 @@ export class UndoIncomplete extends Error {
 
 /**
  * Undoes an upgrade as docs/upgrade.md (3b) does by hand, each wait with a timeout and each timeout an action:
- * `current` back to the old release; HUP the old master if its workers were stopped, until they
- * are ready again; QUIT the new master, TERM it after the graceful timeout, KILL as a last
+ * `current` back to the old release; the old master back to its worker count (TTIN) and out of
+ * canary mode; HUP it if its workers were stopped, until they are ready again; QUIT the new master, TERM it after the graceful timeout, KILL as a last
  * resort; then check that the old master holds `prefork.pid` alone and answers health checks.
  * Throws {@link UndoIncomplete} when the old master cannot be brought back.
  */
@@ -50,10 +57,17 @@ export async function undoUpgrade(
   }
   await reporter.step(
     'hup-old',
-    `old master ${oldPid}: workers serving (HUP if WINCH stopped them)`,
+    `old master ${oldPid}: all its workers serving (TTIN to its full count, HUP if WINCH stopped them)`,
     async () => {
-      const status = await queryMaster(config.root, oldPid);
+      let status = await queryMaster(config.root, oldPid);
       if (status === undefined) throw new UndoIncomplete(`old master ${oldPid} does not answer`);
+      if (status.canary === true) {
+        await controlRequest(controlSocketPath(config.root, oldPid), { cmd: 'canary', on: false });
+      }
+      if (upgrade.oldWorkers !== undefined && status.desiredWorkers < upgrade.oldWorkers) {
+        await setWorkerCount(config.root, oldPid, upgrade.oldWorkers, options);
+        status = (await queryMaster(config.root, oldPid)) ?? status;
+      }
       const accepting = status.workers.filter((w) => w.state !== 'draining').length;
       if (status.workersStopped || accepting < status.desiredWorkers) sendSignal(oldPid, 'SIGHUP');
       await poll(

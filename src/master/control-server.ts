@@ -6,17 +6,28 @@ import { CONTROL_MAX_REQUEST, type ControlReply, type ControlRequest } from '../
 export type ControlHandler = (request: ControlRequest) => unknown;
 
 function parseRequest(line: string): ControlRequest {
-  const value = JSON.parse(line) as { cmd?: unknown; workers?: unknown; path?: unknown } | null;
+  const value = JSON.parse(line) as {
+    cmd?: unknown;
+    workers?: unknown;
+    path?: unknown;
+    on?: unknown;
+  } | null;
   if (value?.cmd === 'status') return { cmd: 'status' };
   if (value?.cmd === 'metrics') return { cmd: 'metrics' };
   if (value?.cmd === 'scale' && Number.isInteger(value.workers)) {
     return { cmd: 'scale', workers: value.workers as number };
   }
+  if (value?.cmd === 'upgrade' && Number.isInteger(value.workers)) {
+    return { cmd: 'upgrade', workers: value.workers as number };
+  }
+  if (value?.cmd === 'canary' && typeof value.on === 'boolean') {
+    return { cmd: 'canary', on: value.on };
+  }
   if (value?.cmd === 'health' && typeof value.path === 'string' && value.path.startsWith('/')) {
     return { cmd: 'health', path: value.path };
   }
   throw new Error(
-    'unknown request: expected {"cmd":"status"}, {"cmd":"metrics"}, {"cmd":"scale","workers":N} or {"cmd":"health","path":"/..."}',
+    'unknown request: expected {"cmd":"status"}, {"cmd":"metrics"}, {"cmd":"scale","workers":N}, {"cmd":"health","path":"/..."}, {"cmd":"upgrade","workers":N} or {"cmd":"canary","on":BOOL}',
   );
 }
 

@@ -1,7 +1,9 @@
 import { processRss } from '../process/alive.js';
+import type { MasterMessage } from '../protocol/index.js';
 import { NewMaster, type StartUpgradeOptions } from '../upgrade/old-master-side.js';
 import {
   type SpawnWorkerOptions,
+  sendWorker,
   signalWorker,
   spawnWorker,
   type WorkerRecord,
@@ -17,6 +19,8 @@ export interface MasterEffects {
   now(): number;
   spawnWorker(options: SpawnWorkerOptions): WorkerRecord;
   signalWorker(worker: WorkerRecord, signal: NodeJS.Signals): void;
+  /** Sends a Node worker a message on its IPC channel. */
+  sendWorker(worker: WorkerRecord, message: MasterMessage): void;
   startUpgrade(options: StartUpgradeOptions): NewMaster;
   setTitle(title: string): void;
   exit(code: number): void;
@@ -29,6 +33,7 @@ export const realEffects: MasterEffects = {
   now: () => Date.now(),
   spawnWorker,
   signalWorker,
+  sendWorker,
   startUpgrade: (options) => NewMaster.start(options),
   setTitle: (title) => {
     process.title = title;

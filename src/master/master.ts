@@ -138,11 +138,15 @@ export class Master {
   private killAllAt: number | undefined;
   /** exit() ran: the master waits for its last scrapes, then exits. */
   private exiting = false;
+  /** A canary deploy is judging this master's release (docs/canary.md). */
+  private canary: boolean;
 
   constructor(private readonly parts: MasterParts) {
     this.config = parts.config;
     this.release = parts.release;
-    this.desired = parts.config.workers;
+    const canaryWorkers = parts.handover.canaryWorkers();
+    this.desired = canaryWorkers ?? parts.config.workers;
+    this.canary = canaryWorkers !== undefined;
     this.pidPath = parts.config.pid;
     this.logger = parts.log.logger;
     this.oldMaster = parts.handover.oldMaster;
@@ -350,27 +354,27 @@ export class Master {
    * (`src/upgrade/old-master-side.ts`).
    */
   private handleUsr2(): void {
-    const refuse = (why: string) => this.logger.warn(`USR2 refused: ${why}`);
+    const refused = this.startUpgrade(undefined);
+    if (refused !== undefined) this.logger.warn(`USR2 refused: ${refused}`);
+  }
+
+  /**
+   * What USR2 does, also asked for over the control socket by a canary deploy, which gives the
+   * new master's first worker count (`canaryWorkers`). Returns why it was refused, if it was.
+   */
+  private startUpgrade(canaryWorkers: number | undefined): string | undefined {
     if (this.newMaster !== undefined) {
-      refuse(`an upgrade is already in flight (new master pid ${this.newMaster.pid})`);
-      return;
+      return `an upgrade is already in flight (new master pid ${this.newMaster.pid})`;
     }
     if (this.oldMaster?.alive()) {
-      refuse(
-        `this master is itself the new master of an upgrade; its old master (pid ${this.oldMaster.pid}) still runs — QUIT it first`,
-      );
-      return;
+      return `this master is itself the new master of an upgrade; its old master (pid ${this.oldMaster.pid}) still runs — QUIT it first`;
     }
-    if (this.state !== 'running') {
-      refuse(`the master is ${this.state}`);
-      return;
-    }
+    if (this.state !== 'running') return `the master is ${this.state}`;
     let command: MasterCommand;
     try {
       command = this.upgradeCommand();
     } catch (error) {
-      refuse(messageOf(error));
-      return;
+      return messageOf(error);
     }
     try {
       this.newMaster = this.effects.startUpgrade({
@@ -381,15 +385,29 @@ export class Master {
         now: this.effects.now(),
         logger: this.logger,
         onEvent: (event) => this.enqueue(event),
+        canaryWorkers,
       });
     } catch (error) {
       if (!(error instanceof UpgradeRefused)) throw error;
-      refuse(error.message);
-      return;
+      return error.message;
     }
     this.pidPath = this.newMaster.oldbin;
     this.upgradeError = undefined;
     this.setTitle();
+    return undefined;
+  }
+
+  /**
+   * A canary deploy starts (`on`) or ends on this master: its Node workers, those running and
+   * those it spawns, record figures and ask kept-alive clients to reconnect now and then.
+   */
+  private setCanary(on: boolean): void {
+    if (this.canary === on) return;
+    this.canary = on;
+    this.logger.info(on ? 'canary deploy: judging this release' : 'canary deploy: over');
+    for (const worker of this.workers.values()) {
+      if (worker.release.kind === 'node') this.effects.sendWorker(worker, { type: 'canary', on });
+    }
   }
 
   /**
@@ -646,6 +664,7 @@ export class Master {
         logLevel: this.config.logLevel,
         logFile: this.config.logFile,
         metrics: this.parts.metrics !== undefined,
+        canary: this.canary,
       },
       onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
       onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
@@ -889,6 +908,18 @@ export class Master {
   control(request: ControlRequest): unknown {
     if (request.cmd === 'health') return this.checkWorkers(request.path);
     if (request.cmd === 'metrics') return this.metricsShare();
+    if (request.cmd === 'canary') {
+      this.setCanary(request.on === true);
+      return { canary: this.canary };
+    }
+    if (request.cmd === 'upgrade') {
+      if (!Number.isInteger(request.workers) || request.workers < 1) {
+        throw new Error('workers must be a whole number, at least 1');
+      }
+      const refused = this.startUpgrade(request.workers);
+      if (refused !== undefined) throw new Error(`upgrade refused: ${refused}`);
+      return { newMasterPid: this.newMaster?.pid };
+    }
     if (request.cmd === 'scale') {
       if (request.workers < 1) throw new Error('workers must be at least 1');
       this.desired = request.workers;
@@ -949,6 +980,8 @@ export class Master {
       state: this.publicState(),
       workersStopped: this.workersStopped,
       desiredWorkers: this.desired,
+      configuredWorkers: this.config.workers,
+      canary: this.canary,
       uptime: Math.round((now - this.startedAt) / 1000),
       rss: process.memoryUsage.rss(),
       binds: this.parts.sockets.map((s) => s.address),

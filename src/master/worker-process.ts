@@ -4,6 +4,7 @@ import type { NotifyDir } from '../exec/notify-dir.js';
 import { spawnExecWorker } from '../exec/spawn-exec-worker.js';
 import {
   ENV_WORKER_OPTIONS,
+  type MasterMessage,
   type RequestFigures,
   type WorkerExitReason,
   type WorkerMessage,
@@ -136,6 +137,15 @@ export function newWorkerRecord(
     figures: undefined,
     exitReason: undefined,
   };
+}
+
+/** Sends a Node worker a message on its IPC channel, ignoring one that is gone or closing. */
+export function sendWorker(worker: WorkerRecord, message: MasterMessage): void {
+  try {
+    worker.process?.send(message, () => {});
+  } catch {
+    // its channel closed: it is exiting, and its exit event is on its way
+  }
 }
 
 /** Sends `signal` to a worker, ignoring one that is already gone. */

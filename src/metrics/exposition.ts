@@ -4,12 +4,8 @@ import {
   type PrometheusContentType,
   Registry,
 } from 'prom-client';
-import {
-  LATENCY_BUCKETS,
-  type MasterMetrics,
-  STATUS_CLASSES,
-  WORKER_EXIT_REASONS,
-} from '../protocol/index.js';
+import { type MasterMetrics, STATUS_CLASSES, WORKER_EXIT_REASONS } from '../protocol/index.js';
+import { histogramOf } from './figures.js';
 
 /** A deploy, rollback or upgrade running now: the step it is at (from `.prefork/deploy.json`). */
 export interface DeployInFlight {
@@ -77,11 +73,10 @@ export function masterSeries(master: MasterMetrics): Series[] {
     });
     let cumulative = 0;
     const bucket = 'prefork_http_request_duration_seconds_bucket';
-    figures.buckets.forEach((count, i) => {
-      cumulative += count;
-      const le = i < LATENCY_BUCKETS.length ? (LATENCY_BUCKETS[i] as number) : '+Inf';
-      durations.push({ labels: { release, le }, value: cumulative, metricName: bucket });
-    });
+    for (const { le, count } of histogramOf(figures)) {
+      cumulative = count;
+      durations.push({ labels: { release, le }, value: count, metricName: bucket });
+    }
     durations.push({
       labels: { release },
       value: figures.seconds,

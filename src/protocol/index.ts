@@ -37,6 +37,12 @@ export const OLDEST_HANDOVER_PROTOCOL = 1;
 
 /** Pid of the old master, set in a master spawned by USR2 (the name predates old/new master naming; kept so masters of earlier releases still understand each other). */
 export const ENV_OLD_MASTER_PID = 'PREFORK_PARENT_PID';
+/**
+ * Set by an old master that starts its new master for a canary deploy (control request
+ * `upgrade` with `workers`): the new master starts with this many workers instead of its
+ * configured count, and records request figures from the start (docs/canary.md).
+ */
+export const ENV_CANARY_WORKERS = 'PREFORK_CANARY_WORKERS';
 /** JSON {@link WorkerOptions} handed to a worker; removed from its env before the app loads. */
 export const ENV_WORKER_OPTIONS = 'PREFORK_WORKER_OPTIONS';
 /** systemd socket activation (sd_listen_fds(3)). */
@@ -66,6 +72,7 @@ export const INTERNAL_ENV = [
   ENV_FD_NAMES,
   ENV_READY_FD,
   ENV_OLD_MASTER_PID,
+  ENV_CANARY_WORKERS,
   ENV_WORKER_OPTIONS,
   ...EXEC_WORKER_ENV,
 ] as const;
@@ -144,14 +151,38 @@ export interface WorkerOptions {
   logFile?: string | undefined;
   /** Record {@link RequestFigures} and send them with every heartbeat (`--metrics-bind` is set). */
   metrics: boolean;
+  /** A canary deploy is judging this master's release: see {@link CanaryMessage}. */
+  canary: boolean;
 }
 
 /**
- * Upper bounds, in seconds, of the request-duration histogram's buckets (Prometheus's
- * defaults); a last bucket, +Inf, takes the rest. Fixed, so figures from any worker of any
- * master add up bucket by bucket.
+ * A kept-alive connection older than this is asked to reconnect (`Connection: close` on its
+ * next response) while a canary deploy runs, so that clients spread over both releases'
+ * workers as the kernel hands out new connections, instead of staying where they were.
  */
-export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+export const CANARY_CONNECTION_MS = 1000;
+
+/**
+ * Upper bounds, in seconds, of the request-duration histogram `/metrics` exposes (Prometheus's
+ * defaults); a last bucket, +Inf, takes the rest. Each is one of {@link LATENCY_BOUNDS}.
+ */
+export const HISTOGRAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+/** One decade of {@link LATENCY_BOUNDS}: no two neighbours more than 1.34× apart. */
+const DECADE = [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5] as const;
+
+/**
+ * Upper bounds, in seconds, of the buckets workers count latencies in: 0.1 ms to 10 s, about
+ * 25% apart, fine enough for a canary to compare two p99s (docs/canary.md), and holding every
+ * {@link HISTOGRAM_BUCKETS} bound so the exposed histogram is a sum of them. Fixed, so figures
+ * from any worker of any master add up bucket by bucket.
+ */
+export const LATENCY_BOUNDS: readonly number[] = [
+  ...[-4, -3, -2, -1, 0].flatMap((exp) =>
+    DECADE.map((m) => Number((m * 10 ** exp).toPrecision(3))),
+  ),
+  10,
+];
 
 /** The status classes responses are counted by, in the order of {@link RequestFigures.codes}. */
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -163,7 +194,7 @@ export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 export interface RequestFigures {
   /** Responses per {@link STATUS_CLASSES} entry. */
   codes: number[];
-  /** Responses per latency bucket, not cumulative: one per {@link LATENCY_BUCKETS} bound, then +Inf. */
+  /** Responses per latency bucket, not cumulative: one per {@link LATENCY_BOUNDS} bound, then +Inf. */
   buckets: number[];
   /** Seconds spent answering, summed over those responses. */
   seconds: number;
@@ -192,7 +223,17 @@ export type WorkerMessage =
   | WorkerHealthReply;
 
 /** Messages a master sends a worker. */
-export type MasterMessage = WorkerHealthRequest;
+export type MasterMessage = WorkerHealthRequest | CanaryMessage;
+
+/**
+ * A canary deploy starts (`on`) or ends: while on, a Node worker records its figures (as with
+ * `--metrics-bind`) and asks kept-alive clients to reconnect after
+ * {@link CANARY_CONNECTION_MS}, so both releases see a fair share of the traffic.
+ */
+export interface CanaryMessage {
+  type: 'canary';
+  on: boolean;
+}
 
 /**
  * Asks a worker to GET `path` from its own app through a private socket (never the shared
@@ -245,7 +286,11 @@ export type ControlRequest =
   | { cmd: 'status' }
   | { cmd: 'scale'; workers: number }
   | { cmd: 'health'; path: string }
-  | { cmd: 'metrics' };
+  | { cmd: 'metrics' }
+  /** USR2, with the new master's first worker count (a canary deploy's first step). */
+  | { cmd: 'upgrade'; workers: number }
+  /** A canary deploy starts or ends on this master ({@link CanaryMessage}). */
+  | { cmd: 'canary'; on: boolean };
 
 /** A control reply: one JSON line. */
 export type ControlReply<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
@@ -343,6 +388,13 @@ export interface MasterStatus {
   state: 'booting' | 'running' | 'old' | 'stopping';
   workersStopped: boolean;
   desiredWorkers: number;
+  /**
+   * The worker count of its configuration (`--workers`), which TTIN/TTOU and a canary's first
+   * step depart from (absent from masters before canary deploys).
+   */
+  configuredWorkers?: number;
+  /** A canary deploy is judging this master's release ({@link CanaryMessage}). */
+  canary?: boolean;
   uptime: number;
   rss: number;
   binds: string[];

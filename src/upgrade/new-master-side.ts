@@ -1,5 +1,6 @@
 import { UsageError } from '../errors/index.js';
 import {
+  ENV_CANARY_WORKERS,
   ENV_OLD_MASTER_PID,
   ENV_PROTOCOL,
   ENV_READY_FD,
@@ -51,6 +52,17 @@ export class Handover {
       oldPid === undefined ? undefined : new OldMaster(oldPid),
       { ...env },
     );
+  }
+
+  /**
+   * The worker count a canary deploy starts this master with (its first step), when its old
+   * master was asked for one; undefined otherwise (the configured count applies).
+   */
+  canaryWorkers(): number | undefined {
+    const raw = this.env[ENV_CANARY_WORKERS];
+    if (this.oldMaster === undefined || raw === undefined || !/^[1-9]\d*$/.test(raw))
+      return undefined;
+    return Number(raw);
   }
 
   /**

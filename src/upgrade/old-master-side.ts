@@ -36,6 +36,8 @@ export interface StartUpgradeOptions {
   logger: Logger;
   /** Queues an event for the old master's loop. */
   onEvent: (event: NewMasterEvent) => void;
+  /** A canary deploy's first step: the new master starts with this many workers. */
+  canaryWorkers?: number | undefined;
 }
 
 /** USR2 could not start an upgrade; nothing was changed. */
@@ -90,6 +92,7 @@ export class NewMaster {
     const spawned = spawnMaster(options.command, {
       sockets: options.sockets,
       oldMasterPid: process.pid,
+      canaryWorkers: options.canaryWorkers,
       stdout: 'inherit',
       stderr: 'inherit',
     });

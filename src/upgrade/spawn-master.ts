@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import {
+  ENV_CANARY_WORKERS,
   ENV_FD_NAMES,
   ENV_FDS,
   ENV_OLD_MASTER_PID,
@@ -42,6 +43,8 @@ export function spawnMaster(
     sockets: ListenSocket[];
     /** Set when an old master starts its new master (USR2); absent for `start --daemon`. */
     oldMasterPid?: number | undefined;
+    /** A canary deploy's first step: the new master's worker count ({@link ENV_CANARY_WORKERS}). */
+    canaryWorkers?: number | undefined;
     stdout: 'inherit' | 'ignore' | number;
     stderr: 'inherit' | 'ignore' | number;
   },
@@ -58,6 +61,7 @@ export function spawnMaster(
     env[ENV_FD_NAMES] = options.sockets.map(handoverName).join(',');
   }
   if (options.oldMasterPid !== undefined) env[ENV_OLD_MASTER_PID] = String(options.oldMasterPid);
+  if (options.canaryWorkers !== undefined) env[ENV_CANARY_WORKERS] = String(options.canaryWorkers);
   const child = spawn(command.execPath, command.args, {
     cwd: command.cwd,
     env,

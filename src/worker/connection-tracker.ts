@@ -11,6 +11,8 @@ interface ConnectionState {
   requests: number;
   /** When its latest request arrived (`performance.now()`), when timing is on. */
   startedAt: number;
+  /** When it was accepted (`Date.now()`), for {@link ConnectionTracker.reconnectAfterMs}. */
+  openedAt: number;
   /** While draining: the request count when the connection was first seen idle, and when. */
   idleAt: number;
   idleRequests: number;
@@ -33,15 +35,20 @@ export class ConnectionTracker {
   private draining = false;
   /** Requests seen since the worker started. */
   requests = 0;
+  /**
+   * Asks clients to reconnect once a connection is this old (0: never): a response on it says
+   * `Connection: close` (a canary deploy spreads kept-alive clients over both releases).
+   */
+  reconnectAfterMs = 0;
 
   /**
    * Starts tracking `server`; `onRequest` runs once per request, before the app sees it. With
-   * `timing`, the arrival of each request is noted for {@link startOf}.
+   * `timing` (settable later), the arrival of each request is noted for {@link startOf}.
    */
   constructor(
     server: net.Server,
     onRequest: () => void,
-    private readonly timing = false,
+    public timing = false,
   ) {
     const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
     server.on(event, (socket: net.Socket) => this.track(socket));
@@ -51,7 +58,12 @@ export class ConnectionTracker {
       state.requests += 1;
       if (this.timing) state.startedAt = performance.now();
       this.requests += 1;
-      if (this.draining) res.setHeader('Connection', 'close');
+      if (
+        this.draining ||
+        (this.reconnectAfterMs > 0 && Date.now() - state.openedAt >= this.reconnectAfterMs)
+      ) {
+        res.setHeader('Connection', 'close');
+      }
       onRequest();
     });
     server.prependListener('upgrade', (req: IncomingMessage) => {
@@ -64,6 +76,7 @@ export class ConnectionTracker {
       current: undefined,
       requests: 0,
       startedAt: 0,
+      openedAt: Date.now(),
       idleAt: 0,
       idleRequests: -1,
       upgraded: false,

@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
 import {
+  CANARY_CONNECTION_MS,
   ENV_WORKER_OPTIONS,
   type MasterMessage,
   type WorkerMessage,
@@ -52,6 +53,8 @@ let listeners: net.Server[] = [];
 let tracker: ConnectionTracker | undefined;
 /** Counts responses by status and latency, when the master serves metrics. */
 let recorder: RequestRecorder | undefined;
+/** A canary deploy is judging this release (set at spawn, then by the master's messages). */
+let canary = options.canary;
 /** Listening on every socket: from here on a drain has connections to finish. */
 let serving = false;
 let draining = false;
@@ -160,8 +163,30 @@ process.on('SIGUSR1', () => {
   log.reopen();
   logger.info('reopened log file');
 });
+/**
+ * A canary deploy starts or ends: record figures (kept when metrics are on anyway) and ask
+ * kept-alive clients to reconnect now and then, so the kernel spreads them over both releases.
+ */
+function setCanary(on: boolean): void {
+  if (tracker === undefined || app === undefined) return;
+  tracker.reconnectAfterMs = on ? CANARY_CONNECTION_MS : 0;
+  const record = on || options.metrics;
+  tracker.timing = record;
+  if (!record) recorder?.stop();
+  else if (recorder !== undefined) recorder.start();
+  else {
+    const connections = tracker;
+    recorder = new RequestRecorder(app.server, (socket) => connections.startOf(socket));
+  }
+}
+
 // The master asks how this worker's app answers (a deploy verifying the new release).
 process.on('message', (message: MasterMessage) => {
+  if (message?.type === 'canary') {
+    canary = message.on === true;
+    setCanary(canary);
+    return;
+  }
   if (message?.type !== 'health-check') return;
   if (!serving || draining || app === undefined) {
     const why = draining ? 'draining' : 'not serving yet';
@@ -227,6 +252,8 @@ try {
   if (options.metrics) {
     recorder = new RequestRecorder(app.server, (socket) => connections.startOf(socket));
   }
+  // Also on when the canary message came while the app was loading.
+  if (canary) setCanary(true);
   if (options.warmup > 0) {
     warming = true;
     const result = await warmUp(app.server, {

@@ -22,13 +22,22 @@ interface ResponseFinish {
  * start is the time the connection tracker noted when the request arrived (`startOf`).
  */
 export class RequestRecorder {
-  /** Since the worker started serving (after its warm-up). */
+  /** Since the worker started serving (after its warm-up), over the spans it was counting. */
   figures: RequestFigures = emptyFigures();
+  private counting = false;
 
+  /** Starts counting (see {@link start}). */
   constructor(
     private readonly server: net.Server,
     private readonly startOf: (socket: net.Socket) => number | undefined,
   ) {
+    this.start();
+  }
+
+  /** Counts from now on, adding to the figures so far (they only grow: they become counters). */
+  start(): void {
+    if (this.counting) return;
+    this.counting = true;
     subscribe(RESPONSE_FINISH, this.onFinish);
   }
 
@@ -45,8 +54,10 @@ export class RequestRecorder {
     this.figures = emptyFigures();
   }
 
-  /** Stops counting. */
+  /** Stops counting; the figures stay as they are (and are still reported). */
   stop(): void {
+    if (!this.counting) return;
+    this.counting = false;
     unsubscribe(RESPONSE_FINISH, this.onFinish);
   }
 }

@@ -95,6 +95,7 @@ describe('prefork deploy / rollback under load', () => {
       'usr2',
       'wait-ready',
       'verify',
+      'retire-old',
       'winch',
       'verify-window',
       'quit-old',

@@ -12,6 +12,7 @@ import {
   type WorkerRecord,
 } from '../../src/master/worker-process.js';
 import { emptyFigures, recordResponse } from '../../src/metrics/figures.js';
+import type { MasterMessage } from '../../src/protocol/index.js';
 import { readCurrentRelease } from '../../src/release/current-link.js';
 import { Handover } from '../../src/upgrade/new-master-side.js';
 import { type NewMaster, UpgradeRefused } from '../../src/upgrade/old-master-side.js';
@@ -40,6 +41,10 @@ class FakeWorld implements MasterEffects {
 
   signalWorker(worker: WorkerRecord, signal: NodeJS.Signals): void {
     this.actions.push(`${signal.slice(3)} ${worker.pid}`);
+  }
+
+  sendWorker(worker: WorkerRecord, message: MasterMessage): void {
+    this.actions.push(`send ${worker.pid} ${JSON.stringify(message)}`);
   }
 
   startUpgrade(): NewMaster {

@@ -1,9 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { Exposition, servingMaster } from '../../src/metrics/exposition.js';
-import { addFigures, emptyFigures, recordResponse } from '../../src/metrics/figures.js';
+import {
+  addFigures,
+  emptyFigures,
+  figuresSince,
+  histogramOf,
+  latencyQuantile,
+  recordResponse,
+} from '../../src/metrics/figures.js';
 import type { BookWorker } from '../../src/metrics/release-book.js';
 import { ReleaseBook } from '../../src/metrics/release-book.js';
-import type { MasterMetrics, RequestFigures } from '../../src/protocol/index.js';
+import {
+  HISTOGRAM_BUCKETS,
+  LATENCY_BOUNDS,
+  type MasterMetrics,
+  type RequestFigures,
+} from '../../src/protocol/index.js';
 
 // How a master adds up its workers' figures by release, and how the two masters of an upgrade
 // add up in one scrape: pure functions and prom-client, no process.
@@ -50,10 +62,46 @@ describe('request figures', () => {
     recordResponse(f, 500, 11);
     recordResponse(f, 0, 0.001);
     expect(f.codes).toEqual([0, 1, 0, 1, 2]);
-    expect(f.buckets.slice(0, 3)).toEqual([2, 1, 0]);
+    // 1 ms and 5 ms fall in the buckets bounded by exactly those; 5.1 ms in the next (6 ms).
+    const at = (seconds: number) => f.buckets[LATENCY_BOUNDS.indexOf(seconds)];
+    expect([at(0.001), at(0.005), at(0.006)]).toEqual([1, 1, 1]);
     expect(f.buckets.at(-1)).toBe(1);
+    expect(f.buckets.reduce((a, b) => a + b, 0)).toBe(4);
     expect(f.seconds).toBeCloseTo(11.0111, 6);
     expect(addFigures(figures(2), figures(1, 1)).codes).toEqual([0, 3, 0, 0, 1]);
+  });
+});
+
+describe('latency buckets', () => {
+  it('are about 25% apart, and hold every bound of the exposed histogram', () => {
+    for (let i = 1; i < LATENCY_BOUNDS.length; i += 1) {
+      const ratio = (LATENCY_BOUNDS[i] as number) / (LATENCY_BOUNDS[i - 1] as number);
+      expect(ratio).toBeGreaterThan(1.1);
+      expect(ratio).toBeLessThanOrEqual(1.34);
+    }
+    for (const le of HISTOGRAM_BUCKETS) expect(LATENCY_BOUNDS).toContain(le);
+  });
+
+  it('give a p99 within a bucket’s width, and the exposed histogram as their sums', () => {
+    const f = emptyFigures();
+    // 990 answers at 2 ms, 10 at 30 ms: the p99 is the last of the 2 ms ones.
+    for (let i = 0; i < 990; i += 1) recordResponse(f, 200, 0.002);
+    for (let i = 0; i < 10; i += 1) recordResponse(f, 200, 0.03);
+    const p99 = latencyQuantile(f, 0.99) as number;
+    expect(p99).toBeGreaterThan(0.0015);
+    expect(p99).toBeLessThanOrEqual(0.002);
+    expect(latencyQuantile(f, 0.999) as number).toBeGreaterThan(0.025);
+    expect(latencyQuantile(emptyFigures(), 0.99)).toBeUndefined();
+    const histogram = histogramOf(f);
+    expect(histogram.map((b) => b.le)).toEqual([...HISTOGRAM_BUCKETS, '+Inf']);
+    expect(histogram.find((b) => b.le === 0.005)?.count).toBe(990);
+    expect(histogram.find((b) => b.le === 0.025)?.count).toBe(990);
+    expect(histogram.find((b) => b.le === 0.05)?.count).toBe(1000);
+    expect(histogram.at(-1)?.count).toBe(1000);
+    // Two readings of the same counters: what happened in between.
+    const later = addFigures(emptyFigures(), f);
+    recordResponse(later, 503, 0.002);
+    expect(figuresSince(later, f).codes).toEqual([0, 0, 0, 0, 1]);
   });
 });
 

@@ -4,7 +4,7 @@ import { loadConfig } from '../../config/load.js';
 import type { Config } from '../../config/schema.js';
 import { UsageError } from '../../errors/index.js';
 import { readCurrentTarget } from '../../release/current-link.js';
-import { addDeployOptions, addRootOptions, configSources } from '../options.js';
+import { addCanaryOptions, addDeployOptions, addRootOptions, configSources } from '../options.js';
 
 function configOf(options: Record<string, unknown>): Config {
   return loadConfig(configSources(options));
@@ -24,13 +24,14 @@ export function registerDeploy(program: Command): void {
     );
   addRootOptions(deployCommand);
   addDeployOptions(deployCommand);
+  addCanaryOptions(deployCommand);
   deployCommand.action(async (release: string, options: Record<string, unknown>) => {
     const config = configOf(options);
     // Loaded on use: a master (the `start` command) never carries the orchestrator's code.
     const { createReporter } = await import('../../deploy/reporter.js');
     const { deploy } = await import('../../deploy/deploy.js');
     const reporter = await createReporter('deploy', Boolean(options.json));
-    await deploy({ config, release, reporter, kind: 'deploy' });
+    await deploy({ config, release, reporter, kind: 'deploy', canary: options.canary === true });
   });
 
   const upgradeCommand = program

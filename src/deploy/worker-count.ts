@@ -1,0 +1,58 @@
+import { queryMaster } from '../control/client.js';
+import { sendSignal } from '../process/alive.js';
+import { WORKER_COUNT_ACK_MS } from './timeouts.js';
+import { poll } from './wait.js';
+
+/**
+ * Brings a master's worker count to `target` with the seed's signals: TTIN for one more, TTOU
+ * for one fewer, one at a time, each acknowledged (its status says the new count) before the
+ * next is sent: signals of one kind sent together may arrive as one. Resolves once the count is
+ * set, not once the workers are ready or gone.
+ */
+export async function setWorkerCount(
+  root: string,
+  pid: number,
+  target: number,
+  { interruptible = true }: { interruptible?: boolean } = {},
+): Promise<void> {
+  for (;;) {
+    const status = await queryMaster(root, pid);
+    if (status === undefined) throw new Error(`master ${pid} does not answer`);
+    const from = status.desiredWorkers;
+    if (from === target) return;
+    const signal = from < target ? 'SIGTTIN' : 'SIGTTOU';
+    if (!sendSignal(pid, signal)) throw new Error(`master ${pid} is gone`);
+    await poll(
+      async () => {
+        const now = await queryMaster(root, pid);
+        return now === undefined || now.desiredWorkers !== from ? true : undefined;
+      },
+      WORKER_COUNT_ACK_MS,
+      () =>
+        new Error(
+          `master ${pid} did not change its worker count after ${signal.slice(3)} (still ${from})`,
+        ),
+      { interruptible },
+    );
+  }
+}
+
+/** Resolves once `pid` has at least `count` ready workers of its release, none booting. */
+export async function waitReadyWorkers(
+  root: string,
+  pid: number,
+  count: number,
+  timeoutMs: number,
+): Promise<void> {
+  await poll(
+    async () => {
+      const status = await queryMaster(root, pid);
+      if (status === undefined) throw new Error(`master ${pid} stopped answering`);
+      const ready = status.workers.filter((w) => w.state === 'ready').length;
+      return ready >= count ? true : undefined;
+    },
+    timeoutMs,
+    () =>
+      new Error(`master ${pid} did not have ${count} ready workers within ${timeoutMs / 1000} s`),
+  );
+}
