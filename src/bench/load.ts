@@ -29,6 +29,8 @@ export interface Samples {
   /** `performance.now()` when each response arrived. */
   at: Float64Array;
   latency: Float64Array;
+  /** With `pids`: the pid in each response's body (the bundled releases say who answered), or 0. */
+  pid?: Int32Array;
   count: number;
 }
 
@@ -41,6 +43,12 @@ export interface LoadOptions {
   /** Send `Connection: close` on every request (a new connection per request). */
   close?: boolean;
   until?: Promise<unknown>;
+  /** Connections (default {@link CONNECTIONS}). */
+  connections?: number;
+  /** Read the answering worker's pid from each body into {@link Samples.pid}. */
+  pids?: boolean;
+  /** Requests per second over all connections (default: as fast as answered). */
+  rate?: number;
 }
 
 /** Runs autocannon and returns its figures with every response's time and latency. */
@@ -53,15 +61,31 @@ export async function autocannonLoad(
   const samples: Samples = {
     at: new Float64Array(capacity),
     latency: new Float64Array(capacity),
+    ...(options.pids ? { pid: new Int32Array(capacity) } : {}),
     count: 0,
   };
   const kinds: Record<string, number> = {};
+  // The body of the latest response, read before its 'response' event (autocannon calls a
+  // request's onResponse first).
+  let pid = 0;
   const instance = autocannon(
     {
       url,
-      connections: CONNECTIONS,
+      connections: options.connections ?? CONNECTIONS,
       duration: options.seconds,
       headers: options.close ? { connection: 'close' } : {},
+      ...(options.rate === undefined ? {} : { overallRate: options.rate }),
+      ...(options.pids
+        ? {
+            requests: [
+              {
+                onResponse: (_status: number, body: string) => {
+                  pid = Number(/"pid":(\d+)/.exec(body)?.[1] ?? 0);
+                },
+              },
+            ],
+          }
+        : {}),
     },
     () => {},
   );
@@ -69,6 +93,7 @@ export async function autocannonLoad(
     if (samples.count < capacity) {
       samples.at[samples.count] = performance.now();
       samples.latency[samples.count] = latency;
+      if (samples.pid) samples.pid[samples.count] = pid;
       samples.count += 1;
     }
   });
@@ -109,6 +134,78 @@ export function windowQuantile(samples: Samples, windows: [number, number][], p:
   return picked[Math.min(picked.length - 1, Math.floor(picked.length * p))] as number;
 }
 
+/** hey's version (Debian's package), or undefined where it is not installed. */
+export function heyVersion(): string | undefined {
+  const probe = spawnSync('dpkg-query', ['-W', `-f=\${Version}`, 'hey'], { encoding: 'utf8' });
+  if (spawnSync('hey', ['-h']).error) return undefined;
+  return probe.status === 0 ? probe.stdout.trim() : 'unknown';
+}
+
+/**
+ * hey's version, installing Debian's package first where hey is missing and this process may
+ * (root, with apt-get). Undefined when hey cannot be had.
+ */
+export function ensureHey(): string | undefined {
+  return heyVersion() ?? (aptInstall('hey') ? heyVersion() : undefined);
+}
+
+/**
+ * Runs hey (Go's HTTP client: `Connection: close` from the server is honoured, the request
+ * goes on a new connection and its time includes the connect) with `connections` kept-alive
+ * connections until `until` settles, recording every answered request's arrival time
+ * (`performance.now()`) and latency (ms). Requests that got no answer are not in hey's CSV.
+ */
+export function heyLoad(
+  url: string,
+  options: { connections: number; until: Promise<unknown> },
+): Promise<Samples> {
+  const started = performance.now();
+  const child = spawn('hey', ['-z', '600s', '-c', String(options.connections), '-o', 'csv', url], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk;
+  });
+  // hey stops and prints its report on SIGINT.
+  void options.until.finally(() => child.kill('SIGINT'));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', () => {
+      const rows = output.split('\n').slice(1);
+      const samples: Samples = {
+        at: new Float64Array(rows.length),
+        latency: new Float64Array(rows.length),
+        count: 0,
+      };
+      for (const row of rows) {
+        const fields = row.split(',');
+        if (fields.length < 8) continue;
+        const seconds = Number(fields[0]);
+        const offset = Number(fields[7]);
+        samples.at[samples.count] = started + (offset + seconds) * 1000;
+        samples.latency[samples.count] = seconds * 1000;
+        samples.count += 1;
+      }
+      resolve(samples);
+    });
+  });
+}
+
+/** `apt-get install` of a Debian package, as root; false when it cannot be done. */
+function aptInstall(name: string): boolean {
+  if (process.getuid?.() !== 0 || spawnSync('apt-get', ['--version']).error) return false;
+  process.stderr.write(`prefork bench: installing ${name} (apt-get install ${name})\n`);
+  const install = () =>
+    spawnSync('apt-get', ['install', '-y', '-qq', name], {
+      stdio: 'ignore',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    }).status === 0;
+  if (install()) return true;
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
+  return install();
+}
+
 /** wrk's version, or undefined where it is not installed. */
 export function wrkVersion(): string | undefined {
   const probe = spawnSync('wrk', ['--version'], { encoding: 'utf8' });
@@ -121,20 +218,7 @@ export function wrkVersion(): string | undefined {
  * (root, with apt-get). Undefined when wrk cannot be had: the bench then runs without it.
  */
 export function ensureWrk(): string | undefined {
-  const found = wrkVersion();
-  if (found !== undefined || process.getuid?.() !== 0) return found;
-  if (spawnSync('apt-get', ['--version']).error) return undefined;
-  process.stderr.write('prefork bench: installing wrk (apt-get install wrk) for the cross-check\n');
-  const install = () =>
-    spawnSync('apt-get', ['install', '-y', '-qq', 'wrk'], {
-      stdio: 'ignore',
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    }).status === 0;
-  if (!install()) {
-    spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
-    install();
-  }
-  return wrkVersion();
+  return wrkVersion() ?? (aptInstall('wrk') ? wrkVersion() : undefined);
 }
 
 /** A wrk duration ("1.50ms", "2.1s", "800us") in ms. */

@@ -7,7 +7,9 @@
  * 2. throughput, median of alternating runs;
  * 3. p99 while replacing workers ÷ steady p99, from the same runs as 1;
  * 4. a deploy's cost, and the master's footprint with 4 and 32 workers next to PM2's daemon;
- * 5. 32 workers: time to ready, and a deploy under load.
+ * 5. 32 workers: time to ready, and a deploy under load;
+ * 6. p99 through one deploy (plain, plain with the old workers stopped at once, canary),
+ *    `pm2 reload` and a cluster restart, measured with hey, and a chart of each.
  *
  * Prints a Markdown report and writes every figure as JSON (`BENCH_JSON`, default
  * `bench-results.json`). docs/benchmarks.md holds the last recorded run.
@@ -16,8 +18,15 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import {
+  deployLatency,
+  LATENCY_CONNECTIONS,
+  latencyTable,
+  preforkContenders,
+} from './deploy-latency.js';
+import {
   autocannonLoad,
   CONNECTIONS,
+  ensureHey,
   ensureWrk,
   type LoadFigures,
   windowQuantile,
@@ -38,6 +47,8 @@ const THROUGHPUT_ROUNDS = 5;
  * (from its second second on, once the load generator is warm).
  */
 const STEADY_MS = 5000;
+/** Rounds of the deploy-latency section (each contender once per round). */
+const LATENCY_ROUNDS = 3;
 /** Warm-up requests per new worker for the `--warmup` prefork. */
 const WARMUP = 2000;
 
@@ -330,6 +341,40 @@ async function main(): Promise<void> {
       .map(([step, ms]) => `${step} ${ms}`)
       .join(', ')}.`,
     '',
+  );
+
+  // 6. p99 through one replacement, with hey; a chart per server.
+  out.push('## 6. p99 through a deploy', '');
+  const hey = ensureHey();
+  if (hey === undefined) {
+    out.push(
+      'Skipped: hey is not installed (`apt-get install hey`), and this run could not install it.',
+      '',
+    );
+  } else {
+    const prefork = await startRig(new PreforkRig(), WORKERS);
+    const pm2 = await startRig(new Pm2Rig(), WORKERS);
+    const cluster = await startRig(new ClusterRig(), WORKERS);
+    const charts = process.env.BENCH_CHARTS ?? 'docs/bench';
+    const latency = await deployLatency(
+      [
+        ...preforkContenders(prefork),
+        { name: pm2.name, slug: 'pm2', rig: pm2, replace: () => pm2.replaceOnce() },
+        { name: cluster.name, slug: 'cluster', rig: cluster, replace: () => cluster.replaceOnce() },
+      ],
+      LATENCY_ROUNDS,
+      charts,
+    );
+    for (const rig of [prefork, pm2, cluster]) await stopRig(rig);
+    results.deployLatency = latency;
+    out.push(
+      `p99 of the answers that arrived while each server replaced its ${WORKERS} workers once, against p99 of the steady load before (from its second second), in the same run; ${LATENCY_ROUNDS} rounds, the contenders alternating. Load: hey ${hey}, ${LATENCY_CONNECTIONS} kept-alive connections at saturation, with a light sampler (autocannon, 8 connections, 1000 req/s) telling old workers' answers from new ones'. Targets: plain deploy ≤ 2, canary ≤ 1.5. Charts (the last round): ${latency.map((r) => `[${r.name}](${r.chart})`).join(', ')}.`,
+      '',
+      ...latencyTable(latency),
+      '',
+    );
+  }
+  out.push(
     PreforkRig.failures.length === 0
       ? 'Every prefork deploy and rollback of this run succeeded.'
       : `prefork commands that failed in this run (recorded, not retried): ${PreforkRig.failures.join('; ')}.`,

@@ -123,6 +123,7 @@ const CONFIG_KEYS = [
   'warmupPath',
   'metricsBind',
   'node',
+  'retireWindow',
   'canarySteps',
   'canaryWindow',
   'canaryMaxErrorRate',
@@ -152,6 +153,11 @@ export function addDeployOptions(command: Command): Command {
     .option(
       '--verify-window <seconds>',
       'seconds of health checks after the old workers stop (default: 2)',
+      seconds,
+    )
+    .option(
+      '--retire-window <seconds>',
+      'stop the old workers one at a time over this many seconds before WINCH, 0 = all at once (default: 1)',
       seconds,
     )
     .option('--json', 'one JSON event per line on stdout instead of the task list');

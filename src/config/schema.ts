@@ -41,6 +41,7 @@ export const configSchema = v.partial(
     warmupPath: v.pipe(v.string(), v.startsWith('/')),
     metricsBind: text,
     node: text,
+    retireWindow: v.pipe(v.number(), v.minValue(0), v.maxValue(3600)),
     canarySteps: v.pipe(
       v.string(),
       v.regex(
@@ -106,6 +107,8 @@ export interface Config {
    * the one `start` ran on.
    */
   node: string | undefined;
+  /** deploy: seconds over which the old workers stop one at a time before WINCH (0: at once). */
+  retireWindow: number;
   /** deploy --canary: the new release's worker count at each step ({@link CANARY_STEPS_PATTERN}). */
   canarySteps: string;
   /** deploy --canary: seconds each step is judged over. */
@@ -148,6 +151,7 @@ export function defaults(): Omit<
     readyTimeout: 60,
     verifyWindow: 2,
     warmup: 0,
+    retireWindow: 1,
     canarySteps: '1,50%',
     canaryWindow: 30,
     canaryMaxErrorRate: 1,

@@ -29,7 +29,6 @@ import type { Reporter } from './reporter.js';
 import {
   NEW_MASTER_SPAWN_MS,
   PIDFILE_SETTLE_MS,
-  RETIRE_EACH_MS,
   SYNTAX_CHECK_MS,
   WINCH_ACK_MS,
 } from './timeouts.js';
@@ -263,9 +262,15 @@ async function upgrade(ctx: Context): Promise<void> {
     }),
   );
   if (ctx.canarySteps !== undefined) await canary(ctx, ctx.canarySteps);
-  await step(ctx, 'retire-old', `retire old master ${old.pid}'s workers one at a time`, () =>
-    retireOldWorkers(ctx),
-  );
+  const retiring = (await queryMaster(config.root, old.pid))?.desiredWorkers ?? 1;
+  if (config.retireWindow > 0 && retiring > 1) {
+    await step(
+      ctx,
+      'retire-old',
+      `retire old master ${old.pid}'s workers one at a time over ${config.retireWindow} s`,
+      () => retireOldWorkers(ctx, retiring),
+    );
+  }
   await step(
     ctx,
     'winch',
@@ -379,25 +384,20 @@ async function canary(ctx: Context, steps: number[]): Promise<void> {
 }
 
 /**
- * Before WINCH, the old workers stop one at a time (TTOU), each given up to
- * {@link RETIRE_EACH_MS} to drain, so kept-alive clients move to the new release a few at a
- * time instead of all at once (docs/deploy.md: the p99 of a deploy). WINCH stops the last.
+ * Before WINCH, the old workers stop one at a time (TTOU), evenly over `--retire-window`, so
+ * kept-alive clients move to the new workers a share at a time, each share to workers the
+ * last one warmed up, instead of all at once at WINCH (docs/deploy.md: the p99 of a deploy).
+ * WINCH stops the last one.
  */
-async function retireOldWorkers(ctx: Context): Promise<void> {
-  const { root } = ctx.config;
-  const pid = ctx.old.pid;
-  for (;;) {
-    const status = await queryMaster(root, pid);
-    if (status === undefined) throw new Error(`the old master ${pid} stopped answering`);
-    if (status.desiredWorkers <= 1) return;
-    const alive = status.workers.length;
-    await setWorkerCount(root, pid, status.desiredWorkers - 1);
-    const until = Date.now() + RETIRE_EACH_MS;
+async function retireOldWorkers(ctx: Context, workers: number): Promise<void> {
+  const { root, retireWindow } = ctx.config;
+  const pause = (retireWindow * 1000) / workers;
+  for (let count = workers - 1; count >= 1; count -= 1) {
+    await setWorkerCount(root, ctx.old.pid, count);
+    const until = Date.now() + pause;
     while (Date.now() < until) {
       if (interruption.signal) throw new Interrupted(interruption.signal);
-      const now = await queryMaster(root, pid);
-      if (now === undefined || now.workers.length < alive) break;
-      await sleep(VERIFY_EVERY_MS);
+      await sleep(Math.min(VERIFY_EVERY_MS, until - Date.now()));
     }
   }
 }

@@ -23,8 +23,3 @@ export const WORKER_CHECK_MARGIN_MS = 10_000;
 export const SYNTAX_CHECK_MS = 30_000;
 /** After TTIN or TTOU, how long a master has to change its worker count. */
 export const WORKER_COUNT_ACK_MS = 5000;
-/**
- * Retiring the old workers one by one (docs/deploy.md): how long each may drain before the
- * next is asked to (its kept-alive clients have moved by then; a slow request finishes on).
- */
-export const RETIRE_EACH_MS = 1000;

@@ -386,6 +386,7 @@ export class Master {
         logger: this.logger,
         onEvent: (event) => this.enqueue(event),
         canaryWorkers,
+        interactive: this.parts.interactive,
       });
     } catch (error) {
       if (!(error instanceof UpgradeRefused)) throw error;

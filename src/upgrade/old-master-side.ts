@@ -36,6 +36,11 @@ export interface StartUpgradeOptions {
   logger: Logger;
   /** Queues an event for the old master's loop. */
   onEvent: (event: NewMasterEvent) => void;
+  /**
+   * The old master runs in the foreground of a terminal: the new one goes to a session of its
+   * own, out of reach of the terminal's signals ({@link spawnMaster}).
+   */
+  interactive: boolean;
   /** A canary deploy's first step: the new master starts with this many workers. */
   canaryWorkers?: number | undefined;
 }
@@ -93,6 +98,7 @@ export class NewMaster {
       sockets: options.sockets,
       oldMasterPid: process.pid,
       canaryWorkers: options.canaryWorkers,
+      newSession: options.interactive,
       stdout: 'inherit',
       stderr: 'inherit',
     });

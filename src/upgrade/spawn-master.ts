@@ -33,7 +33,7 @@ export interface SpawnedMaster {
 }
 
 /**
- * Starts a master from `command`, detached into its own process group, with `sockets` at
+ * Starts a master from `command` (in a session of its own with `newSession`), with `sockets` at
  * fd 3, 4, ... (`PREFORK_FDS`, `PREFORK_FD_NAMES`) and a ready pipe after them
  * (`PREFORK_READY_FD`). No shell is involved.
  */
@@ -47,6 +47,14 @@ export function spawnMaster(
     canaryWorkers?: number | undefined;
     stdout: 'inherit' | 'ignore' | number;
     stderr: 'inherit' | 'ignore' | number;
+    /**
+     * `setsid()`: away from a terminal's signals (`start --daemon`; USR2 of a master in the
+     * foreground of a terminal, where resizing the window sends WINCH to its process group).
+     * Otherwise the new master stays in its old master's session: with Linux's autogroup
+     * scheduling a session is a CPU-sharing group, and a new session would get as much CPU as
+     * all the old master's workers together while both serve (docs/architecture.md).
+     */
+    newSession: boolean;
   },
 ): SpawnedMaster {
   const fds = options.sockets.map((s) => s.fd);
@@ -65,7 +73,7 @@ export function spawnMaster(
   const child = spawn(command.execPath, command.args, {
     cwd: command.cwd,
     env,
-    detached: true,
+    detached: options.newSession,
     stdio: ['ignore', options.stdout, options.stderr, ...fds, 'pipe'],
   });
   child.on('error', () => {});

@@ -72,6 +72,12 @@ async function expectReverted(master: RunningMaster, release: string): Promise<v
   await waitFor('all old workers ready', () => master.workers().length === WORKERS);
 }
 
+/** The session id of a process (`/proc/<pid>/stat`, field 6). */
+function sessionOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return Number(fields[3]);
+}
+
 /** A release answering `{ release, pid }` after `ms` milliseconds (0: at once). */
 function timedRelease(name: string, ms: number, extra = ''): Record<string, string | object> {
   return listenerRelease(
@@ -296,6 +302,10 @@ describe('prefork deploy --canary under load', () => {
       () => /canary step 2\/2: judge/.test(deploy.stdout),
       60_000,
     );
+    // Both generations share one session (one CPU-sharing group under autogroup scheduling).
+    const newPid = readPid(root.path('prefork.pid')) as number;
+    expect(newPid).not.toBe(master.pid);
+    expect(sessionOf(newPid)).toBe(sessionOf(master.pid));
     deploy.child.kill('SIGKILL');
     await deploy.exited;
     const rolled = await runPrefork(['rollback', '--root', root.dir]);

@@ -49,7 +49,9 @@ describe('a canary step’s verdict', () => {
     ]);
     const slow = judgeStep(side('v2', 500, 0, 30), side('v1', 2000, 0, 10), limits);
     expect(slow.verdict).toBe('fail');
-    expect(slow.reasons[0]).toMatch(/^p99 29.95 ms vs 9.98 ms: 3×, more than --canary-max-p99-ratio 1.5$/);
+    expect(slow.reasons[0]).toMatch(
+      /^p99 29.95 ms vs 9.98 ms: 3×, more than --canary-max-p99-ratio 1.5$/,
+    );
     // Under the 5 ms floor a ratio says nothing: 3 ms against 1 ms passes.
     expect(judgeStep(side('v2', 500, 0, 3), side('v1', 2000, 0, 1), limits).verdict).toBe('pass');
   });

@@ -64,14 +64,15 @@ export class ClusterRig implements Rig {
 
   /** Two graceful restarts of every worker. */
   async replace(): Promise<[number, number][]> {
-    const windows: [number, number][] = [];
-    for (let i = 0; i < 2; i += 1) {
-      const from = performance.now();
-      this.primary?.send('restart');
-      await new Promise((resolve) => this.primary?.once('message', resolve));
-      windows.push([from, performance.now()]);
-    }
-    return windows;
+    return [await this.replaceOnce(), await this.replaceOnce()];
+  }
+
+  /** One graceful restart of every worker. */
+  async replaceOnce(): Promise<[number, number]> {
+    const from = performance.now();
+    this.primary?.send('restart');
+    await new Promise((resolve) => this.primary?.once('message', resolve));
+    return [from, performance.now()];
   }
 
   async stop(): Promise<void> {

@@ -81,14 +81,21 @@ export class PreforkRig implements Rig {
     return Number(readFileSync(join(this.root, 'prefork.pid'), 'utf8'));
   }
 
-  /** `deploy` (or `rollback`) with a 1 s verify window; its steps' timings from `--json`. */
-  async step(command: 'deploy' | 'rollback', release?: string): Promise<StepTimes> {
+  /**
+   * `deploy` (or `rollback`) with a 1 s verify window, and `options` (`--canary`, ...); its
+   * steps' timings from `--json`.
+   */
+  async step(
+    command: 'deploy' | 'rollback',
+    release?: string,
+    options: string[] = [],
+  ): Promise<StepTimes> {
     const started = performance.now();
     const result = await run(process.execPath, [
       PREFORK,
       command,
       ...(release ? [release] : []),
-      ...['--json', '--verify-window', '1', '--root', this.root],
+      ...['--json', '--verify-window', '1', '--root', this.root, ...options],
     ]);
     const ended = performance.now();
     const out = result.stdout;
@@ -142,6 +149,15 @@ export class PreforkRig implements Rig {
       windows.push([from, performance.now()]);
     }
     return windows;
+  }
+
+  /** A deploy of whichever bundled release is not current, with `options`. */
+  async replaceOnce(options: string[] = []): Promise<[number, number]> {
+    const current = readlinkSync(join(this.root, 'current'));
+    const other = current.endsWith('v1') ? 'releases/v2' : 'releases/v1';
+    const from = performance.now();
+    await this.step('deploy', other, options);
+    return [from, performance.now()];
   }
 
   /**

@@ -21,6 +21,8 @@ export interface Rig {
    * with the `performance.now()` window of each replacement.
    */
   replace(): Promise<[number, number][]>;
+  /** Replaces every worker once (a deploy, a reload); resolves with its `performance.now()` window. */
+  replaceOnce(): Promise<[number, number]>;
   /** The long-lived supervisor process: prefork master, cluster primary, PM2 daemon. */
   supervisorPid(): number;
   /** Stops everything it started and removes its files. */

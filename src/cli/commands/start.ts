@@ -63,7 +63,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 /** `start --daemon`: run the master detached and return once it is ready. */
 async function daemonize(command: MasterCommand, logFile: string | undefined): Promise<void> {
   const out = logFile === undefined ? 'ignore' : openSync(logFile, 'a', 0o600);
-  const spawned = spawnMaster(command, { sockets: [], stdout: out, stderr: out });
+  const spawned = spawnMaster(command, { sockets: [], stdout: out, stderr: out, newSession: true });
   const message = await spawned.ready;
   spawned.process.unref();
   if (message?.ready) {
