@@ -22,8 +22,11 @@ const STEADY_MS = 5000;
 const TAIL_MS = 1500;
 /** Width of a chart's time bins. */
 const BIN_MS = 250;
-/** The sampler that tells old workers' answers from new ones': a light load of its own. */
-const SAMPLER_CONNECTIONS = 8;
+/**
+ * The sampler that tells old workers' answers from new ones': as many kept-alive connections
+ * as hey's, so the kernel spreads them alike, but a light load (hey's body is not read).
+ */
+const SAMPLER_CONNECTIONS = LATENCY_CONNECTIONS;
 const SAMPLER_RATE = 1000;
 
 /** One way of replacing workers, measured. */

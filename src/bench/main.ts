@@ -368,7 +368,7 @@ async function main(): Promise<void> {
     for (const rig of [prefork, pm2, cluster]) await stopRig(rig);
     results.deployLatency = latency;
     out.push(
-      `p99 of the answers that arrived while each server replaced its ${WORKERS} workers once, against p99 of the steady load before (from its second second), in the same run; ${LATENCY_ROUNDS} rounds, the contenders alternating. Load: hey ${hey}, ${LATENCY_CONNECTIONS} kept-alive connections at saturation, with a light sampler (autocannon, 8 connections, 1000 req/s) telling old workers' answers from new ones'. Targets: plain deploy ≤ 2, canary ≤ 1.5. Charts (the last round): ${latency.map((r) => `[${r.name}](${r.chart})`).join(', ')}.`,
+      `p99 of the answers that arrived while each server replaced its ${WORKERS} workers once, against p99 of the steady load before (from its second second), in the same run; ${LATENCY_ROUNDS} rounds, the contenders alternating. Load: hey ${hey}, ${LATENCY_CONNECTIONS} kept-alive connections at saturation, with a light sampler (autocannon, as many kept-alive connections, 1000 req/s in all) telling old workers' answers from new ones'. Targets: plain deploy ≤ 2, canary ≤ 1.5. Charts (the last round): ${latency.map((r) => `[${r.name}](${r.chart})`).join(', ')}.`,
       '',
       ...latencyTable(latency),
       '',

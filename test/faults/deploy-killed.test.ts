@@ -21,7 +21,16 @@ afterEach(() => {
   root?.remove();
 });
 
-const STEPS = ['activate', 'usr2', 'wait-ready', 'verify', 'winch', 'verify-window', 'quit-old'];
+const STEPS = [
+  'activate',
+  'usr2',
+  'wait-ready',
+  'verify',
+  'retire-old',
+  'winch',
+  'verify-window',
+  'quit-old',
+];
 
 describe('faults: the deploy process SIGKILLed at every journaled step', () => {
   it.each(STEPS)(
@@ -68,6 +77,11 @@ describe('faults: the deploy process SIGKILLed at every journaled step', () => {
       expect(cmdline(pid)).toBe('prefork: master [v1]');
       expect(existsSync(root.path('prefork.pid.oldbin'))).toBe(false);
       expect(readlinkSync(root.path('current'))).toBe('releases/v1');
+      // With all its workers: a kill during retire-old left the old master with fewer.
+      const serving = JSON.parse(
+        (await runPrefork(['status', '--json', '--root', root.dir])).stdout,
+      ).pidfiles[0].master;
+      expect(serving.desiredWorkers).toBe(2);
       const seen = load.count();
       await waitFor('traffic after', () => load.count() > seen + 100);
       for (const result of [await load.stop(), await close.stop()]) {

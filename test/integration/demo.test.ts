@@ -24,7 +24,7 @@ describe('npm run demo', () => {
     expect(out).toMatch(/^failed requests: +0 \(errors 0, timeouts 0, non-2xx 0\)$/m);
     expect(out).toMatch(/^requests answered: \d+ \(v1: [1-9]\d*, v2: [1-9]\d*\)$/m);
     expect(out).toMatch(
-      /^deploy steps \(ms\): +preflight \d+, activate \d+, usr2 \d+, wait-ready \d+, verify \d+, winch \d+, verify-window \d+, quit-old \d+$/m,
+      /^deploy steps \(ms\): +preflight \d+, activate \d+, usr2 \d+, wait-ready \d+, verify \d+, retire-old \d+, winch \d+, verify-window \d+, quit-old \d+$/m,
     );
     const root = /app root (\S+)/.exec(out)?.[1] as string;
     const { existsSync } = await import('node:fs');

@@ -36,6 +36,11 @@ function describeMaster(report: PidfileReport): string[] {
     lines.push(`  prefork ${m.preforkVersion}, node ${m.node.version} (${m.node.path})`);
   }
   if (m.metrics !== null) lines.push(`  metrics: ${m.metrics}`);
+  if (m.canary === true) {
+    lines.push(
+      '  canary deploy: its release is being judged (figures recorded, clients reconnect)',
+    );
+  }
   if (m.newMasterPid !== null) lines.push(`  upgrade in flight: new master ${m.newMasterPid}`);
   for (const t of m.traffic) {
     const share =
