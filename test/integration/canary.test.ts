@@ -1,8 +1,9 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
-import { type Load, type LoadResult, startLoad } from '../helpers/load.js';
-import { type RunningMaster, startMaster } from '../helpers/master.js';
+import { addExecRelease } from '../helpers/exec-servers.js';
+import { type Load, type LoadResult, startClientLoad, startLoad } from '../helpers/load.js';
+import { portOf, type RunningMaster, startMaster, waitForPidfile } from '../helpers/master.js';
 import {
   killAll,
   mastersIn,
@@ -279,6 +280,49 @@ describe('prefork deploy --canary under load', () => {
       /v3 failed at canary: canary step 1\/2: no data: v3 answered \d+ requests, fewer than --canary-min-requests 100/,
     );
     await expectReverted(master, 'v1');
+  });
+
+  it('judges an exec release on crashes and health checks only, and says so', async () => {
+    root = makeAppRoot();
+    addExecRelease(root, 'py1', 'python');
+    addExecRelease(root, 'py2', 'python');
+    const start = new PreforkProcess(
+      ['start', 'releases/py1', '--root', root.dir, '--bind', '127.0.0.1:0', '--workers', '2'],
+      { cwd: root.dir },
+    );
+    const oldPid = await waitForPidfile(root.path('prefork.pid'), start.pid);
+    const port = await portOf(root.dir, oldPid);
+    // Node's own client: it honours `Connection: close` as real clients do (see load.ts).
+    const load = startClientLoad(`http://127.0.0.1:${port}/`, { connections: 4 });
+    await waitFor('traffic', () => load.count() > 50);
+    const run = await runPrefork([
+      'deploy',
+      'py2',
+      '--root',
+      root.dir,
+      '--json',
+      '--canary',
+      '--canary-window',
+      '1',
+      '--verify-window',
+      '1',
+    ]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const steps = eventsOf(run.stdout).filter(
+      (e) => e.event === 'canary',
+    ) as unknown as (CanaryEvent & { judgedOn: string })[];
+    // Two workers: `1,50%` is one step of 1 worker.
+    expect(steps.map((s) => [s.step, s.of, s.verdict, s.judgedOn, s.new.requests])).toEqual([
+      [1, 1, 'pass', 'crashes-and-health', null],
+    ]);
+    expect(steps[0]?.reasons).toEqual(['exec release: judged on crashes and health checks only']);
+    const newPid = readPid(root.path('prefork.pid')) as number;
+    track(newPid);
+    expect(mastersIn(root.dir)).toEqual([newPid]);
+    const result = await load.stop();
+    expectNoDrops([result]);
+    expect(result.non2xx).toBe(0);
+    expect(result.byRelease.py2).toBeGreaterThan(0);
   });
 
   it('a canary deploy killed mid-step is undone by prefork rollback, the old master back to full count', async () => {

@@ -62,6 +62,28 @@ describe('loadConfig', () => {
     );
   });
 
+  it('checks the canary settings: steps, window, limits', () => {
+    writeFileSync(join(root, 'canary.json'), JSON.stringify({ canarySteps: '1,25%,50%' }));
+    const config = loadConfig({ root, configFile: 'canary.json', cli: { canaryWindow: 10 } });
+    expect(config).toMatchObject({
+      canarySteps: '1,25%,50%',
+      canaryWindow: 10,
+      canaryMaxErrorRate: 1,
+      canaryMaxP99Ratio: 1.5,
+      canaryMinRequests: 100,
+      retireWindow: 1,
+    });
+    const bad = (cli: Record<string, unknown>) => () =>
+      loadConfig({ root, configFile: 'canary.json', cli });
+    expect(bad({ canarySteps: '1,half' })).toThrow(
+      /--canary-steps: expected worker counts or percentages of the full count, comma-separated: e\.g\. "1,50%"/,
+    );
+    expect(bad({ canarySteps: '1,150%' })).toThrow(/a percentage may not exceed 100%/);
+    expect(bad({ canaryMaxP99Ratio: 0.5 })).toThrow(/--canary-max-p99-ratio: Invalid value/);
+    expect(bad({ canaryMinRequests: 0 })).toThrow(/--canary-min-requests: Invalid value/);
+    expect(bad({ retireWindow: -1 })).toThrow(/--retire-window: Invalid value/);
+  });
+
   it('names the option for command-line values', () => {
     expect(() => loadConfig({ root, configFile: 'bind.json', cli: { workers: 0 } })).toThrow(
       /--workers: Invalid value: Expected >=1 but received 0/,

@@ -33,8 +33,12 @@ class FakeWorld implements MasterEffects {
     return this.clock;
   }
 
+  /** What each spawned worker was told (its `WorkerOptions`). */
+  told = new Map<number, SpawnWorkerOptions['worker']>();
+
   spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
     const pid = this.nextPid++;
+    this.told.set(pid, options.worker);
     this.actions.push(`spawn ${pid} ${options.release.name}`);
     return newWorkerRecord(pid, { send: () => true }, options, this.clock);
   }
@@ -87,6 +91,7 @@ function makeMaster(
   timeout = 30,
   exec?: Record<string, unknown>,
   cli: Record<string, unknown> = {},
+  handoverEnv: NodeJS.ProcessEnv = {},
 ): { master: Master; world: FakeWorld } {
   root = makeAppRoot();
   if (exec !== undefined) root.addRelease('x1', { 'prefork.json': exec });
@@ -102,7 +107,7 @@ function makeMaster(
     log: { logger: pino({}, { write: () => {} }), reopen: () => {} },
     command: { execPath: process.execPath, args: [], cwd: root.dir, env: {} },
     workerEnv: {},
-    handover: Handover.from({}),
+    handover: Handover.from(handoverEnv),
     interactive: false,
     control: undefined,
     metrics: undefined,
@@ -153,6 +158,41 @@ describe('master decisions (no processes)', () => {
     master.dispatch(ready(101));
     expect(readFileSync(root.path('prefork.pid'), 'utf8').trim()).toBe(String(process.pid));
     expect(master.status().state).toBe('running');
+  });
+
+  it('a canary deploy’s new master starts with the first step’s count, in canary mode, until told otherwise', () => {
+    // Started by USR2 (an old master's pid) for a canary: 1 worker instead of the configured 3.
+    const { master, world } = makeMaster(
+      3,
+      30,
+      undefined,
+      {},
+      {
+        PREFORK_PARENT_PID: String(process.pid),
+        PREFORK_CANARY_WORKERS: '1',
+      },
+    );
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['spawn 100 v1']);
+    master.dispatch(ready(100));
+    expect(master.status()).toMatchObject({
+      desiredWorkers: 1,
+      configuredWorkers: 3,
+      canary: true,
+    });
+    expect(world.told.get(100)).toMatchObject({ canary: true, metrics: false });
+    // The canary ends: the running worker is told, and the next ones are spawned without it.
+    expect(master.control({ cmd: 'canary', on: false })).toEqual({ canary: false });
+    expect(world.take()).toEqual(['send 100 {"type":"canary","on":false}']);
+    expect(master.control({ cmd: 'scale', workers: 2 })).toEqual({ workers: 2 });
+    master.dispatch(tick);
+    expect(world.take()).toEqual(['spawn 101 v1']);
+    expect(world.told.get(101)).toMatchObject({ canary: false });
+    // A master not started for a canary starts with its configured count.
+    root.remove();
+    const plain = makeMaster(3, 30, undefined, {}, { PREFORK_CANARY_WORKERS: '1' });
+    plain.master.dispatch(tick);
+    expect(plain.world.take()).toEqual(['spawn 100 v1', 'spawn 101 v1', 'spawn 102 v1']);
   });
 
   it('a worker that dies before the master is ready fails the boot: workers told to stop, exit 1', () => {
