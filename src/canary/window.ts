@@ -1,6 +1,7 @@
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import { checkHealth, type HealthTarget } from '../deploy/health.js';
 import { Interrupted, interruption, sleep } from '../deploy/wait.js';
+import { messageOf } from '../errors/index.js';
 import { figuresSince, isFigures } from '../metrics/figures.js';
 import type { MasterMetrics, RequestFigures, WorkerExitReason } from '../protocol/index.js';
 import {
@@ -37,7 +38,9 @@ async function read(root: string, side: Side): Promise<Reading> {
   const share = await controlRequest<MasterMetrics>(controlSocketPath(root, side.pid), {
     cmd: 'metrics',
   }).catch((error: unknown) => {
-    throw new Error(`master ${side.pid} (${side.release}) stopped answering: ${String(error)}`);
+    throw new Error(`master ${side.pid} (${side.release}) stopped answering: ${messageOf(error)}`, {
+      cause: error,
+    });
   });
   const entry = share.releases.find((r) => r.release === side.release);
   const crashes = CRASH_REASONS.reduce((n, reason) => n + (entry?.exits[reason] ?? 0), 0);
