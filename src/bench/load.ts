@@ -136,8 +136,8 @@ export function windowQuantile(samples: Samples, windows: [number, number][], p:
 
 /** hey's version (Debian's package), or undefined where it is not installed. */
 export function heyVersion(): string | undefined {
-  const probe = spawnSync('dpkg-query', ['-W', `-f=\${Version}`, 'hey'], { encoding: 'utf8' });
   if (spawnSync('hey', ['-h']).error) return undefined;
+  const probe = spawnSync('dpkg-query', ['-W', `-f=\${Version}`, 'hey'], { encoding: 'utf8' });
   return probe.status === 0 ? probe.stdout.trim() : 'unknown';
 }
 

@@ -379,7 +379,6 @@ async function canary(ctx: Context, steps: number[]): Promise<void> {
     const target = status.configuredWorkers ?? full;
     await setWorkerCount(config.root, newPid, target);
     await waitReadyWorkers(config.root, newPid, target, config.readyTimeout * 1000);
-    ctx.health = healthTarget(status, config.healthPath) ?? ctx.health;
   });
 }
 

@@ -9,7 +9,7 @@ export class Interrupted extends Error {
 /** Set once the deploy got SIGINT/SIGTERM; every wait checks it. */
 export const interruption: { signal: string | undefined } = { signal: undefined };
 
-/** Sleeps `ms`, waking early when interrupted. */
+/** Sleeps `ms` (an interruption is seen by the caller's next check, as in {@link poll}). */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

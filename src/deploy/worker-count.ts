@@ -37,7 +37,7 @@ export async function setWorkerCount(
   }
 }
 
-/** Resolves once `pid` has at least `count` ready workers of its release, none booting. */
+/** Resolves once `pid` has at least `count` ready workers, failing after `timeoutMs`. */
 export async function waitReadyWorkers(
   root: string,
   pid: number,

@@ -237,3 +237,12 @@ export function startClientLoad(
     },
   };
 }
+
+/** Keep-alive (8 connections) and `Connection: close` (4) traffic at once, for 120 s at most. */
+export function startTraffic(url: string): { loads: Load[]; stop(): Promise<LoadResult[]> } {
+  const loads = [
+    startLoad(url, { connections: 8, durationSec: 120 }),
+    startLoad(url, { connections: 4, durationSec: 120, close: true }),
+  ];
+  return { loads, stop: () => Promise.all(loads.map((l) => l.stop())) };
+}

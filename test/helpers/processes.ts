@@ -203,3 +203,9 @@ export function mastersIn(dir: string): number[] {
     .map(Number)
     .filter((p) => alive(p) && cmdline(p).startsWith('prefork: master') && cwdOf(p) === dir);
 }
+
+/** The session id of a process (`/proc/<pid>/stat`, field 6). */
+export function sessionOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return Number(fields[3]);
+}

@@ -2,7 +2,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { addExecRelease } from '../helpers/exec-servers.js';
-import { type Load, type LoadResult, startClientLoad, startLoad } from '../helpers/load.js';
+import { type LoadResult, startClientLoad, startTraffic } from '../helpers/load.js';
 import { portOf, type RunningMaster, startMaster, waitForPidfile } from '../helpers/master.js';
 import {
   killAll,
@@ -10,6 +10,7 @@ import {
   PreforkProcess,
   readPid,
   runPrefork,
+  sessionOf,
   track,
   waitFor,
 } from '../helpers/processes.js';
@@ -25,15 +26,6 @@ afterEach(() => {
 /** The old master's workers: 4, so the default steps `1,50%` are two steps, of 1 and 2. */
 const WORKERS = 4;
 const canary = ['--canary', '--canary-window', '2', '--verify-window', '1'];
-
-/** Keep-alive and `Connection: close` traffic at once. */
-function startTraffic(master: RunningMaster): { loads: Load[]; stop(): Promise<LoadResult[]> } {
-  const loads = [
-    startLoad(master.url, { connections: 8, durationSec: 120 }),
-    startLoad(master.url, { connections: 4, durationSec: 120, close: true }),
-  ];
-  return { loads, stop: () => Promise.all(loads.map((l) => l.stop())) };
-}
 
 /** No request failed on the way (socket errors, timeouts): statuses are the app's own. */
 function expectNoDrops(results: LoadResult[]): void {
@@ -73,12 +65,6 @@ async function expectReverted(master: RunningMaster, release: string): Promise<v
   await waitFor('all old workers ready', () => master.workers().length === WORKERS);
 }
 
-/** The session id of a process (`/proc/<pid>/stat`, field 6). */
-function sessionOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return Number(fields[3]);
-}
-
 /** A release answering `{ release, pid }` after `ms` milliseconds (0: at once). */
 function timedRelease(name: string, ms: number, extra = ''): Record<string, string | object> {
   return listenerRelease(
@@ -97,7 +83,7 @@ describe('prefork deploy --canary under load', () => {
     root = makeAppRoot();
     root.addRelease('v3', listenerRelease('v3'));
     const master = await startMaster(root.dir, ['releases/v1'], { workers: WORKERS });
-    const traffic = startTraffic(master);
+    const traffic = startTraffic(master.url);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
     const run = await runPrefork([
       'deploy',
@@ -168,7 +154,7 @@ describe('prefork deploy --canary under load', () => {
       ),
     );
     const master = await startMaster(root.dir, ['releases/v1'], { workers: WORKERS });
-    const traffic = startTraffic(master);
+    const traffic = startTraffic(master.url);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
     const started = Date.now();
     const run = await runPrefork([
@@ -213,7 +199,7 @@ describe('prefork deploy --canary under load', () => {
     root.addRelease('base', timedRelease('base', 6));
     root.addRelease('slow', timedRelease('slow', 18));
     const master = await startMaster(root.dir, ['releases/base'], { workers: WORKERS });
-    const traffic = startTraffic(master);
+    const traffic = startTraffic(master.url);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
     const run = await runPrefork(['deploy', 'slow', '--root', root.dir, ...canary]);
     expect(run.code, run.stdout + run.stderr).toBe(1);
@@ -233,7 +219,7 @@ describe('prefork deploy --canary under load', () => {
       timedRelease('crashy', 0, `if (n === 300) setImmediate(() => { throw new Error('boom'); });`),
     );
     const master = await startMaster(root.dir, ['releases/v1'], { workers: WORKERS });
-    const traffic = startTraffic(master);
+    const traffic = startTraffic(master.url);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
     const started = Date.now();
     const run = await runPrefork([
@@ -329,7 +315,7 @@ describe('prefork deploy --canary under load', () => {
     root = makeAppRoot();
     root.addRelease('v3', listenerRelease('v3'));
     const master = await startMaster(root.dir, ['releases/v1'], { workers: WORKERS });
-    const traffic = startTraffic(master);
+    const traffic = startTraffic(master.url);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
     const deploy = new PreforkProcess([
       'deploy',

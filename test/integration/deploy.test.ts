@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
-import { type Load, type LoadResult, startLoad } from '../helpers/load.js';
-import { getJson, getJsonUnix, type RunningMaster, startMaster } from '../helpers/master.js';
+import { type LoadResult, startTraffic } from '../helpers/load.js';
+import { getJson, getJsonUnix, startMaster } from '../helpers/master.js';
 import {
   alive,
   cmdline,
@@ -22,15 +22,6 @@ afterEach(() => {
   killAll();
   root?.remove();
 });
-
-/** Keep-alive and `Connection: close` traffic at once. */
-function startTraffic(master: RunningMaster): { loads: Load[]; stop(): Promise<LoadResult[]> } {
-  const loads = [
-    startLoad(master.url, { connections: 8, durationSec: 120 }),
-    startLoad(master.url, { connections: 4, durationSec: 120, close: true }),
-  ];
-  return { loads, stop: () => Promise.all(loads.map((l) => l.stop())) };
-}
 
 async function expectNoFailures(traffic: { stop(): Promise<LoadResult[]> }): Promise<LoadResult[]> {
   const results = await traffic.stop();
@@ -58,7 +49,7 @@ describe('prefork deploy / rollback under load', () => {
   it('deploys v1 → v2 and rolls back from the history, 0 failed requests', async () => {
     root = makeAppRoot();
     const master = await startMaster(root.dir, ['releases/v1']);
-    const traffic = startTraffic(master);
+    const traffic = startTraffic(master.url);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
     const deployed = await runPrefork([
       'deploy',
@@ -162,7 +153,7 @@ describe('prefork deploy / rollback under load', () => {
       // A Unix socket too: the failed new master must leave its file to the old master.
       const socketPath = root.path('app.sock');
       const master = await startMaster(root.dir, ['--bind', `unix:${socketPath}`, 'releases/v1']);
-      const traffic = startTraffic(master);
+      const traffic = startTraffic(master.url);
       await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 100);
       const deploy = new PreforkProcess([
         'deploy',
