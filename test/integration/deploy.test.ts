@@ -69,6 +69,10 @@ describe('prefork deploy / rollback under load', () => {
     const newPid = await expectOneMaster('v2');
     track(newPid);
     expect(alive(master.pid)).toBe(false);
+    // retire-old: one of the old master's two workers drained by TTOU, the other by WINCH.
+    const oldLog = master.proc.logs().filter((l) => l.pid === master.pid);
+    const drained = oldLog.filter((l) => /^draining worker \d+ \(/.test(l.msg)).map((l) => l.msg);
+    expect(drained.map((m) => /\((\w+)\)$/.exec(m)?.[1])).toEqual(['TTOU', 'WINCH']);
     const answers = await Promise.all([1, 2, 3, 4].map(() => getJson(master.port)));
     expect(new Set(answers.map((a) => a.body.release))).toEqual(new Set(['v2']));
 

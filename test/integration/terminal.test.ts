@@ -8,6 +8,7 @@ import {
   killAll,
   readPid,
   runPrefork,
+  sessionOf,
   track,
   waitFor,
 } from '../helpers/processes.js';
@@ -83,6 +84,28 @@ describe('in the foreground of a terminal', () => {
       () => !childrenOf(pid).some((c) => cmdline(c).startsWith('prefork: worker')),
     );
     process.kill(pid, 'SIGTERM');
+  });
+});
+
+describe('USR2 from a master in the foreground of a terminal', () => {
+  it('starts the new master in a session of its own, out of reach of the terminal’s WINCH', async () => {
+    root = makeAppRoot();
+    startOnTerminal(['releases/v1']);
+    const oldPid = await masterPid();
+    await waitFor('a worker', () =>
+      childrenOf(oldPid).some((c) => cmdline(c).startsWith('prefork: worker')),
+    );
+    process.kill(oldPid, 'SIGUSR2');
+    const newPid = await waitFor('the new master', () => {
+      const pid = readPid(root.path('prefork.pid'));
+      return pid !== undefined && pid !== oldPid ? pid : undefined;
+    });
+    track(newPid);
+    // Its own session (it leads it), not the terminal's, where a window resize sends WINCH.
+    expect(sessionOf(newPid)).toBe(newPid);
+    expect(sessionOf(newPid)).not.toBe(sessionOf(oldPid));
+    process.kill(newPid, 'SIGTERM');
+    process.kill(oldPid, 'SIGTERM');
   });
 });
 
