@@ -7,6 +7,8 @@ import { EXIT, messageOf, PreforkError } from '../errors/index.js';
 import { PREFORK_VERSION } from '../protocol/version.js';
 import { Handover } from '../upgrade/new-master-side.js';
 import { registerDeploy } from './commands/deploy.js';
+import { registerFleet } from './commands/fleet.js';
+import { registerInstall } from './commands/install.js';
 import { registerReleases } from './commands/releases.js';
 import { registerSignalCommands } from './commands/signals.js';
 import { registerStart } from './commands/start.js';
@@ -15,6 +17,8 @@ import { registerStatus } from './commands/status.js';
 const program = new Command('prefork')
   .description('zero-downtime prefork master and release upgrades for Node.js services')
   .version(PREFORK_VERSION)
+  // A command's options are its own, also in `releases prune` (both take --root).
+  .enablePositionalOptions()
   .configureOutput({
     outputError: (text, write) => write(`prefork: ${text.replace(/^error: /, '')}`),
   })
@@ -24,12 +28,18 @@ registerStart(program);
 registerDeploy(program);
 registerStatus(program);
 registerReleases(program);
+registerInstall(program);
+registerFleet(program);
 registerSignalCommands(program);
-for (const command of program.commands) {
-  command.exitOverride().configureOutput({
-    outputError: (text, write) => write(`prefork: ${text.replace(/^error: /, '')}`),
-  });
-}
+const overrideExits = (parent: Command) => {
+  for (const command of parent.commands) {
+    command.exitOverride().configureOutput({
+      outputError: (text, write) => write(`prefork: ${text.replace(/^error: /, '')}`),
+    });
+    overrideExits(command);
+  }
+};
+overrideExits(program);
 
 try {
   await program.parseAsync(process.argv);

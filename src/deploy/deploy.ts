@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { resolveSteps } from '../canary/steps.js';
@@ -11,6 +10,7 @@ import { assertWorkersCanRead } from '../master/worker-access.js';
 import { checkNode } from '../process/node-binary.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
+import { checkSyntax } from '../release/check-syntax.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
 import { type Release, readReleaseInRoot } from '../release/read-release.js';
 import { readPidfile } from '../state/pidfile.js';
@@ -26,12 +26,7 @@ import {
 } from './journal.js';
 import { takeDeployLock } from './lock.js';
 import type { Reporter } from './reporter.js';
-import {
-  NEW_MASTER_SPAWN_MS,
-  PIDFILE_SETTLE_MS,
-  SYNTAX_CHECK_MS,
-  WINCH_ACK_MS,
-} from './timeouts.js';
+import { NEW_MASTER_SPAWN_MS, PIDFILE_SETTLE_MS, WINCH_ACK_MS } from './timeouts.js';
 import { describeState, UndoIncomplete, undoUpgrade } from './undo-upgrade.js';
 import { Interrupted, interruption, poll, sleep } from './wait.js';
 import { setWorkerCount, waitReadyWorkers } from './worker-count.js';
@@ -53,26 +48,6 @@ const HEALTHY_IN_A_ROW = 3;
 const VERIFY_EVERY_MS = 50;
 /** Pause between the checks of the verify window, after WINCH. */
 const VERIFY_WINDOW_EVERY_MS = 200;
-
-/**
- * Checks that a Node release's entry module parses (`node --check`), without running it. An
- * exec release's command was checked (exists, executable) when it was read.
- */
-function checkSyntax(release: Release): void {
-  if (release.kind !== 'node') return;
-  const result = spawnSync(process.execPath, ['--check', release.entry], {
-    encoding: 'utf8',
-    timeout: SYNTAX_CHECK_MS,
-  });
-  if (result.status !== 0) {
-    const lines = (result.stderr ?? '').split('\n').filter((l) => l.trim() !== '');
-    const error = lines.find((l) => /Error/.test(l)) ?? lines[lines.length - 1] ?? 'does not parse';
-    const where = lines[0]?.startsWith(release.entry) ? ` (${lines[0]})` : '';
-    throw new UsageError(
-      `release ${release.name}: ${release.entry} does not parse${where}: ${error.trim()}`,
-    );
-  }
-}
 
 /** Refuses to start while another upgrade is in flight (an old master still holds `.oldbin`). */
 async function assertNoUpgradeInFlight(config: Config, master: MasterStatus): Promise<void> {

@@ -6,6 +6,8 @@ export interface Reporter {
   step<T>(id: string, title: string, run: () => Promise<T>): Promise<T>;
   /** A line of information outside the steps. */
   info(message: string, fields?: Record<string, unknown>): void;
+  /** Whether `info` may be called while a step runs (not under a task list, which redraws). */
+  live: boolean;
 }
 
 function elapsed(start: number): number {
@@ -16,6 +18,7 @@ function elapsed(start: number): number {
 function jsonReporter(command: string): Reporter {
   const logger = pino({ base: { command } }, pino.destination({ dest: 1, sync: true }));
   return {
+    live: true,
     async step(id, title, run) {
       const start = Date.now();
       logger.info({ event: 'step', step: id, status: 'start' }, title);
@@ -48,6 +51,7 @@ function plainReporter(command: string): Reporter {
   const line = (text: string) =>
     process.stdout.write(`${new Date().toISOString()} ${command}: ${text}\n`);
   return {
+    live: true,
     async step(_id, title, run) {
       const start = Date.now();
       line(`${title} ...`);
@@ -70,6 +74,7 @@ function plainReporter(command: string): Reporter {
 async function taskListReporter(): Promise<Reporter> {
   const { Listr } = await import('listr2');
   return {
+    live: false,
     async step(_id, title, run) {
       let value: unknown;
       const start = Date.now();

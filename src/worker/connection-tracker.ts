@@ -13,9 +13,13 @@ interface ConnectionState {
   startedAt: number;
   /** When it was accepted (`Date.now()`), for {@link ConnectionTracker.reconnectAfterMs}. */
   openedAt: number;
-  /** While draining: the request count when the connection was first seen idle, and when. */
+  /**
+   * While draining: the request count and bytes read when the connection was first seen idle,
+   * and when.
+   */
   idleAt: number;
   idleRequests: number;
+  idleBytes: number;
   /** Handed over to an `upgrade` handler (WebSocket): never idle, closed only when forced. */
   upgraded: boolean;
 }
@@ -79,6 +83,7 @@ export class ConnectionTracker {
       openedAt: Date.now(),
       idleAt: 0,
       idleRequests: -1,
+      idleBytes: -1,
       upgraded: false,
     };
     this.connections.set(socket, state);
@@ -112,18 +117,21 @@ export class ConnectionTracker {
 
   /**
    * Closes connections with no request in flight that have been idle for `idleMs`: seen idle
-   * this long ago, with no request on them since. (Call it every few tens of milliseconds while
-   * draining; a connection idle before the drain counts from the first look.)
+   * this long ago, with no request and no byte read on them since. (Call it every few tens of
+   * milliseconds while draining; a connection idle before the drain counts from the first look.)
    */
   closeIdle(idleMs: number, now: number = Date.now()): void {
     for (const [socket, state] of this.connections) {
-      const busy =
-        state.upgraded || (state.current !== undefined && !state.current.writableFinished);
-      if (busy || state.requests !== state.idleRequests) {
-        state.idleRequests = busy ? -1 : state.requests;
+      if (
+        isBusy(state) ||
+        state.requests !== state.idleRequests ||
+        socket.bytesRead !== state.idleBytes
+      ) {
+        state.idleRequests = isBusy(state) ? -1 : state.requests;
+        state.idleBytes = socket.bytesRead;
         state.idleAt = now;
       } else if (now - state.idleAt >= idleMs) {
-        socket.destroy();
+        closeIfStillIdle(socket, state);
       }
     }
   }
@@ -132,4 +140,25 @@ export class ConnectionTracker {
   destroyAll(): void {
     for (const socket of this.connections.keys()) socket.destroy();
   }
+}
+
+/** A request is in flight on the connection, or it was handed to an `upgrade` handler. */
+function isBusy(state: ConnectionState): boolean {
+  return state.upgraded || (state.current !== undefined && !state.current.writableFinished);
+}
+
+/**
+ * Closes an idle connection after this turn of the event loop has read its socket. A timer
+ * can run before the reads of its turn: a worker that was stopped or starved of CPU while a
+ * client sent its next request finds the request still unread when its drain timer fires, and
+ * closing then would reset it (ECONNRESET: a socket closed with unread data sends RST). An
+ * immediate runs after the poll phase, so by then the request has been read, and counts.
+ */
+function closeIfStillIdle(socket: net.Socket, state: ConnectionState): void {
+  const { requests } = state;
+  const bytes = socket.bytesRead;
+  setImmediate(() => {
+    if (socket.destroyed || isBusy(state)) return;
+    if (state.requests === requests && socket.bytesRead === bytes) socket.destroy();
+  });
 }

@@ -50,6 +50,31 @@ describe('faults: processes', () => {
     expect(result.byRelease.v2).toBeGreaterThan(0);
   });
 
+  it('a draining worker stopped while bursty kept-alive clients send: resumed, it resets none of their requests', async () => {
+    // autocannon with a rate sends each second's requests in a burst, then leaves its
+    // connections idle: a draining worker closes them after 250 ms idle. Stopped (SIGSTOP: a
+    // worker starved of CPU on a busy host) across the next burst, then resumed, it must read
+    // the requests waiting on those connections before it judges them idle.
+    root = makeAppRoot();
+    const master = await startMaster(root.dir, ['releases/v1']);
+    const load = startLoad(master.url, { connections: 4, durationSec: 120, rate: 200 });
+    await waitFor('traffic', () => load.count() > 200);
+    for (const stopAfterMs of [400, 700, 1000, 400, 700, 1000]) {
+      const draining = master.workers();
+      process.kill(master.pid, 'SIGHUP');
+      await new Promise((resolve) => setTimeout(resolve, stopAfterMs));
+      for (const pid of draining) if (alive(pid)) process.kill(pid, 'SIGSTOP');
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      for (const pid of draining) if (alive(pid)) process.kill(pid, 'SIGCONT');
+      await waitFor('the stopped workers to finish draining', () =>
+        draining.every((pid) => !alive(pid)),
+      );
+      await waitFor('new workers', () => master.workers().length === 2);
+    }
+    const result = await load.stop();
+    expect(result.failed, JSON.stringify({ ...result, pids: undefined })).toBe(0);
+  }, 120_000);
+
   it('a worker leaking memory past maxMemory is replaced, 0 failed requests', async () => {
     root = makeAppRoot();
     root.addRelease(

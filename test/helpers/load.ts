@@ -54,7 +54,14 @@ export interface Load {
  */
 export function startLoad(
   url: string,
-  options: { connections?: number; durationSec?: number; close?: boolean; path?: string } = {},
+  options: {
+    connections?: number;
+    durationSec?: number;
+    close?: boolean;
+    path?: string;
+    /** Requests per second over all connections (default: as fast as answers come). */
+    rate?: number;
+  } = {},
 ): Load {
   const byRelease: Record<string, number> = {};
   const pids = new Set<number>();
@@ -66,6 +73,7 @@ export function startLoad(
       connections: options.connections ?? 8,
       duration: options.durationSec ?? 60,
       timeout: 20,
+      ...(options.rate === undefined ? {} : { overallRate: options.rate }),
       headers: options.close ? { connection: 'close' } : {},
       requests: [
         {

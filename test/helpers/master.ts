@@ -22,15 +22,19 @@ export interface RunningMaster {
   workers(): number[];
 }
 
-/** Starts `prefork start <args>` in `root` on a free loopback port and waits until it is ready. */
+/**
+ * Starts `prefork start <args>` in `root` on a free port of a loopback address (`host`,
+ * 127.0.0.1 by default) and waits until it is ready.
+ */
 export async function startMaster(
   root: string,
   args: string[] = [],
-  options: { env?: NodeJS.ProcessEnv; workers?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; workers?: number; host?: string } = {},
 ): Promise<RunningMaster> {
   const workers = options.workers ?? 2;
+  const host = options.host ?? '127.0.0.1';
   const proc = new PreforkProcess(
-    ['start', '--root', root, '--bind', '127.0.0.1:0', '--workers', String(workers), ...args],
+    ['start', '--root', root, '--bind', `${host}:0`, '--workers', String(workers), ...args],
     { cwd: root, env: options.env },
   );
   const pidfile = join(root, 'prefork.pid');
@@ -48,7 +52,7 @@ export async function startMaster(
     30_000,
   );
   const port = await portOf(root, proc.pid);
-  const master = createRunningMaster(proc, proc.pid, port, pidfile);
+  const master = createRunningMaster(proc, proc.pid, port, pidfile, host);
   await waitFor('all workers', () => master.workers().length === workers);
   return master;
 }
@@ -59,13 +63,14 @@ export function createRunningMaster(
   pid: number,
   port: number,
   pidfile: string,
+  host = '127.0.0.1',
 ): RunningMaster {
   track(pid);
   return {
     proc,
     pid,
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     pidfile,
     workers: () => {
       const pids = childrenOf(pid).filter(

@@ -85,12 +85,14 @@ export class PreforkProcess {
 
   constructor(
     args: string[],
-    options: { cwd?: string; env?: NodeJS.ProcessEnv; bin?: string } = {},
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; bin?: string; detached?: boolean } = {},
   ) {
     this.child = spawn(process.execPath, [options.bin ?? PREFORK_BIN, ...args], {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // A process group of its own, for a test that kills it with everything it started.
+      detached: options.detached ?? false,
     });
     track(this.child.pid);
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {

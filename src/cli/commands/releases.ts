@@ -2,12 +2,13 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import semver from 'semver';
+import { loadConfig } from '../../config/load.js';
 import { readHistory } from '../../deploy/journal.js';
-import { messageOf } from '../../errors/index.js';
+import { messageOf, UsageError } from '../../errors/index.js';
 import { RELEASES_DIR } from '../../protocol/index.js';
 import { readCurrentTarget } from '../../release/current-link.js';
 import { readRelease } from '../../release/read-release.js';
-import { addRootOptions } from '../options.js';
+import { addRootOptions, configSources, integer } from '../options.js';
 
 /** One line of `prefork releases`. */
 interface ReleaseRow {
@@ -23,7 +24,9 @@ export function registerReleases(program: Command): void {
   const command = program
     .command('releases')
     .description('list the releases in the root: which is current, which were deployed and when')
-    .option('--json', 'print one JSON document');
+    .option('--json', 'print one JSON document')
+    // `releases prune --root X`: the options after "prune" are prune's own.
+    .enablePositionalOptions();
   addRootOptions(command);
   command.action((options: Record<string, unknown>) => {
     const root = resolve(String(options.root));
@@ -32,7 +35,10 @@ export function registerReleases(program: Command): void {
     const history = readHistory(root);
     let names: string[] = [];
     try {
-      names = readdirSync(dir).filter((n) => statSync(join(dir, n)).isDirectory());
+      // Hidden directories are an install's or a prune's staging, not releases.
+      names = readdirSync(dir).filter(
+        (n) => !n.startsWith('.') && statSync(join(dir, n)).isDirectory(),
+      );
     } catch {
       names = [];
     }
@@ -65,6 +71,79 @@ export function registerReleases(program: Command): void {
       process.stdout.write(
         `${row.current ? '*' : ' '} ${row.name.padEnd(16)} ${(row.version ?? '-').padEnd(10)} ${flags}${row.problem ? ` (${row.problem})` : ''}\n`,
       );
+    }
+  });
+  registerPrune(command);
+}
+
+/** Registers `prefork releases prune --keep N [--dry-run] [--json]`. */
+function registerPrune(releases: Command): void {
+  const command = releases
+    .command('prune')
+    .description(
+      'remove the oldest releases beyond --keep; never current, the rollback target, or one a live master runs',
+    )
+    .requiredOption(
+      '--keep <n>',
+      'how many of the most recent releases to keep (at least 1)',
+      integer,
+    )
+    .option('--dry-run', 'say what would be removed, remove nothing')
+    .option('--json', 'one JSON event per line');
+  addRootOptions(command);
+  command.action(async (options: Record<string, unknown>) => {
+    const config = loadConfig(configSources(options));
+    const keep = options.keep as number;
+    if (keep < 1) {
+      throw new UsageError(`--keep ${keep}: keep at least 1 release (the newest)`);
+    }
+    const { createReporter } = await import('../../deploy/reporter.js');
+    const { takeDeployLock } = await import('../../deploy/lock.js');
+    const { planPrune, removeRelease, removeStaleStaging } = await import('../../release/prune.js');
+    const reporter = await createReporter('prune', Boolean(options.json));
+    // A deploy or rollback may be about to point current at any release: wait for none.
+    const unlock = await takeDeployLock(config.root);
+    try {
+      const rows = await planPrune(config.root, config.pid, keep);
+      let removed = 0;
+      for (const row of rows) {
+        const fields = { event: 'prune', release: row.name, action: row.action, at: row.at };
+        if (row.action === 'remove' && options.dryRun !== true) {
+          removeRelease(config.root, row.name);
+          removed += 1;
+        }
+        const said = {
+          keep: 'kept',
+          protect: `kept: ${row.why}`,
+          remove: options.dryRun === true ? 'would be removed' : 'removed',
+        }[row.action];
+        reporter.info(`${row.name} (${row.at}): ${said}`, {
+          ...fields,
+          ...(row.why === undefined ? {} : { why: row.why }),
+        });
+      }
+      const where = join(config.root, RELEASES_DIR);
+      if (options.dryRun === true) {
+        const would = rows.filter((row) => row.action === 'remove').length;
+        reporter.info(
+          `dry run: ${would} would be removed, ${rows.length - would} kept in ${where}`,
+          {
+            event: 'pruned',
+            dryRun: true,
+            removed: 0,
+            kept: rows.length,
+          },
+        );
+        return;
+      }
+      removeStaleStaging(config.root);
+      reporter.info(`${removed} removed, ${rows.length - removed} kept in ${where}`, {
+        event: 'pruned',
+        removed,
+        kept: rows.length - removed,
+      });
+    } finally {
+      await unlock().catch(() => {});
     }
   });
 }

@@ -89,8 +89,20 @@ export function registerStatus(program: Command): void {
     const current = readCurrentTarget(config.root);
     const journal = readJournal(config.root) ?? null;
     if (options.json) {
+      const deployRunning = journal?.outcome === 'running' && isAlive(journal.pid);
+      const summary = {
+        // The release the master in the pidfile runs, or null when none answers.
+        serving: reports[0]?.master?.release ?? null,
+        // A deploy or rollback is running now (its process is alive).
+        deployRunning,
+        // Two masters run, or a deploy stopped before it finished: "prefork rollback" settles it.
+        inFlight:
+          reports[1]?.master !== undefined ||
+          (!deployRunning &&
+            (journal?.outcome === 'running' || journal?.outcome === 'rollback-incomplete')),
+      };
       process.stdout.write(
-        `${JSON.stringify({ root: config.root, current: current ?? null, pidfiles: reports, deploy: journal }, null, 2)}\n`,
+        `${JSON.stringify({ root: config.root, current: current ?? null, ...summary, pidfiles: reports, deploy: journal }, null, 2)}\n`,
       );
     } else {
       const lines = [`root ${config.root}, current -> ${current ?? '(none)'}`];
