@@ -122,7 +122,7 @@ function refuseEscapes(source: string, entries: readonly ArchiveEntry[], strip: 
 }
 
 /** After unpacking: every symlink that resolves must resolve inside the release (a chain of links may climb out where each alone does not). */
-function assertLinksStayInside(dir: string): void {
+function assertLinksStayInside(dir: string, source: string): void {
   // The native realpath: the JS one resolves `self/..` lexically, as if `self` were a directory.
   const real = realpathSync.native(dir);
   for (const entry of directoryEntries(dir)) {
@@ -135,7 +135,7 @@ function assertLinksStayInside(dir: string): void {
     }
     if (target !== real && !target.startsWith(real + sep)) {
       throw new UsageError(
-        `"${entry.path}" is a symlink that resolves outside the release (through "${entry.linkpath}")`,
+        `cannot install ${source}: "${entry.path}" is a symlink that resolves outside the release (through "${entry.linkpath}"). Nothing was installed`,
       );
     }
   }
@@ -204,9 +204,13 @@ export async function installRelease(request: InstallRequest): Promise<Installed
             return problem === undefined;
           },
         });
-        if (late.length > 0) throw new UsageError(`cannot install ${request.source}: ${late[0]}`);
+        if (late.length > 0) {
+          throw new UsageError(
+            `cannot install ${request.source}: ${late[0]} (the archive changed while it was installed). Nothing was installed`,
+          );
+        }
       }
-      assertLinksStayInside(staged);
+      assertLinksStayInside(staged, request.source);
     });
     const release = await reporter.step(
       'preflight',

@@ -7,7 +7,7 @@ import { isAlive, processTitle } from '../process/alive.js';
 import { OLDBIN_SUFFIX, RELEASES_DIR } from '../protocol/index.js';
 import { readPidfile } from '../state/pidfile.js';
 import { stateDirPath } from '../state/state-dir.js';
-import { readCurrentTarget } from './current-link.js';
+import { currentReleaseName, releaseNames } from './release-names.js';
 
 /** What `prefork releases prune` decided for one release. */
 export interface PruneRow {
@@ -75,20 +75,13 @@ async function liveReleases(root: string, pidfile: string): Promise<Map<string, 
  */
 export async function planPrune(root: string, pidfile: string, keep: number): Promise<PruneRow[]> {
   const dir = join(root, RELEASES_DIR);
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter(
-      (n) => !n.startsWith('.') && lstatSync(join(dir, n)).isDirectory(),
-    );
-  } catch {
-    names = [];
-  }
+  const names = releaseNames(root);
   const history = readHistory(root);
   const protectedBy = new Map<string, string>();
   const protect = (name: string | undefined, why: string) => {
     if (name !== undefined && !protectedBy.has(name)) protectedBy.set(name, why);
   };
-  protect(readCurrentTarget(root)?.replace(/\/$/, '').split('/').pop(), 'current');
+  protect(currentReleaseName(root), 'current');
   for (const [name, pid] of await liveReleases(root, pidfile)) {
     protect(name, `run by master ${pid}`);
   }

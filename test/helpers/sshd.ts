@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { track, waitFor } from './processes.js';
@@ -45,6 +45,11 @@ function canConnect(host: string, port: number): Promise<boolean> {
  * the current user, key authentication only, with keys made in `dir`.
  */
 export async function startSshd(dir: string, addresses: string[]): Promise<Sshd> {
+  if (!existsSync('/usr/sbin/sshd')) {
+    throw new Error(
+      "no /usr/sbin/sshd: install Debian's openssh-server (.ci/run does, without starting it)",
+    );
+  }
   mkdirSync(dir, { recursive: true });
   const hostKey = join(dir, 'host_key');
   const clientKey = join(dir, 'client_key');

@@ -68,24 +68,28 @@ async function artifact(name: string, version: string): Promise<string> {
   return file;
 }
 
+/** `prefork fleet deploy <file>` on the test's inventory, with JSON output. */
+function fleetArgs(file: string, args: string[]): string[] {
+  return [
+    'fleet',
+    'deploy',
+    file,
+    '--inventory',
+    inventory,
+    '--state-dir',
+    stateDir,
+    '--json',
+    '-e',
+    JSON.stringify({
+      prefork_deploy_args: '--health-path /healthz --verify-window 1 --retire-window 0',
+    }),
+    ...args,
+  ];
+}
+
 /** Runs `prefork fleet deploy` to completion. */
 function fleetDeploy(file: string, args: string[] = []) {
-  return runPrefork(
-    [
-      'fleet',
-      'deploy',
-      file,
-      '--inventory',
-      inventory,
-      '--state-dir',
-      stateDir,
-      '--json',
-      '-e',
-      JSON.stringify({ prefork_deploy_args: '--health-path /healthz --verify-window 1' }),
-      ...args,
-    ],
-    { cwd: work, env },
-  );
+  return runPrefork(fleetArgs(file, args), { cwd: work, env });
 }
 
 interface HostStatus {
@@ -272,23 +276,11 @@ describe('a rollout across three hosts with Ansible over SSH', () => {
     const [host1, host2] = hosts as [Host, Host, Host];
     const host1Deploys = (await historyOf(host1)).length;
     const { value: rerun, results } = await underLoad(async () => {
-      const first = new PreforkProcess(
-        [
-          'fleet',
-          'deploy',
-          file,
-          '--inventory',
-          inventory,
-          '--state-dir',
-          stateDir,
-          '--batch',
-          '1',
-          '--json',
-          '-e',
-          JSON.stringify({ prefork_deploy_args: '--health-path /healthz --verify-window 1' }),
-        ],
-        { cwd: work, env, detached: true },
-      );
+      const first = new PreforkProcess(fleetArgs(file, ['--batch', '1']), {
+        cwd: work,
+        env,
+        detached: true,
+      });
       // Host 2's deploy of f3 is under way (its new master started): kill the controller's
       // whole process group (prefork, ansible-playbook, its workers and ssh clients), and the
       // deploy on host 2 with it, as when the CI runner dies.

@@ -1,4 +1,3 @@
-import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import semver from 'semver';
@@ -6,8 +5,8 @@ import { loadConfig } from '../../config/load.js';
 import { readHistory } from '../../deploy/journal.js';
 import { messageOf, UsageError } from '../../errors/index.js';
 import { RELEASES_DIR } from '../../protocol/index.js';
-import { readCurrentTarget } from '../../release/current-link.js';
 import { readRelease } from '../../release/read-release.js';
+import { currentReleaseName, releaseNames } from '../../release/release-names.js';
 import { addRootOptions, configSources, integer } from '../options.js';
 
 /** One line of `prefork releases`. */
@@ -31,17 +30,9 @@ export function registerReleases(program: Command): void {
   command.action((options: Record<string, unknown>) => {
     const root = resolve(String(options.root));
     const dir = join(root, RELEASES_DIR);
-    const current = readCurrentTarget(root)?.replace(/\/$/, '').split('/').pop();
+    const current = currentReleaseName(root);
     const history = readHistory(root);
-    let names: string[] = [];
-    try {
-      // Hidden directories are an install's or a prune's staging, not releases.
-      names = readdirSync(dir).filter(
-        (n) => !n.startsWith('.') && statSync(join(dir, n)).isDirectory(),
-      );
-    } catch {
-      names = [];
-    }
+    const names = releaseNames(root);
     const rows: ReleaseRow[] = names.map((name) => {
       let version: string | null = null;
       let problem: string | null = null;
