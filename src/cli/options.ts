@@ -28,7 +28,8 @@ export function megabytes(value: string): number {
   return n;
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
+/** Collects a repeatable option's values (`--bind a --bind b`). */
+export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 

@@ -1,8 +1,5 @@
 import type { Command } from 'commander';
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
+import { collect } from '../options.js';
 
 /** Registers `prefork fleet deploy <artifact> --inventory FILE`. */
 export function registerFleet(program: Command): void {
