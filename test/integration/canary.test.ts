@@ -172,8 +172,10 @@ describe('prefork deploy --canary under load', () => {
     // Stopped as soon as the 5xx share was worse beyond doubt, not at the end of the window.
     expect(Date.now() - started).toBeLessThan(40_000);
     expect(run.code, run.stdout + run.stderr).toBe(1);
+    // The 5xx share is what fails it. Judged over the second or two before the early stop, the
+    // fresh worker's p99 may also pass the 5 ms floor on a loaded machine, and is then listed too.
     expect(run.stderr).toMatch(
-      /errors failed at canary: canary step 1\/2 failed: 5xx [\d.]+% vs 0%: \+[\d.]+ points, more than --canary-max-error-rate 1\. Rolled back: v1 serves again/,
+      /errors failed at canary: canary step 1\/2 failed: 5xx [\d.]+% vs 0%: \+[\d.]+ points, more than --canary-max-error-rate 1(; p99 .*)?\. Rolled back: v1 serves again/,
     );
     const steps = eventsOf(run.stdout).filter(
       (e) => e.event === 'canary',
