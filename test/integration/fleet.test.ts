@@ -267,6 +267,12 @@ describe('a rollout across three hosts with Ansible over SSH', () => {
     ]);
     // Host 3 was never reached: no copy of the release, no deploy in its history.
     expect(existsSync(hosts[2]?.root.path('releases', 'f3') as string)).toBe(false);
+    // No uploaded artifact is left on any host.
+    for (const host of hosts) {
+      expect(
+        readdirSync(host.root.path('.prefork')).filter((f) => f.startsWith('upload-')),
+      ).toEqual([]);
+    }
     expect(await historyOf(hosts[2] as Host)).toEqual(before);
     rmSync(hosts[1]?.root.path('broken') as string);
   }, 240_000);
