@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
 import { resolveSteps } from '../canary/steps.js';
 import { describeSide } from '../canary/verdict.js';
 import { observeStep } from '../canary/window.js';
@@ -11,8 +10,9 @@ import { checkNode } from '../process/node-binary.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
 import { checkSyntax } from '../release/check-syntax.js';
-import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
+import { pointCurrent } from '../release/current-link.js';
 import { type Release, readReleaseInRoot } from '../release/read-release.js';
+import { currentReleaseName } from '../release/release-names.js';
 import { readPidfile } from '../state/pidfile.js';
 import { checkHealth, checkWorkers, type HealthTarget, healthTarget } from './health.js';
 import {
@@ -467,13 +467,12 @@ export async function deploy(request: DeployRequest): Promise<void> {
         `the workers' user (uid ${uid}, gid ${gid})`,
       );
     }
-    const previousTarget = readCurrentTarget(config.root);
     const journal: Journal = {
       kind: request.kind,
       release: release.name,
       releaseDir: release.dir,
       version: release.version,
-      previous: previousTarget === undefined ? undefined : basename(previousTarget),
+      previous: currentReleaseName(config.root),
       oldPid: old.pid,
       newPid: undefined,
       oldWorkers: old.desiredWorkers,

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { StepVerdict } from '../canary/verdict.js';
 import { writeFileAtomic } from '../state/atomic-write.js';
-import { readFileNoFollow } from '../state/safe-path.js';
+import { readJsonNoFollow } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
 
 /** The steps of a deploy (docs/deploy.md), journaled before each is taken. */
@@ -77,19 +77,9 @@ export type FinishedOutcome = Exclude<Journal['outcome'], 'running'>;
 /** Deploys and rollbacks of an app root by how they ended, since its first. */
 export type OutcomeCounts = Record<FinishedOutcome, number>;
 
-function readJson<T>(path: string): T | undefined {
-  const text = readFileNoFollow(path);
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Reads the journal of the last deploy in `root`, if any. */
 export function readJournal(root: string): Journal | undefined {
-  return readJson<Journal>(join(root, '.prefork', JOURNAL));
+  return readJsonNoFollow<Journal>(join(root, '.prefork', JOURNAL));
 }
 
 /** Writes the journal atomically (it is the record a killed deploy leaves behind). */
@@ -106,7 +96,9 @@ export function journalStep(root: string, journal: Journal, step: JournalStep): 
 
 /** The deploy history, oldest first. */
 export function readHistory(root: string): HistoryEntry[] {
-  return readJson<{ deploys: HistoryEntry[] }>(join(root, '.prefork', HISTORY))?.deploys ?? [];
+  return (
+    readJsonNoFollow<{ deploys: HistoryEntry[] }>(join(root, '.prefork', HISTORY))?.deploys ?? []
+  );
 }
 
 /** Appends a successful deploy to the history (the last 100 are kept). */
@@ -117,7 +109,7 @@ export function appendHistory(root: string, entry: HistoryEntry): void {
 
 /** How many deploys and rollbacks of `root` ended each way (`prefork_deploys_total`). */
 export function readOutcomes(root: string): OutcomeCounts {
-  const counts = readJson<Partial<OutcomeCounts>>(join(root, '.prefork', OUTCOMES)) ?? {};
+  const counts = readJsonNoFollow<Partial<OutcomeCounts>>(join(root, '.prefork', OUTCOMES)) ?? {};
   const count = (n: unknown) => (typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : 0);
   return {
     done: count(counts.done),

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT, PreforkError, UsageError } from '../errors/index.js';
+import { readJsonNoFollow } from '../state/safe-path.js';
 
 /** What the playbook recorded for one host (docs/fleet/roles/prefork_release/tasks/). */
 export interface HostRecord {
@@ -40,14 +41,6 @@ export interface RunRecords {
   moved: string[];
 }
 
-function readJson<T>(path: string): T | undefined {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
-
 function filesIn(dir: string): string[] {
   try {
     return readdirSync(dir);
@@ -70,10 +63,10 @@ export function readRunRecords(stateDir: string, release: string): RunRecords {
   const rollbacks = new Map<string, RollbackRecord>();
   for (const name of filesIn(outcomeDir)) {
     if (name.endsWith('.rollback.json')) {
-      const record = readJson<RollbackRecord>(join(outcomeDir, name));
+      const record = readJsonNoFollow<RollbackRecord>(join(outcomeDir, name));
       if (record !== undefined) rollbacks.set(record.host, record);
     } else if (name.endsWith('.json')) {
-      const record = readJson<HostRecord>(join(outcomeDir, name));
+      const record = readJsonNoFollow<HostRecord>(join(outcomeDir, name));
       if (record !== undefined) deploys.set(record.host, record);
     }
   }

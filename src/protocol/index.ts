@@ -112,6 +112,12 @@ export function controlSocketName(pid: number): string {
   return `master-${pid}.sock`;
 }
 
+/** The pid a {@link controlSocketName} names, or undefined for any other file name. */
+export function controlSocketPid(name: string): number | undefined {
+  const pid = /^master-(\d+)\.sock$/.exec(name)?.[1];
+  return pid === undefined ? undefined : Number(pid);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Process titles
 // ---------------------------------------------------------------------------------------------

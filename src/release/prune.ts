@@ -4,7 +4,7 @@ import { queryMaster } from '../control/client.js';
 import { readHistory, readJournal } from '../deploy/journal.js';
 import { EXIT, PreforkError } from '../errors/index.js';
 import { isAlive, processTitle } from '../process/alive.js';
-import { OLDBIN_SUFFIX, RELEASES_DIR } from '../protocol/index.js';
+import { controlSocketPid, OLDBIN_SUFFIX, RELEASES_DIR } from '../protocol/index.js';
 import { readPidfile } from '../state/pidfile.js';
 import { stateDirPath } from '../state/state-dir.js';
 import { currentReleaseName, releaseNames } from './release-names.js';
@@ -36,8 +36,8 @@ function masterPids(root: string, pidfile: string): number[] {
     names = [];
   }
   for (const name of names) {
-    const pid = /^master-(\d+)\.sock$/.exec(name)?.[1];
-    if (pid !== undefined) pids.add(Number(pid));
+    const pid = controlSocketPid(name);
+    if (pid !== undefined) pids.add(pid);
   }
   return [...pids].filter(isAlive);
 }

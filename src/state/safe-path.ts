@@ -32,6 +32,17 @@ export function assertSafeFile(path: string): void {
   assertNotSymlink(path);
 }
 
+/** The JSON in `path`, or undefined when it is missing, unreadable, a symlink or not JSON. */
+export function readJsonNoFollow<T>(path: string): T | undefined {
+  const text = readFileNoFollow(path);
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The text of `path`, or undefined when it is missing, unreadable or a symlink (not followed). */
 export function readFileNoFollow(path: string): string | undefined {
   let fd: number;

@@ -122,12 +122,9 @@ export class ConnectionTracker {
    */
   closeIdle(idleMs: number, now: number = Date.now()): void {
     for (const [socket, state] of this.connections) {
-      if (
-        isBusy(state) ||
-        state.requests !== state.idleRequests ||
-        socket.bytesRead !== state.idleBytes
-      ) {
-        state.idleRequests = isBusy(state) ? -1 : state.requests;
+      const busy = isBusy(state);
+      if (busy || state.requests !== state.idleRequests || socket.bytesRead !== state.idleBytes) {
+        state.idleRequests = busy ? -1 : state.requests;
         state.idleBytes = socket.bytesRead;
         state.idleAt = now;
       } else if (now - state.idleAt >= idleMs) {
