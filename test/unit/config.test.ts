@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseBind } from '../../src/config/bind.js';
 import { loadConfig } from '../../src/config/load.js';
 
@@ -30,6 +30,7 @@ describe('parseBind', () => {
 
 describe('loadConfig', () => {
   const root = mkdtempSync(join(tmpdir(), 'prefork-config-'));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   it('layers defaults, the file and the command line, resolving paths from the root', () => {
     writeFileSync(

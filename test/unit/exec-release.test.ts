@@ -7,11 +7,16 @@ import { fdName } from '../../src/exec/spawn-exec-worker.js';
 import { readRelease } from '../../src/release/read-release.js';
 
 let dir: string;
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+/** Every directory a test made (some make two), removed after it. */
+const dirs: string[] = [];
+afterEach(() => {
+  for (const made of dirs.splice(0)) rmSync(made, { recursive: true, force: true });
+});
 
 /** A release directory `r1` with this prefork.json and an executable `bin/server`. */
 function release(json: unknown): string {
   dir = mkdtempSync(join(tmpdir(), 'prefork-exec-'));
+  dirs.push(dir);
   const releaseDir = join(dir, 'r1');
   mkdirSync(join(releaseDir, 'bin'), { recursive: true });
   writeFileSync(join(releaseDir, 'bin/server'), '#!/bin/sh\n');

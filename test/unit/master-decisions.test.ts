@@ -79,8 +79,12 @@ class FakeWorld implements MasterEffects {
 }
 
 let root: AppRoot;
+/** Every app root a test made (some make two), removed after it. */
+const roots: AppRoot[] = [];
 
-afterEach(() => root?.remove());
+afterEach(() => {
+  for (const made of roots.splice(0)) made.remove();
+});
 
 /**
  * A master on releases/v1 of a fresh app root (or on an exec release whose `prefork.json`
@@ -94,6 +98,7 @@ function makeMaster(
   handoverEnv: NodeJS.ProcessEnv = {},
 ): { master: Master; world: FakeWorld } {
   root = makeAppRoot();
+  roots.push(root);
   if (exec !== undefined) root.addRelease('x1', { 'prefork.json': exec });
   symlinkSync(exec === undefined ? 'releases/v1' : 'releases/x1', root.path('current'));
   const sources = { root: root.dir, cli: { workers, timeout, ...cli } };
@@ -189,7 +194,6 @@ describe('master decisions (no processes)', () => {
     expect(world.take()).toEqual(['spawn 101 v1']);
     expect(world.told.get(101)).toMatchObject({ canary: false });
     // A master not started for a canary starts with its configured count.
-    root.remove();
     const plain = makeMaster(3, 30, undefined, {}, { PREFORK_CANARY_WORKERS: '1' });
     plain.master.dispatch(tick);
     expect(plain.world.take()).toEqual(['spawn 100 v1', 'spawn 101 v1', 'spawn 102 v1']);

@@ -4,13 +4,14 @@ import {
   mkdtempSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { CrashBackoff } from '../../src/master/crash-backoff.js';
 import { pointCurrent } from '../../src/release/current-link.js';
 import { readRelease, readReleaseInRoot } from '../../src/release/read-release.js';
@@ -22,7 +23,16 @@ import {
 } from '../../src/state/pidfile.js';
 import { ensureStateDir } from '../../src/state/state-dir.js';
 
-const dir = () => mkdtempSync(join(tmpdir(), 'prefork-state-'));
+/** Every directory a test made, removed after it. */
+const dirs: string[] = [];
+const dir = () => {
+  const made = mkdtempSync(join(tmpdir(), 'prefork-state-'));
+  dirs.push(made);
+  return made;
+};
+afterEach(() => {
+  for (const made of dirs.splice(0)) rmSync(made, { recursive: true, force: true });
+});
 
 describe('pidfile', () => {
   it('is written atomically, owner-only, and removed only while it holds our pid', () => {
