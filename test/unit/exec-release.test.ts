@@ -6,7 +6,6 @@ import { notifyMessages } from '../../src/exec/notify-message.js';
 import { fdName } from '../../src/exec/spawn-exec-worker.js';
 import { readRelease } from '../../src/release/read-release.js';
 
-let dir: string;
 /** Every directory a test made (some make two), removed after it. */
 const dirs: string[] = [];
 afterEach(() => {
@@ -15,7 +14,7 @@ afterEach(() => {
 
 /** A release directory `r1` with this prefork.json and an executable `bin/server`. */
 function release(json: unknown): string {
-  dir = mkdtempSync(join(tmpdir(), 'prefork-exec-'));
+  const dir = mkdtempSync(join(tmpdir(), 'prefork-exec-'));
   dirs.push(dir);
   const releaseDir = join(dir, 'r1');
   mkdirSync(join(releaseDir, 'bin'), { recursive: true });
