@@ -1,5 +1,5 @@
 import { errorShare, latencyQuantile, responsesIn } from '../metrics/figures.js';
-import type { RequestFigures } from '../protocol/index.js';
+import type { RequestFigures } from '../protocol/figures.js';
 
 /** The thresholds of a canary step (`--canary-*`). */
 export interface CanaryLimits {

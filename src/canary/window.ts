@@ -3,7 +3,8 @@ import { checkHealth, type HealthTarget } from '../deploy/health.js';
 import { Interrupted, interruption, sleep } from '../deploy/wait.js';
 import { messageOf } from '../errors/index.js';
 import { figuresSince, isFigures } from '../metrics/figures.js';
-import type { MasterMetrics, RequestFigures, WorkerExitReason } from '../protocol/index.js';
+import type { WorkerExitReason } from '../protocol/exits.js';
+import type { RequestFigures } from '../protocol/figures.js';
 import {
   type CanaryLimits,
   earlyVerdict,
@@ -35,7 +36,7 @@ interface Reading {
 }
 
 async function read(root: string, side: Side): Promise<Reading> {
-  const share = await controlRequest<MasterMetrics>(controlSocketPath(root, side.pid), {
+  const share = await controlRequest(controlSocketPath(root, side.pid), {
     cmd: 'metrics',
   }).catch((error: unknown) => {
     throw new Error(`master ${side.pid} (${side.release}) stopped answering: ${messageOf(error)}`, {

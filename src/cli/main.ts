@@ -4,8 +4,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { EXIT, messageOf, PreforkError } from '../errors/index.js';
+import { Handover } from '../handover/handover.js';
 import { PREFORK_VERSION } from '../protocol/version.js';
-import { Handover } from '../upgrade/new-master-side.js';
 import { registerDeploy } from './commands/deploy.js';
 import { registerFleet } from './commands/fleet.js';
 import { registerInstall } from './commands/install.js';

@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { findMaster } from '../control/client.js';
-import type { MasterStatus } from '../protocol/index.js';
+import type { MasterStatus } from '../control/schema.js';
 import { configSources } from './options.js';
 
 /** The app root's configuration and its verified serving master. */

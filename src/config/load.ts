@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import * as v from 'valibot';
 import { UsageError } from '../errors/index.js';
-import { CONFIG_FILE, PIDFILE } from '../protocol/index.js';
+import { CONFIG_FILE, PIDFILE } from '../protocol/files.js';
 import { type Bind, parseBind } from './bind.js';
 import { type Config, configSchema, defaults, type PartialConfig } from './schema.js';
 

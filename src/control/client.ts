@@ -1,28 +1,47 @@
 import { existsSync, lstatSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import * as v from 'valibot';
 import { UsageError } from '../errors/index.js';
 import { isAlive, processState, processTitle } from '../process/alive.js';
-import {
-  type ControlReply,
-  type ControlRequest,
-  controlSocketName,
-  type MasterStatus,
-} from '../protocol/index.js';
+import { controlSocketName } from '../protocol/files.js';
+import { PREFORK_VERSION } from '../protocol/version.js';
+import { CONTROL_PROTOCOL } from '../protocol/versions.js';
 import { readPidfile } from '../state/pidfile.js';
 import { stateDirPath } from '../state/state-dir.js';
+import {
+  ControlReplySchema,
+  type ControlRequest,
+  type ControlResult,
+  ControlResultSchemas,
+  describeIssues,
+  type MasterStatus,
+} from './schema.js';
 
 /** Path of the control socket of the master with `pid` in `root`. */
 export function controlSocketPath(root: string, pid: number): string {
   return join(stateDirPath(root), controlSocketName(pid));
 }
 
-/** Sends one request to a control socket and returns the result, or throws its error. */
-export function controlRequest<T>(
+/**
+ * A master answered with a reply this prefork does not read: an older or newer prefork, or
+ * not prefork at all. Says which master, which request, and what was wrong, never a crash.
+ */
+export class ControlProtocolError extends UsageError {
+  constructor(socketPath: string, cmd: string, problem: string) {
+    super(
+      `the master at ${socketPath} answered "${cmd}" in a form this prefork ${PREFORK_VERSION} (control protocol ${CONTROL_PROTOCOL}) does not read (${problem}): it runs another prefork version; see "prefork status", or run "prefork upgrade" to put the masters on this one`,
+    );
+    this.name = 'ControlProtocolError';
+  }
+}
+
+/** Sends one JSON line to a control socket and returns the one line it answers, parsed. */
+function exchange(
   socketPath: string,
   request: ControlRequest,
-  timeoutMs = 5000,
-): Promise<T> {
+  timeoutMs: number,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(socketPath);
     let text = '';
@@ -38,14 +57,36 @@ export function controlRequest<T>(
     socket.on('error', reject);
     socket.on('end', () => {
       try {
-        const reply = JSON.parse(text) as ControlReply<T>;
-        if (reply.ok) resolve(reply.result);
-        else reject(new Error(reply.error));
+        resolve(JSON.parse(text));
       } catch {
-        reject(new Error(`malformed answer from ${socketPath}`));
+        reject(new ControlProtocolError(socketPath, request.cmd, 'not one JSON line'));
       }
     });
   });
+}
+
+/**
+ * Sends one request to a control socket and returns its result, validated against the
+ * request's schema; throws the master's error, or a {@link ControlProtocolError} for a reply
+ * of a shape this prefork does not know.
+ */
+export async function controlRequest<R extends ControlRequest>(
+  socketPath: string,
+  request: R,
+  timeoutMs = 5000,
+): Promise<ControlResult<R['cmd']>> {
+  const raw = await exchange(socketPath, request, timeoutMs);
+  const reply = v.safeParse(ControlReplySchema, raw);
+  if (!reply.success) {
+    throw new ControlProtocolError(socketPath, request.cmd, describeIssues(reply.issues));
+  }
+  if (!reply.output.ok) throw new Error(reply.output.error);
+  const schema: v.GenericSchema = ControlResultSchemas[request.cmd];
+  const result = v.safeParse(schema, reply.output.result);
+  if (!result.success) {
+    throw new ControlProtocolError(socketPath, request.cmd, describeIssues(result.issues));
+  }
+  return result.output as ControlResult<R['cmd']>;
 }
 
 /**
@@ -54,11 +95,12 @@ export function controlRequest<T>(
  */
 export async function queryMaster(root: string, pid: number): Promise<MasterStatus | undefined> {
   try {
-    const status = await controlRequest<MasterStatus>(controlSocketPath(root, pid), {
-      cmd: 'status',
-    });
+    const status = await controlRequest(controlSocketPath(root, pid), { cmd: 'status' });
     return status.pid === pid && status.root === root ? status : undefined;
-  } catch {
+  } catch (error) {
+    // A master of another prefork that answers in a shape this one does not read is alive:
+    // say so, rather than call it gone.
+    if (error instanceof ControlProtocolError) throw error;
     return undefined;
   }
 }

@@ -4,16 +4,17 @@ import { describeSide } from '../canary/verdict.js';
 import { observeStep } from '../canary/window.js';
 import type { Config } from '../config/schema.js';
 import { controlRequest, controlSocketPath, findMaster, queryMaster } from '../control/client.js';
+import type { MasterStatus } from '../control/schema.js';
 import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
-import { assertWorkersCanRead } from '../master/worker-access.js';
 import { checkNode } from '../process/node-binary.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
-import { type MasterStatus, OLDBIN_SUFFIX } from '../protocol/index.js';
+import { OLDBIN_SUFFIX } from '../protocol/files.js';
 import { checkSyntax } from '../release/check-syntax.js';
 import { pointCurrent } from '../release/current-link.js';
 import { type Release, readReleaseInRoot } from '../release/read-release.js';
 import { currentReleaseName } from '../release/release-names.js';
 import { readPidfile } from '../state/pidfile.js';
+import { assertWorkersCanRead } from '../worker-kind/worker-access.js';
 import { checkHealth, checkWorkers, type HealthTarget, healthTarget } from './health.js';
 import {
   appendHistory,
@@ -201,7 +202,7 @@ async function upgrade(ctx: Context): Promise<void> {
         // USR2 cannot carry the first step's worker count: the control socket can.
         const socket = controlSocketPath(config.root, old.pid);
         await controlRequest(socket, { cmd: 'canary', on: true });
-        const started = await controlRequest<{ newMasterPid?: number }>(socket, {
+        const started = await controlRequest(socket, {
           cmd: 'upgrade',
           workers: first,
         });

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { controlRequest, controlSocketPath } from '../control/client.js';
-import type { MasterStatus, WorkerHealth } from '../protocol/index.js';
+import type { MasterStatus, WorkerHealth } from '../control/schema.js';
 import { HEALTH_REQUEST_MS, WORKER_CHECK_MARGIN_MS } from './timeouts.js';
 
 /** Where health checks go: the master's first TCP bind. */
@@ -90,7 +90,7 @@ export async function checkWorkers(
   try {
     // A busy worker may take up to its heartbeat timeout to get the request to its app, which
     // then has HEALTH_ANSWER_MS (src/worker/self-check.ts): the master answers within those.
-    workers = await controlRequest<WorkerHealth[]>(
+    workers = await controlRequest(
       controlSocketPath(root, pid),
       { cmd: 'health', path },
       heartbeatTimeoutS * 1000 + WORKER_CHECK_MARGIN_MS,

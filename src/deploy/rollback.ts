@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { findMaster, queryMaster } from '../control/client.js';
 import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
-import { OLDBIN_SUFFIX } from '../protocol/index.js';
+import { OLDBIN_SUFFIX } from '../protocol/files.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
 import { readPidfile } from '../state/pidfile.js';
 import { deploy } from './deploy.js';

@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { controlRequest, controlSocketPath, queryMaster } from '../control/client.js';
 import { isAlive, sendSignal } from '../process/alive.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
-import { OLDBIN_SUFFIX } from '../protocol/index.js';
+import { OLDBIN_SUFFIX } from '../protocol/files.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
 import { readPidfile } from '../state/pidfile.js';
 import { checkHealth, healthTarget } from './health.js';

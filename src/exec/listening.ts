@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { FIRST_LISTEN_FD } from '../protocol/index.js';
+import { FIRST_LISTEN_FD } from '../protocol/env.js';
 
 /** How long the helper may take (one short-lived `node`). */
 const HELPER_MS = 30_000;

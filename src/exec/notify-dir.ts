@@ -1,7 +1,7 @@
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { WorkerIdentity } from '../master/worker-identity.js';
+import type { WorkerIdentity } from '../worker-kind/worker-identity.js';
 
 /**
  * The directory of a master's notify sockets. Normally `.prefork/` itself (owner-only, so only

@@ -1,4 +1,4 @@
-import type { WorkerMessage } from '../protocol/index.js';
+import type { WorkerMessage } from '../protocol/ipc.js';
 
 /**
  * What one sd_notify datagram (`READY=1\nSTATUS=serving\n`, sd_notify(3)) means to a master, as

@@ -1,6 +1,6 @@
 import { chownSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { WorkerIdentity } from '../master/worker-identity.js';
+import type { WorkerIdentity } from '../worker-kind/worker-identity.js';
 
 /** The part of `unix-dgram` a notify socket uses. */
 interface UnixDgramSocket {

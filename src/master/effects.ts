@@ -1,13 +1,8 @@
+import { NewMaster, type StartUpgradeOptions } from '../handover/new-master.js';
 import { processRss } from '../process/alive.js';
-import type { MasterMessage } from '../protocol/index.js';
-import { NewMaster, type StartUpgradeOptions } from '../upgrade/old-master-side.js';
-import {
-  type SpawnWorkerOptions,
-  sendWorker,
-  signalWorker,
-  spawnWorker,
-  type WorkerRecord,
-} from './worker-process.js';
+import { sendOnChannel, signalWorker } from '../worker-kind/node-worker.js';
+import type { WorkerActions } from '../worker-kind/worker-kind.js';
+import type { SpawnWorkerOptions, WorkerRecord } from '../worker-kind/worker-record.js';
 
 /**
  * What a master does to the world beyond its own state: spawn and signal workers, start a new
@@ -15,25 +10,21 @@ import {
  * an abandoned reload, crash backoff) are made against this interface, so unit tests replace
  * it with one that records the actions and drive the master through events, with no process.
  */
-export interface MasterEffects {
+export interface MasterEffects extends WorkerActions {
   now(): number;
+  /** Spawns a worker of `options.kind`. */
   spawnWorker(options: SpawnWorkerOptions): WorkerRecord;
-  signalWorker(worker: WorkerRecord, signal: NodeJS.Signals): void;
-  /** Sends a Node worker a message on its IPC channel. */
-  sendWorker(worker: WorkerRecord, message: MasterMessage): void;
   startUpgrade(options: StartUpgradeOptions): NewMaster;
   setTitle(title: string): void;
   exit(code: number): void;
-  /** Resident memory of a process (an exec worker, which cannot report its own). */
-  processRss(pid: number): number;
 }
 
 /** The real effects: processes, `Date.now()`, `process.title`, `process.exit`. */
 export const realEffects: MasterEffects = {
   now: () => Date.now(),
-  spawnWorker,
+  spawnWorker: (options) => options.kind.spawn(options),
   signalWorker,
-  sendWorker,
+  sendWorker: sendOnChannel,
   startUpgrade: (options) => NewMaster.start(options),
   setTitle: (title) => {
     process.title = title;

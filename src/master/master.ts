@@ -1,137 +1,65 @@
 import { chownSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { type ConfigSources, loadConfig } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import type { ControlRequest, MasterMetrics, MasterStatus } from '../control/schema.js';
 import { messageOf } from '../errors/index.js';
-import type { NotifyDir } from '../exec/notify-dir.js';
-import { type Log, tellStderr } from '../log/logger.js';
-import { isFigures } from '../metrics/figures.js';
-import type { MetricsServer } from '../metrics/metrics-server.js';
-import { ReleaseBook } from '../metrics/release-book.js';
-import { checkNode } from '../process/node-binary.js';
-import { QUICK_KILL_MS, WORKER_KILL_GRACE_MS } from '../process/timeouts.js';
-import {
-  type ControlRequest,
-  HANDOVER_PROTOCOL,
-  type MasterMetrics,
-  type MasterStatus,
-  masterTitle,
-  OLDBIN_SUFFIX,
-  type WorkerExitReason,
-  type WorkerHealth,
-  type WorkerMessage,
-} from '../protocol/index.js';
-import { PREFORK_VERSION } from '../protocol/version.js';
-import { readCurrentRelease } from '../release/current-link.js';
-import type { Release } from '../release/read-release.js';
-import { removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
 import {
   closeListenSockets,
   type ListenSocket,
-  type SocketSharers,
   sharedWithOthers,
-} from '../upgrade/listen-sockets.js';
-import type { Handover, OldMaster } from '../upgrade/new-master-side.js';
-import { type NewMaster, type NewMasterEvent, UpgradeRefused } from '../upgrade/old-master-side.js';
-import type { MasterCommand } from '../upgrade/spawn-master.js';
-import type { ControlServer } from './control-server.js';
+} from '../handover/listen-sockets.js';
+import { UpgradeRefused } from '../handover/new-master.js';
+import type { MasterCommand } from '../handover/spawn-master.js';
+import { tellStderr } from '../log/logger.js';
+import { checkNode } from '../process/node-binary.js';
+import { QUICK_KILL_MS } from '../process/timeouts.js';
+import { oldbinPath } from '../protocol/files.js';
+import { masterTitle } from '../protocol/titles.js';
+import { PREFORK_VERSION } from '../protocol/version.js';
+import { HANDOVER_PROTOCOL } from '../protocol/versions.js';
+import { readCurrentRelease } from '../release/current-link.js';
+import type { Release } from '../release/read-release.js';
+import { removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
 import { CRASH_HEALTHY_MS, CrashBackoff } from './crash-backoff.js';
 import { type MasterEffects, realEffects } from './effects.js';
-import { HEALTH_ANSWER_MS, WorkerHealthChecks } from './worker-health.js';
-import type { WorkerIdentity } from './worker-identity.js';
-import type { WorkerRecord } from './worker-process.js';
+import { Generations } from './generations.js';
+import {
+  MASTER_SIGNALS,
+  type MasterEvent,
+  type MasterParts,
+  type MasterSignal,
+} from './master-parts.js';
+import { metricsReport, type ReportSource, statusReport } from './master-report.js';
+import { UpgradeState } from './upgrade-state.js';
+import { kindOf } from './worker-kinds.js';
+import { WorkerPool } from './worker-pool.js';
+
+export { MASTER_SIGNALS, type MasterEvent, type MasterParts } from './master-parts.js';
 
 /** How often the master checks heartbeats, boot and drain deadlines and backoff timers. */
 const TICK_MS = 250;
-/** How often the master reads an exec worker's RSS from `/proc`. */
-const EXEC_RSS_EVERY_MS = 1000;
-
-/** The signals a master handles; each has one handler below (`handleHup`, ...). */
-export const MASTER_SIGNALS = [
-  'SIGTERM',
-  'SIGINT',
-  'SIGQUIT',
-  'SIGHUP',
-  'SIGTTIN',
-  'SIGTTOU',
-  'SIGUSR1',
-  'SIGUSR2',
-  'SIGWINCH',
-] as const;
-type MasterSignal = (typeof MASTER_SIGNALS)[number];
-
-/** Everything a master loop reacts to. All state changes happen while handling one of these. */
-export type MasterEvent =
-  | { kind: 'signal'; signal: MasterSignal }
-  | { kind: 'worker-message'; pid: number; message: WorkerMessage }
-  | { kind: 'worker-exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
-  | NewMasterEvent
-  | { kind: 'tick' };
-
-/** What a master is built from (see `start-master.ts`). */
-export interface MasterParts {
-  config: Config;
-  /** Where the configuration came from, to read it again on HUP. */
-  configSources: ConfigSources;
-  release: Release;
-  sockets: ListenSocket[];
-  log: Log;
-  /** How this master was started; USR2 starts the next one the same way. */
-  command: MasterCommand;
-  /** Environment for workers: the original one, less prefork's own variables. */
-  workerEnv: NodeJS.ProcessEnv;
-  /** What whoever spawned this master handed it: the ready pipe, the old master (USR2). */
-  handover: Handover;
-  /** In the foreground of a terminal: WINCH is a window resize, not a command. */
-  interactive: boolean;
-  control: ControlServer | undefined;
-  /** `GET /metrics` on the metrics socket (`--metrics-bind`), when set. */
-  metrics: MetricsServer | undefined;
-  /** uid/gid for workers (`--user`/`--group`). */
-  identity: WorkerIdentity | undefined;
-  /** Where exec workers' notify sockets go. */
-  notifyDir: NotifyDir;
-  /** Called when the master gives up before it was ever ready (`start` puts `current` back). */
-  onBootFailure?: (() => void) | undefined;
-  /** What the master does to processes, the clock and its exit; unit tests record them. */
-  effects?: MasterEffects | undefined;
-}
 
 /**
  * The master: one loop over a queue of events (signals, worker messages and exits, the new
  * master's readiness, a timer tick). Each signal has one handler, so the signal table in
  * `docs/signals.md` maps 1:1 to the code. After every event `reconcile()` brings the workers
- * in line with the desired state: spawn the missing, drain the extra and the outdated.
+ * in line with the desired state: spawn the missing, drain the extra and the outdated. The
+ * workers themselves are the pool's, the generations (HUP) and the upgrade (USR2) each have
+ * their own owner; the master decides.
  */
 export class Master {
-  private config: Config;
-  private release: Release;
   private readonly logger: Logger;
-  private readonly workers = new Map<number, WorkerRecord>();
   private readonly events: MasterEvent[] = [];
   private scheduled = false;
-  private generation = 1;
-  private desired: number;
+  private readonly generations: Generations;
+  private readonly pool: WorkerPool;
+  private readonly upgrade: UpgradeState;
   private state: 'booting' | 'running' | 'stopping' = 'booting';
   private workersStopped = false;
-  /** The generation a HUP replaces, to go back to if the new workers fail to boot. */
-  private reload:
-    | { generation: number; release: Release; config: Config; desired: number }
-    | undefined;
   private readonly backoff = new CrashBackoff();
-  private readonly healthChecks = new WorkerHealthChecks();
-  /** Each release's workers and figures, those gone included (metrics, `status`). */
-  private readonly book = new ReleaseBook();
   private nextSpawnAt = 0;
   private exitCode = 0;
-  /** The pidfile holding this master's pid: `prefork.pid`, or `.oldbin` during an upgrade. */
-  private pidPath: string;
-  /** The new master this one started by USR2, while it runs. */
-  private newMaster: NewMaster | undefined;
-  /** Why the last new master failed to start, for `status` and `deploy`. */
-  private upgradeError: string | undefined;
-  /** The old master of the upgrade that started this one (undefined when started by hand). */
-  private readonly oldMaster: OldMaster | undefined;
   private readonly effects: MasterEffects;
   private readonly startedAt: number;
   private tick: NodeJS.Timeout | undefined;
@@ -142,16 +70,27 @@ export class Master {
   private canary: boolean;
 
   constructor(private readonly parts: MasterParts) {
-    this.config = parts.config;
-    this.release = parts.release;
     const canaryWorkers = parts.handover.canaryWorkers();
-    this.desired = canaryWorkers ?? parts.config.workers;
     this.canary = canaryWorkers !== undefined;
-    this.pidPath = parts.config.pid;
+    this.generations = new Generations({
+      number: 1,
+      release: parts.release,
+      config: parts.config,
+      desired: canaryWorkers ?? parts.config.workers,
+    });
     this.logger = parts.log.logger;
-    this.oldMaster = parts.handover.oldMaster;
     this.effects = parts.effects ?? realEffects;
+    this.pool = new WorkerPool(this.effects, this.logger);
+    this.upgrade = new UpgradeState(parts.config.pid, parts.handover.oldMaster);
     this.startedAt = this.effects.now();
+  }
+
+  private get config(): Config {
+    return this.generations.current.config;
+  }
+
+  private get release(): Release {
+    return this.generations.current.release;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -166,25 +105,24 @@ export class Master {
     }
     this.tick = setInterval(() => this.enqueue({ kind: 'tick' }), TICK_MS);
     this.setTitle();
+    const { sockets, metrics } = this.parts;
     this.logger.info(
       {
         release: this.release.name,
         version: this.release.version,
-        binds: this.parts.sockets.map((s) => s.address),
-        workers: this.desired,
+        binds: sockets.map((s) => s.address),
+        workers: this.generations.current.desired,
       },
       `starting master with pid: ${process.pid}`,
     );
-    for (const socket of this.parts.sockets) {
-      this.logger.info(
-        { inherited: socket.inherited },
-        `listening at ${socket.bind.kind === 'unix' ? socket.address : `http://${socket.address}`}`,
-      );
+    for (const socket of sockets) {
+      this.logger.info({ inherited: socket.inherited }, `listening at ${urlOf(socket)}`);
     }
-    const metrics = this.parts.metrics?.socket;
     if (metrics !== undefined) {
-      const url = metrics.bind.kind === 'unix' ? metrics.address : `http://${metrics.address}`;
-      this.logger.info({ inherited: metrics.inherited }, `serving metrics at ${url}/metrics`);
+      this.logger.info(
+        { inherited: metrics.socket.inherited },
+        `serving metrics at ${urlOf(metrics.socket)}/metrics`,
+      );
     }
     this.reconcile();
   }
@@ -227,13 +165,13 @@ export class Master {
         this.signalHandlers[event.signal]();
         return;
       case 'worker-message':
-        this.onWorkerMessage(event.pid, event.message);
+        this.pool.onMessage(event.pid, event.message, this.config);
         return;
       case 'worker-exit':
         this.onWorkerExit(event.pid, event.code, event.signal);
         return;
       case 'new-master-ready':
-        if (this.newMaster?.pid === event.pid) this.newMaster.onReadyMessage(event.message);
+        this.upgrade.onReady(event.pid, event.message);
         return;
       case 'new-master-exit':
         this.onNewMasterExit(event.pid, event.code, event.signal);
@@ -275,7 +213,7 @@ export class Master {
     if (this.state === 'stopping') return;
     this.state = 'stopping';
     this.killAllAt = undefined;
-    for (const worker of this.workers.values()) this.drainWorker(worker, 'graceful shutdown');
+    this.pool.drainWhere(() => true, 'graceful shutdown', this.config);
   }
 
   /**
@@ -288,12 +226,12 @@ export class Master {
       this.logger.warn(`HUP ignored: the master is ${this.state}`);
       return;
     }
-    if (this.newMaster !== undefined) {
+    if (this.upgrade.inFlight) {
       this.logger.info(
         { release: this.release.name },
         'upgrade in flight: restarting workers on this master’s own release, nothing reloaded',
       );
-      this.startGeneration(this.release, this.config, this.desired);
+      this.startGeneration(this.release, this.config, this.generations.current.desired);
       return;
     }
     let config: Config;
@@ -317,109 +255,43 @@ export class Master {
       'hang up: reloading',
     );
     this.parts.log.logger.level = config.logLevel;
-    this.startGeneration(release, { ...config, bind: this.config.bind, pid: this.config.pid });
+    const kept = { ...config, bind: this.config.bind, pid: this.config.pid };
+    this.startGeneration(release, kept, kept.workers);
   }
 
   /** TTIN: one worker more. */
   private handleTtin(): void {
-    this.desired += 1;
-    this.logger.info(`workers: ${this.desired}`);
+    this.generations.current.desired += 1;
+    this.logger.info(`workers: ${this.generations.current.desired}`);
   }
 
   /** TTOU: one worker fewer, never below one. */
   private handleTtou(): void {
-    if (this.desired <= 1) {
+    const current = this.generations.current;
+    if (current.desired <= 1) {
       this.logger.warn('TTOU ignored: already at one worker');
       return;
     }
-    this.desired -= 1;
-    this.logger.info(`workers: ${this.desired}`);
+    current.desired -= 1;
+    this.logger.info(`workers: ${current.desired}`);
   }
 
-  /** USR1: reopen the log file here and in every worker. */
+  /** USR1: reopen the log file here and in every worker that writes its own. */
   private handleUsr1(): void {
     this.parts.log.reopen();
     this.shareLogFile();
     this.logger.info('reopened log file');
-    // An exec worker's output reaches the log through this master, which just reopened it;
-    // USR1 would kill most programs.
-    for (const worker of this.workers.values()) {
-      if (worker.release.kind === 'node') this.effects.signalWorker(worker, 'SIGUSR1');
-    }
+    this.pool.reopenLogs();
   }
 
   /**
    * USR2: binary upgrade. Move the pidfile to `.oldbin`, become `master (old)`, and start a
    * new master the way this one was started, handing it the listen sockets
-   * (`src/upgrade/old-master-side.ts`).
+   * (`src/handover/new-master.ts`).
    */
   private handleUsr2(): void {
     const refused = this.startUpgrade(undefined);
     if (refused !== undefined) this.logger.warn(`USR2 refused: ${refused}`);
-  }
-
-  /**
-   * What USR2 does, also asked for over the control socket by a canary deploy, which gives the
-   * new master's first worker count (`canaryWorkers`). Returns why it was refused, if it was.
-   */
-  private startUpgrade(canaryWorkers: number | undefined): string | undefined {
-    if (this.newMaster !== undefined) {
-      return `an upgrade is already in flight (new master pid ${this.newMaster.pid})`;
-    }
-    if (this.oldMaster?.alive()) {
-      return `this master is itself the new master of an upgrade; its old master (pid ${this.oldMaster.pid}) still runs — QUIT it first`;
-    }
-    if (this.state !== 'running') return `the master is ${this.state}`;
-    let command: MasterCommand;
-    try {
-      command = this.upgradeCommand();
-    } catch (error) {
-      return messageOf(error);
-    }
-    try {
-      this.newMaster = this.effects.startUpgrade({
-        command,
-        sockets: this.handedOver(),
-        pidfile: this.config.pid,
-        bootTimeoutS: this.config.bootTimeout,
-        now: this.effects.now(),
-        logger: this.logger,
-        onEvent: (event) => this.enqueue(event),
-        canaryWorkers,
-        interactive: this.parts.interactive,
-      });
-    } catch (error) {
-      if (!(error instanceof UpgradeRefused)) throw error;
-      return error.message;
-    }
-    this.pidPath = this.newMaster.oldbin;
-    this.upgradeError = undefined;
-    this.setTitle();
-    return undefined;
-  }
-
-  /**
-   * A canary deploy starts (`on`) or ends on this master: its Node workers, those running and
-   * those it spawns, record figures and ask kept-alive clients to reconnect now and then.
-   */
-  private setCanary(on: boolean): void {
-    if (this.canary === on) return;
-    this.canary = on;
-    this.logger.info(on ? 'canary deploy: judging this release' : 'canary deploy: over');
-    for (const worker of this.workers.values()) {
-      if (worker.release.kind === 'node') this.effects.sendWorker(worker, { type: 'canary', on });
-    }
-  }
-
-  /**
-   * How USR2 starts the new master: as this one was started, on the Node the configuration
-   * names now (`node`, read again so that a new Node takes effect), checked to run first.
-   */
-  private upgradeCommand(): MasterCommand {
-    const { node } = loadConfig(this.parts.configSources);
-    if (node === undefined || node === this.parts.command.execPath) return this.parts.command;
-    checkNode(node);
-    return { ...this.parts.command, execPath: node };
   }
 
   /**
@@ -440,7 +312,260 @@ export class Master {
     }
     this.workersStopped = true;
     this.abandonReload(undefined);
-    for (const worker of this.workers.values()) this.drainWorker(worker, 'WINCH');
+    this.pool.drainWhere(() => true, 'WINCH', this.config);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Workers and generations
+  // -------------------------------------------------------------------------------------------
+
+  private onWorkerExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    const exited = this.pool.onExit(pid, code, signal, this.state === 'stopping');
+    if (exited === undefined || exited.expected) return;
+    const { worker, reason } = exited;
+    const current = this.generations.current.number;
+    if (this.state === 'booting') {
+      this.failBoot(`worker ${pid} failed before the master became ready: ${reason}`);
+      return;
+    }
+    if (this.generations.reloading && worker.generation === current && worker.state === 'booting') {
+      this.abandonReload(`a new worker failed to boot: ${reason}`);
+      return;
+    }
+    if (worker.generation !== current) return;
+    const delay = this.backoff.recordDeath(this.effects.now() - worker.bornAt);
+    if (delay > 0) {
+      this.nextSpawnAt = this.effects.now() + delay;
+      this.logger.warn(
+        { deaths: this.backoff.deaths, delayMs: delay },
+        `workers are crash-looping: next spawn in ${delay} ms`,
+      );
+    }
+  }
+
+  private onTick(): void {
+    const now = this.effects.now();
+    this.upgrade.tick(now, this.config.pid, this.logger);
+    const healthy = this.pool.tick(now, this.config, CRASH_HEALTHY_MS);
+    const current = this.generations.current.number;
+    if (this.backoff.deaths > 0 && healthy.some((w) => w.generation === current)) {
+      this.backoff.recordHealthy();
+    }
+    if (this.killAllAt !== undefined && now > this.killAllAt) {
+      this.pool.killAll('quick shutdown timed out');
+      this.killAllAt = undefined;
+    }
+  }
+
+  private spawn(): void {
+    const { config, release, number: generation } = this.generations.current;
+    const jitter = config.maxRequestsJitter;
+    const { sockets, metrics, identity, notifyDir, workerEnv, command } = this.parts;
+    this.pool.spawn({
+      kind: kindOf(release),
+      release,
+      generation,
+      fds: sockets.map((s) => s.fd),
+      env: workerEnv,
+      identity,
+      nodePath: command.execPath,
+      worker: {
+        sockets: sockets.map((s) => s.bind.name),
+        gracefulTimeoutMs: config.gracefulTimeout * 1000,
+        heartbeatMs: Math.max(50, Math.min(1000, (config.timeout * 1000) / 4)),
+        maxRequests:
+          config.maxRequests > 0
+            ? config.maxRequests + Math.floor(Math.random() * (jitter + 1))
+            : 0,
+        warmup: config.warmup,
+        warmupPath: config.warmupPath ?? config.healthPath ?? '/',
+        warmupTimeoutMs: (config.bootTimeout * 1000) / 2,
+        logLevel: config.logLevel,
+        logFile: config.logFile,
+        metrics: metrics !== undefined,
+        canary: this.canary,
+      },
+      onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
+      onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
+      notifyDir,
+      // The worker's own release: after a HUP, the current generation's is the next one.
+      onOutput: (pid, stream, line) =>
+        this.logger.info({ worker: pid, release: release.name, stream }, line),
+    });
+  }
+
+  private startGeneration(release: Release, config: Config, workers: number): void {
+    this.abandonReload(undefined);
+    this.generations.start(release, config, workers);
+    this.workersStopped = false;
+    this.backoff.recordHealthy();
+    this.nextSpawnAt = 0;
+  }
+
+  /**
+   * Gives up an unfinished reload: back to the generation it was replacing. `reason`
+   * undefined gives it up silently (superseded by another reload, or WINCH).
+   */
+  private abandonReload(reason: string | undefined): void {
+    const abandoned = this.generations.current.number;
+    const limits = this.config;
+    if (this.generations.abandon() === undefined) return;
+    this.pool.drainWhere((w) => w.generation === abandoned, 'reload abandoned', limits);
+    if (reason !== undefined) {
+      this.logger.error(
+        { release: this.release.name },
+        `reload failed: ${reason}; keeping the workers of release ${this.release.name}`,
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reconcile
+  // -------------------------------------------------------------------------------------------
+
+  private reconcile(): void {
+    if (this.state === 'stopping') {
+      if (this.pool.size === 0) this.exit();
+      return;
+    }
+    const { number: generation, desired } = this.generations.current;
+    const current = this.pool.serving(generation);
+    if (!this.workersStopped) {
+      if (current.length < desired && this.effects.now() >= this.nextSpawnAt) {
+        const count = this.backoff.deaths > 1 ? 1 : desired - current.length;
+        for (let i = 0; i < count; i += 1) this.spawn();
+        if (this.backoff.delay() > 0) this.nextSpawnAt = this.effects.now() + this.backoff.delay();
+      }
+      const extra = current.length - desired;
+      if (extra > 0) {
+        const byPreference = current.sort(
+          (a, b) =>
+            Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
+        );
+        for (const worker of byPreference.slice(0, extra)) {
+          this.pool.drain(worker, 'TTOU', this.config);
+        }
+      }
+    }
+    const ready = current.filter((w) => w.state === 'ready').length;
+    if (ready < desired || this.workersStopped) return;
+    for (const worker of [...this.pool.all()]) {
+      if (worker.generation !== generation) {
+        this.pool.drain(worker, 'replaced by a new generation', this.config);
+      } else if (worker.retiring) {
+        this.pool.drain(worker, 'replaced (maxRequests or maxMemory)', this.config);
+      }
+    }
+    if (this.generations.complete()) {
+      this.setTitle();
+      this.logger.info({ release: this.release.name }, 'reload complete: new workers ready');
+    }
+    if (this.state === 'booting') this.becomeReady();
+  }
+
+  /** All workers ready for the first time: write the pidfile, tell whoever waits. */
+  private becomeReady(): void {
+    this.state = 'running';
+    try {
+      writePidfile(this.config.pid, process.pid);
+    } catch (error) {
+      this.failBoot(`cannot write the pidfile ${this.config.pid}: ${messageOf(error)}`);
+      return;
+    }
+    this.upgrade.holding(this.config.pid);
+    this.parts.handover.reportReady({
+      ready: true,
+      pid: process.pid,
+      binds: this.handedOver().map((s) => s.bind.name),
+      protocol: HANDOVER_PROTOCOL,
+      version: PREFORK_VERSION,
+    });
+    this.logger.info(
+      { workers: this.generations.current.desired, pidfile: this.config.pid },
+      `master ready (pid: ${process.pid}, release ${this.release.name})`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Upgrades: this master as the old one (its new master) or as the new one (its old master)
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * What USR2 does, also asked for over the control socket by a canary deploy, which gives the
+   * new master's first worker count (`canaryWorkers`). Returns why it was refused, if it was.
+   */
+  private startUpgrade(canaryWorkers: number | undefined): string | undefined {
+    const refused = this.upgrade.refusal();
+    if (refused !== undefined) return refused;
+    if (this.state !== 'running') return `the master is ${this.state}`;
+    let command: MasterCommand;
+    try {
+      command = this.upgradeCommand();
+    } catch (error) {
+      return messageOf(error);
+    }
+    try {
+      this.upgrade.started(
+        this.effects.startUpgrade({
+          command,
+          sockets: this.handedOver(),
+          pidfile: this.config.pid,
+          bootTimeoutS: this.config.bootTimeout,
+          now: this.effects.now(),
+          logger: this.logger,
+          onEvent: (event) => this.enqueue(event),
+          canaryWorkers,
+          interactive: this.parts.interactive,
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof UpgradeRefused)) throw error;
+      return error.message;
+    }
+    this.setTitle();
+    return undefined;
+  }
+
+  /**
+   * How USR2 starts the new master: as this one was started, on the Node the configuration
+   * names now (`node`, read again so that a new Node takes effect), checked to run first.
+   */
+  private upgradeCommand(): MasterCommand {
+    const { node } = loadConfig(this.parts.configSources);
+    if (node === undefined || node === this.parts.command.execPath) return this.parts.command;
+    checkNode(node);
+    return { ...this.parts.command, execPath: node };
+  }
+
+  /** The new master is gone: take the service back, and restart the workers WINCH stopped. */
+  private onNewMasterExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    if (!this.upgrade.onNewMasterExit(pid, code, signal)) return;
+    this.setTitle();
+    if (this.workersStopped && this.state === 'running') {
+      this.workersStopped = false;
+      this.logger.info('restarting the workers WINCH stopped');
+    }
+  }
+
+  /**
+   * A canary deploy starts (`on`) or ends on this master: its workers, those running and those
+   * it spawns, record figures and ask kept-alive clients to reconnect now and then.
+   */
+  private setCanary(on: boolean): void {
+    if (this.canary === on) return;
+    this.canary = on;
+    this.logger.info(on ? 'canary deploy: judging this release' : 'canary deploy: over');
+    this.pool.tellAll({ type: 'canary', on });
+  }
+
+  /** The sockets a new master inherits: the app's and the metrics socket. */
+  private handedOver(): ListenSocket[] {
+    const { metrics, sockets } = this.parts;
+    return metrics === undefined ? sockets : [...sockets, metrics.socket];
+  }
+
+  private setTitle(): void {
+    this.effects.setTitle(masterTitle(this.release.name, { old: this.upgrade.inFlight }));
   }
 
   /** Workers running as `--user` append to the log file too: it is theirs as well. */
@@ -457,400 +582,13 @@ export class Master {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Workers
-  // -------------------------------------------------------------------------------------------
-
-  private onWorkerMessage(pid: number, message: WorkerMessage): void {
-    const worker = this.workers.get(pid);
-    if (worker === undefined) return;
-    worker.lastBeat = this.effects.now();
-    switch (message.type) {
-      case 'ready':
-        if (worker.state === 'booting') {
-          worker.state = 'ready';
-          worker.tls = message.tls === true;
-          worker.readyAt = this.effects.now();
-          this.logger.debug({ worker: pid }, 'worker ready');
-        }
-        return;
-      case 'heartbeat':
-        worker.requests = message.requests;
-        worker.rss = message.rss;
-        if (isFigures(message.figures)) worker.figures = message.figures;
-        this.checkMemory(worker);
-        return;
-      case 'boot-error':
-        worker.failure = message.message;
-        return;
-      case 'watchdog':
-        return;
-      case 'status':
-        worker.statusText = message.text;
-        return;
-      case 'health':
-        this.healthChecks.answer(pid, message);
-        return;
-      case 'retire':
-        worker.requests = message.requests;
-        if (!worker.retiring) {
-          worker.retiring = true;
-          this.logger.info(
-            { worker: pid, requests: message.requests },
-            'worker reached maxRequests: replacing it',
-          );
-        }
-        return;
-    }
-  }
-
-  /** A worker over `maxMemory` (a leak) is replaced like one that reached `maxRequests`. */
-  private checkMemory(worker: WorkerRecord): void {
-    const limit = this.config.maxMemory * 1024 * 1024;
-    if (limit === 0 || worker.retiring || worker.state !== 'ready' || worker.rss <= limit) return;
-    worker.retiring = true;
-    this.logger.warn(
-      { worker: worker.pid, rss: worker.rss },
-      `worker ${worker.pid} uses ${Math.round(worker.rss / 1024 / 1024)} MB, over maxMemory ${this.config.maxMemory} MB: replacing it`,
-    );
-  }
-
-  private onWorkerExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
-    const worker = this.workers.get(pid);
-    if (worker === undefined) return;
-    this.workers.delete(pid);
-    this.healthChecks.workerExited(pid);
-    this.book.workerExited(worker, this.exitReason(worker), this.effects.now());
-    const how = signal ? `signal ${signal}` : `code ${code}`;
-    if (worker.state === 'draining' || this.state === 'stopping') {
-      this.logger.info({ worker: pid }, `worker exited (pid: ${pid}, ${how})`);
-      return;
-    }
-    const said =
-      worker.release.kind === 'exec' && worker.lastOutput
-        ? ` (it said: ${worker.lastOutput.slice(0, 300)})`
-        : '';
-    const reason = worker.failure ?? `exited with ${how}${said}`;
-    this.logger.error(
-      { worker: pid, release: worker.release.name, state: worker.state },
-      `worker ${pid} died: ${reason}`,
-    );
-    if (this.state === 'booting') {
-      this.failBoot(`worker ${pid} failed before the master became ready: ${reason}`);
-      return;
-    }
-    if (
-      this.reload !== undefined &&
-      worker.generation === this.generation &&
-      worker.state === 'booting'
-    ) {
-      this.abandonReload(`a new worker failed to boot: ${reason}`);
-      return;
-    }
-    if (worker.generation !== this.generation) return;
-    const delay = this.backoff.recordDeath(this.effects.now() - worker.bornAt);
-    if (delay > 0) {
-      this.nextSpawnAt = this.effects.now() + delay;
-      this.logger.warn(
-        { deaths: this.backoff.deaths, delayMs: delay },
-        `workers are crash-looping: next spawn in ${delay} ms`,
-      );
-    }
-  }
-
-  /** Why a worker that just exited did, as `prefork_worker_exits_total{reason}` counts it. */
-  private exitReason(worker: WorkerRecord): WorkerExitReason {
-    if (worker.exitReason !== undefined) return worker.exitReason;
-    if (worker.state === 'draining') return worker.retiring ? 'recycled' : 'drained';
-    if (this.state === 'stopping') return 'stopped';
-    return worker.state === 'booting' ? 'boot_failed' : 'crashed';
-  }
-
-  private onTick(): void {
-    const now = this.effects.now();
-    this.book.sample(this.workers.values(), now);
-    this.noticeOldMasterGone();
-    this.newMaster?.checkReadyDeadline(now);
-    for (const worker of this.workers.values()) {
-      this.checkExecWorker(worker, now);
-      const silence = this.heartbeatTimeoutS(worker);
-      if (worker.state === 'booting' && now - worker.bornAt > this.config.bootTimeout * 1000) {
-        this.killWorker(worker, this.notReadyReason(worker), 'boot_failed');
-      } else if (
-        worker.state === 'ready' &&
-        silence !== undefined &&
-        now - worker.lastBeat > silence * 1000
-      ) {
-        this.killWorker(
-          worker,
-          worker.release.kind === 'exec'
-            ? `no WATCHDOG=1 for ${silence} s (watchdogSec): hung?`
-            : `no heartbeat for ${silence} s (blocked event loop?)`,
-          'hung',
-        );
-      } else if (worker.killAt !== undefined && now > worker.killAt) {
-        this.killWorker(worker, 'still draining past the graceful timeout', 'killed');
-      } else if (
-        worker.state === 'ready' &&
-        worker.readyAt &&
-        now - worker.readyAt > CRASH_HEALTHY_MS
-      ) {
-        if (this.backoff.deaths > 0 && worker.generation === this.generation)
-          this.backoff.recordHealthy();
-      }
-    }
-    if (this.killAllAt !== undefined && now > this.killAllAt) {
-      for (const worker of this.workers.values())
-        this.killWorker(worker, 'quick shutdown timed out', 'killed');
-      this.killAllAt = undefined;
-    }
-  }
-
-  /**
-   * Seconds a ready worker may stay silent before it is killed: `--timeout` for a Node worker,
-   * `watchdogSec` for an exec worker (none when that is 0: an exec worker sends nothing else).
-   */
-  private heartbeatTimeoutS(worker: WorkerRecord): number | undefined {
-    if (worker.release.kind === 'node') return this.config.timeout;
-    return worker.release.exec.watchdogSec > 0 ? worker.release.exec.watchdogSec : undefined;
-  }
-
-  /** Why a booting worker is killed at bootTimeout: for an exec worker, what it never did. */
-  private notReadyReason(worker: WorkerRecord): string {
-    const within = `within bootTimeout (${this.config.bootTimeout} s)`;
-    if (worker.release.kind === 'exec' && worker.release.exec.ready.kind === 'notify') {
-      return `never sent READY=1 on NOTIFY_SOCKET ${within}: make it notify (sd_notify), or set "ready": {"afterMs": N} in prefork.json`;
-    }
-    return `did not become ready ${within}`;
-  }
-
-  /**
-   * What an exec worker cannot report itself: readiness by time (`ready: {afterMs}`) and its
-   * RSS (for `status` and `--max-memory`), read from `/proc` about once a second.
-   */
-  private checkExecWorker(worker: WorkerRecord, now: number): void {
-    if (worker.release.kind !== 'exec') return;
-    const { ready } = worker.release.exec;
-    if (worker.state === 'booting' && ready.kind === 'after' && now - worker.bornAt >= ready.ms) {
-      this.onWorkerMessage(worker.pid, { type: 'ready', tls: false });
-    }
-    if (now - worker.rssAt >= EXEC_RSS_EVERY_MS) {
-      worker.rssAt = now;
-      worker.rss = this.effects.processRss(worker.pid);
-      this.checkMemory(worker);
-    }
-  }
-
-  private spawn(): void {
-    const jitter = this.config.maxRequestsJitter;
-    // The worker's own release: after a HUP, `this.release` is the next generation's.
-    const release = this.release.name;
-    const worker = this.effects.spawnWorker({
-      release: this.release,
-      generation: this.generation,
-      fds: this.parts.sockets.map((s) => s.fd),
-      env: this.parts.workerEnv,
-      identity: this.parts.identity,
-      nodePath: this.parts.command.execPath,
-      worker: {
-        sockets: this.parts.sockets.map((s) => s.bind.name),
-        gracefulTimeoutMs: this.config.gracefulTimeout * 1000,
-        heartbeatMs: Math.max(50, Math.min(1000, (this.config.timeout * 1000) / 4)),
-        maxRequests:
-          this.config.maxRequests > 0
-            ? this.config.maxRequests + Math.floor(Math.random() * (jitter + 1))
-            : 0,
-        warmup: this.config.warmup,
-        warmupPath: this.config.warmupPath ?? this.config.healthPath ?? '/',
-        warmupTimeoutMs: (this.config.bootTimeout * 1000) / 2,
-        logLevel: this.config.logLevel,
-        logFile: this.config.logFile,
-        metrics: this.parts.metrics !== undefined,
-        canary: this.canary,
-      },
-      onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
-      onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
-      notifyDir: this.parts.notifyDir,
-      onOutput: (pid, stream, line) => this.logger.info({ worker: pid, release, stream }, line),
-    });
-    this.workers.set(worker.pid, worker);
-    this.logger.info(
-      { worker: worker.pid, release: this.release.name },
-      `booting worker with pid: ${worker.pid}`,
-    );
-  }
-
-  /**
-   * Graceful stop of one worker: QUIT (an exec release's `stopSignal`), and SIGKILL past the
-   * graceful timeout.
-   */
-  private drainWorker(worker: WorkerRecord, reason: string): void {
-    if (worker.state === 'draining') return;
-    worker.state = 'draining';
-    worker.killAt = this.effects.now() + this.config.gracefulTimeout * 1000 + WORKER_KILL_GRACE_MS;
-    this.logger.info({ worker: worker.pid, reason }, `draining worker ${worker.pid} (${reason})`);
-    const signal = worker.release.kind === 'exec' ? worker.release.exec.stopSignal : 'SIGQUIT';
-    this.effects.signalWorker(worker, signal);
-  }
-
-  private killWorker(worker: WorkerRecord, reason: string, exitReason: WorkerExitReason): void {
-    if (worker.killed) return;
-    worker.killed = true;
-    worker.failure = reason;
-    worker.exitReason = exitReason;
-    worker.killAt = undefined;
-    this.logger.error({ worker: worker.pid }, `killing worker ${worker.pid}: ${reason}`);
-    this.effects.signalWorker(worker, 'SIGKILL');
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Generations (HUP)
-  // -------------------------------------------------------------------------------------------
-
-  private startGeneration(release: Release, config: Config, workers = config.workers): void {
-    this.abandonReload(undefined);
-    this.reload = {
-      generation: this.generation,
-      release: this.release,
-      config: this.config,
-      desired: this.desired,
-    };
-    this.generation += 1;
-    this.release = release;
-    this.config = config;
-    this.desired = workers;
-    this.workersStopped = false;
-    this.backoff.recordHealthy();
-    this.nextSpawnAt = 0;
-  }
-
-  /**
-   * Gives up an unfinished reload: back to the generation it was replacing. `reason`
-   * undefined gives it up silently (superseded by another reload, or WINCH).
-   */
-  private abandonReload(reason: string | undefined): void {
-    const previous = this.reload;
-    if (previous === undefined) return;
-    this.reload = undefined;
-    for (const worker of this.workers.values()) {
-      if (worker.generation === this.generation) this.drainWorker(worker, 'reload abandoned');
-    }
-    this.generation = previous.generation;
-    this.release = previous.release;
-    this.config = previous.config;
-    this.desired = previous.desired;
-    if (reason !== undefined) {
-      this.logger.error(
-        { release: this.release.name },
-        `reload failed: ${reason}; keeping the workers of release ${this.release.name}`,
-      );
-    }
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Reconcile
-  // -------------------------------------------------------------------------------------------
-
-  private reconcile(): void {
-    if (this.state === 'stopping') {
-      if (this.workers.size === 0) this.exit();
-      return;
-    }
-    const current = [...this.workers.values()].filter(
-      (w) => w.generation === this.generation && !w.retiring && w.state !== 'draining',
-    );
-    if (!this.workersStopped) {
-      if (current.length < this.desired && this.effects.now() >= this.nextSpawnAt) {
-        const count = this.backoff.deaths > 1 ? 1 : this.desired - current.length;
-        for (let i = 0; i < count; i += 1) this.spawn();
-        if (this.backoff.delay() > 0) this.nextSpawnAt = this.effects.now() + this.backoff.delay();
-      }
-      const extra = current.length - this.desired;
-      if (extra > 0) {
-        const byPreference = current.sort(
-          (a, b) =>
-            Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
-        );
-        for (const worker of byPreference.slice(0, extra)) this.drainWorker(worker, 'TTOU');
-      }
-    }
-    const ready = current.filter((w) => w.state === 'ready').length;
-    if (ready < this.desired || this.workersStopped) return;
-    for (const worker of this.workers.values()) {
-      if (worker.generation !== this.generation)
-        this.drainWorker(worker, 'replaced by a new generation');
-      else if (worker.retiring) this.drainWorker(worker, 'replaced (maxRequests or maxMemory)');
-    }
-    if (this.reload !== undefined) {
-      this.reload = undefined;
-      this.setTitle();
-      this.logger.info({ release: this.release.name }, 'reload complete: new workers ready');
-    }
-    if (this.state === 'booting') this.becomeReady();
-  }
-
-  /** All workers ready for the first time: write the pidfile, tell whoever waits. */
-  private becomeReady(): void {
-    this.state = 'running';
-    try {
-      writePidfile(this.config.pid, process.pid);
-    } catch (error) {
-      this.failBoot(`cannot write the pidfile ${this.config.pid}: ${messageOf(error)}`);
-      return;
-    }
-    this.pidPath = this.config.pid;
-    this.parts.handover.reportReady({
-      ready: true,
-      pid: process.pid,
-      binds: this.handedOver().map((s) => s.bind.name),
-      protocol: HANDOVER_PROTOCOL,
-      version: PREFORK_VERSION,
-    });
-    this.logger.info(
-      { workers: this.desired, pidfile: this.config.pid },
-      `master ready (pid: ${process.pid}, release ${this.release.name})`,
-    );
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Upgrades: this master as the old one (its new master) or as the new one (its old master)
-  // -------------------------------------------------------------------------------------------
-
-  /** The new master is gone: take the service back, and restart the workers WINCH stopped. */
-  private onNewMasterExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
-    const newMaster = this.newMaster;
-    if (newMaster?.pid !== pid) return;
-    this.newMaster = undefined;
-    this.upgradeError = newMaster.failure;
-    this.pidPath = newMaster.onExit(code, signal);
-    this.setTitle();
-    if (this.workersStopped && this.state === 'running') {
-      this.workersStopped = false;
-      this.logger.info('restarting the workers WINCH stopped');
-    }
-  }
-
-  /** Once the old master that started this one has exited, clean up after it. */
-  private noticeOldMasterGone(): void {
-    const gone = this.oldMaster?.noticeGone(this.config.pid);
-    if (gone !== undefined) this.logger[gone.level](gone.message);
-  }
-
-  private setTitle(): void {
-    this.effects.setTitle(masterTitle(this.release.name, { old: this.newMaster !== undefined }));
-  }
-
-  // -------------------------------------------------------------------------------------------
   // Shutdown
   // -------------------------------------------------------------------------------------------
 
   private quickShutdown(): void {
     this.state = 'stopping';
     this.killAllAt = this.effects.now() + QUICK_KILL_MS;
-    for (const worker of this.workers.values()) {
-      worker.state = 'draining';
-      worker.exitReason ??= 'stopped';
-      this.effects.signalWorker(worker, 'SIGTERM');
-    }
+    this.pool.terminateAll();
   }
 
   /** Gives up booting: reports why, stops the workers, exits non-zero. */
@@ -875,17 +613,14 @@ export class Master {
     if (this.exiting) return;
     this.exiting = true;
     const metrics = this.parts.metrics;
-    let sharers: SocketSharers | undefined;
+    let sharers: ReturnType<UpgradeState['sharers']> | undefined;
     try {
       if (this.tick) clearInterval(this.tick);
       this.parts.control?.close();
       this.parts.notifyDir.remove();
       removePidfileIfOurs(this.config.pid, process.pid);
-      removePidfileIfOurs(this.config.pid + OLDBIN_SUFFIX, process.pid);
-      sharers = {
-        newMaster: this.newMaster && { binds: this.newMaster.binds },
-        oldMasterAlive: this.oldMaster?.alive() === true,
-      };
+      removePidfileIfOurs(oldbinPath(this.config.pid), process.pid);
+      sharers = this.upgrade.sharers();
       closeListenSockets(this.parts.sockets, sharers);
       this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
     } finally {
@@ -895,119 +630,70 @@ export class Master {
     }
   }
 
-  /** The sockets a new master inherits: the app's and the metrics socket. */
-  private handedOver(): ListenSocket[] {
-    const { metrics } = this.parts;
-    return metrics === undefined ? this.parts.sockets : [...this.parts.sockets, metrics.socket];
-  }
-
   // -------------------------------------------------------------------------------------------
-  // Control socket
+  // Control socket and reports
   // -------------------------------------------------------------------------------------------
 
-  /** Answers a control-socket request. */
+  /** Answers a control-socket request (validated by the control server's schema). */
   control(request: ControlRequest): unknown {
-    if (request.cmd === 'health') return this.checkWorkers(request.path);
-    if (request.cmd === 'metrics') return this.metricsShare();
-    if (request.cmd === 'canary') {
-      this.setCanary(request.on === true);
-      return { canary: this.canary };
-    }
-    if (request.cmd === 'upgrade') {
-      if (!Number.isInteger(request.workers) || request.workers < 1) {
-        throw new Error('workers must be a whole number, at least 1');
+    switch (request.cmd) {
+      case 'health':
+        return this.pool.checkHealth(request.path, this.config);
+      case 'metrics':
+        return this.metricsShare();
+      case 'canary':
+        this.setCanary(request.on);
+        return { canary: this.canary };
+      case 'upgrade': {
+        const refused = this.startUpgrade(request.workers);
+        if (refused !== undefined) throw new Error(`upgrade refused: ${refused}`);
+        return { newMasterPid: this.upgrade.newMasterPid };
       }
-      const refused = this.startUpgrade(request.workers);
-      if (refused !== undefined) throw new Error(`upgrade refused: ${refused}`);
-      return { newMasterPid: this.newMaster?.pid };
+      case 'scale':
+        this.generations.current.desired = request.workers;
+        this.logger.info(`scale: workers: ${request.workers}`);
+        this.enqueue({ kind: 'tick' });
+        return { workers: request.workers };
+      case 'status':
+        return this.status();
     }
-    if (request.cmd === 'scale') {
-      if (request.workers < 1) throw new Error('workers must be at least 1');
-      this.desired = request.workers;
-      this.logger.info(`scale: workers: ${this.desired}`);
-      this.enqueue({ kind: 'tick' });
-      return { workers: this.desired };
-    }
-    return this.status();
-  }
-
-  /**
-   * Asks every serving worker (ready, not draining) to GET `path` from its own app, so that
-   * whoever calls (a deploy) learns how this master's release answers even while another
-   * generation accepts on the same sockets. Empty when no worker serves (WINCH, booting).
-   */
-  private checkWorkers(path: string): Promise<WorkerHealth[]> {
-    // Exec workers have no channel to be asked on: deploy checks them through the bind.
-    const serving = [...this.workers.values()].filter(
-      (w) => w.state === 'ready' && w.release.kind === 'node',
-    );
-    const bounds = { answerMs: HEALTH_ANSWER_MS, reachMs: this.config.timeout * 1000 };
-    return Promise.all(serving.map((w) => this.healthChecks.ask(w, path, bounds)));
-  }
-
-  /**
-   * This master's own share of the metrics: its state, release, and its workers' figures by
-   * release (those gone included). A scrape adds the other master's during an upgrade.
-   */
-  metricsShare(): MasterMetrics {
-    return {
-      pid: process.pid,
-      state: this.publicState(),
-      release: this.release.name,
-      version: this.release.version,
-      releases: this.book.releases(this.workers.values()),
-    };
   }
 
   /** The other master of an upgrade in flight (the new one, or the old one still alive). */
   peerPid(): number | undefined {
-    if (this.newMaster !== undefined) return this.newMaster.pid;
-    return this.oldMaster?.alive() ? this.oldMaster.pid : undefined;
+    return this.upgrade.peerPid();
   }
 
-  private publicState(): MasterStatus['state'] {
-    return this.state === 'running' && this.newMaster !== undefined ? 'old' : this.state;
+  /** This master's own share of the metrics (a scrape adds the other master's). */
+  metricsShare(): MasterMetrics {
+    return metricsReport(this.reportSource());
   }
 
   /** This master's state, as `prefork status` shows it. */
   status(): MasterStatus {
-    const now = this.effects.now();
+    return statusReport(this.reportSource());
+  }
+
+  private reportSource(): ReportSource {
+    const { sockets, metrics, identity, command } = this.parts;
     return {
-      pid: process.pid,
-      root: this.config.root,
-      release: this.release.name,
-      version: this.release.version,
-      releaseDir: this.release.dir,
-      state: this.publicState(),
+      now: this.effects.now(),
+      startedAt: this.startedAt,
+      state: this.state === 'running' && this.upgrade.inFlight ? 'old' : this.state,
+      generation: this.generations.current,
       workersStopped: this.workersStopped,
-      desiredWorkers: this.desired,
-      configuredWorkers: this.config.workers,
       canary: this.canary,
-      uptime: Math.round((now - this.startedAt) / 1000),
-      rss: process.memoryUsage.rss(),
-      binds: this.parts.sockets.map((s) => s.address),
-      oldMasterPid: this.oldMaster?.alive() ? this.oldMaster.pid : null,
-      newMasterPid: this.newMaster?.pid ?? null,
-      upgradeError: this.upgradeError ?? null,
-      pidfile: this.pidPath,
-      heartbeatTimeout: this.config.timeout,
-      preforkVersion: PREFORK_VERSION,
-      node: { version: process.version, path: this.parts.command.execPath },
-      workerIdentity: this.parts.identity ?? null,
-      metrics: this.parts.metrics?.socket.address ?? null,
-      traffic: this.book.traffic(),
-      workers: [...this.workers.values()].map((w) => ({
-        pid: w.pid,
-        release: w.release.name,
-        kind: w.release.kind,
-        generation: w.generation,
-        state: w.state,
-        tls: w.tls,
-        requests: w.requests,
-        rss: w.rss,
-        age: Math.round((now - w.bornAt) / 1000),
-        ...(w.statusText === undefined ? {} : { status: w.statusText }),
-      })),
+      pool: this.pool,
+      upgrade: this.upgrade,
+      binds: sockets.map((s) => s.address),
+      metricsAddress: metrics?.socket.address,
+      identity,
+      nodePath: command.execPath,
     };
   }
+}
+
+/** How a log line names a socket: its path, or an `http://` URL. */
+function urlOf(socket: ListenSocket): string {
+  return socket.bind.kind === 'unix' ? socket.address : `http://${socket.address}`;
 }

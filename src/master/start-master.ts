@@ -3,21 +3,21 @@ import { join } from 'node:path';
 import { parseBind } from '../config/bind.js';
 import type { ConfigSources } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { ControlServer } from '../control/server.js';
 import { messageOf, UsageError } from '../errors/index.js';
 import { NotifyDir } from '../exec/notify-dir.js';
+import { Handover } from '../handover/handover.js';
+import { closeListenSockets, HANDED_BACK, openListenSockets } from '../handover/listen-sockets.js';
+import type { MasterCommand } from '../handover/spawn-master.js';
 import { createLog } from '../log/logger.js';
 import type { MetricsServer } from '../metrics/metrics-server.js';
 import { isAlive } from '../process/alive.js';
-import { controlSocketName } from '../protocol/index.js';
+import { controlSocketName } from '../protocol/files.js';
 import type { Release } from '../release/read-release.js';
 import { assertSafeFile } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
-import { closeListenSockets, HANDED_BACK, openListenSockets } from '../upgrade/listen-sockets.js';
-import { Handover } from '../upgrade/new-master-side.js';
-import type { MasterCommand } from '../upgrade/spawn-master.js';
-import { ControlServer } from './control-server.js';
+import type { WorkerIdentity } from '../worker-kind/worker-identity.js';
 import { Master } from './master.js';
-import type { WorkerIdentity } from './worker-identity.js';
 
 /** What `prefork start` hands over once the configuration and release check out. */
 export interface StartMasterOptions {

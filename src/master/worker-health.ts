@@ -1,5 +1,6 @@
-import type { MasterMessage, WorkerHealth, WorkerHealthReply } from '../protocol/index.js';
-import type { WorkerRecord } from './worker-process.js';
+import type { WorkerHealth } from '../control/schema.js';
+import type { MasterMessage, WorkerHealthReply } from '../protocol/ipc.js';
+import type { WorkerRecord } from '../worker-kind/worker-record.js';
 
 /** How long a worker's app has to answer a health check once the request has reached it. */
 export const HEALTH_ANSWER_MS = 3000;

@@ -4,7 +4,9 @@ import {
   type PrometheusContentType,
   Registry,
 } from 'prom-client';
-import { type MasterMetrics, STATUS_CLASSES, WORKER_EXIT_REASONS } from '../protocol/index.js';
+import type { MasterMetrics } from '../control/schema.js';
+import { WORKER_EXIT_REASONS } from '../protocol/exits.js';
+import { STATUS_CLASSES } from '../protocol/figures.js';
 import { histogramOf } from './figures.js';
 
 /** A deploy, rollback or upgrade running now: the step it is at (from `.prefork/deploy.json`). */

@@ -3,7 +3,7 @@ import {
   LATENCY_BOUNDS,
   type RequestFigures,
   STATUS_CLASSES,
-} from '../protocol/index.js';
+} from '../protocol/figures.js';
 
 /** Figures of no request at all. */
 export function emptyFigures(): RequestFigures {

@@ -1,5 +1,5 @@
 import { controlRequest, controlSocketPath } from '../control/client.js';
-import type { MasterMetrics } from '../protocol/index.js';
+import type { MasterMetrics } from '../control/schema.js';
 import { isFigures } from './figures.js';
 
 /** How long a scrape waits for the other master's share before it uses the last one it got. */
@@ -38,7 +38,7 @@ export class PeerMetrics {
   async fetch(pid: number): Promise<MasterMetrics | undefined> {
     if (this.last?.pid !== pid) this.last = undefined;
     try {
-      const answer = await controlRequest<unknown>(
+      const answer = await controlRequest(
         controlSocketPath(this.root, pid),
         { cmd: 'metrics' },
         PEER_ANSWER_MS,

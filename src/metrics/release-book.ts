@@ -1,10 +1,6 @@
-import type {
-  ReleaseMetrics,
-  ReleaseTraffic,
-  RequestFigures,
-  WorkerExitReason,
-  WorkerStatus,
-} from '../protocol/index.js';
+import type { ReleaseMetrics, ReleaseTraffic, WorkerStatus } from '../control/schema.js';
+import type { WorkerExitReason } from '../protocol/exits.js';
+import type { RequestFigures } from '../protocol/figures.js';
 import { addFigures, emptyFigures, responsesIn } from './figures.js';
 
 /** What the book needs of a worker: its release, state and latest heartbeat. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync, readlinkSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { UsageError } from '../errors/index.js';
-import { CURRENT_LINK } from '../protocol/index.js';
+import { CURRENT_LINK } from '../protocol/files.js';
 import { type Release, readRelease } from './read-release.js';
 
 /** Path of the `current` symlink in an app root. */

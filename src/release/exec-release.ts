@@ -5,7 +5,8 @@ import semver from 'semver';
 import * as v from 'valibot';
 import { describeIssues } from '../config/load.js';
 import { UsageError } from '../errors/index.js';
-import { EXEC_RELEASE_FILE, EXEC_WORKER_ENV } from '../protocol/index.js';
+import { EXEC_WORKER_ENV } from '../protocol/env.js';
+import { EXEC_RELEASE_FILE } from '../protocol/files.js';
 
 /** How an exec worker tells prefork it serves (`prefork.json` `ready`). */
 export type ExecReady = { kind: 'notify' } | { kind: 'after'; ms: number };

@@ -4,7 +4,7 @@ import { queryMaster } from '../control/client.js';
 import { readHistory, readJournal } from '../deploy/journal.js';
 import { EXIT, PreforkError } from '../errors/index.js';
 import { isAlive, processTitle } from '../process/alive.js';
-import { controlSocketPid, OLDBIN_SUFFIX, RELEASES_DIR } from '../protocol/index.js';
+import { controlSocketPid, OLDBIN_SUFFIX, RELEASES_DIR } from '../protocol/files.js';
 import { readPidfile } from '../state/pidfile.js';
 import { stateDirPath } from '../state/state-dir.js';
 import { currentReleaseName, releaseNames } from './release-names.js';

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import semver from 'semver';
 import { UsageError } from '../errors/index.js';
-import { EXEC_RELEASE_FILE, RELEASES_DIR } from '../protocol/index.js';
+import { EXEC_RELEASE_FILE, RELEASES_DIR } from '../protocol/files.js';
 import { type ExecSpec, readExecSpec } from './exec-release.js';
 
 /** What every release has, whatever runs it. */

@@ -1,6 +1,6 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { RELEASES_DIR } from '../protocol/index.js';
+import { RELEASES_DIR } from '../protocol/files.js';
 import { readCurrentTarget } from './current-link.js';
 
 /**

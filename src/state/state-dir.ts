@@ -1,7 +1,7 @@
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors/index.js';
-import { STATE_DIR } from '../protocol/index.js';
+import { STATE_DIR } from '../protocol/files.js';
 import { assertSafeDirectory } from './safe-path.js';
 
 /**

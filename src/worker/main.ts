@@ -8,14 +8,14 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
+import { ENV_WORKER_OPTIONS } from '../protocol/env.js';
 import {
   CANARY_CONNECTION_MS,
-  ENV_WORKER_OPTIONS,
   type MasterMessage,
   type WorkerMessage,
   type WorkerOptions,
-  workerTitle,
-} from '../protocol/index.js';
+} from '../protocol/ipc.js';
+import { workerTitle } from '../protocol/titles.js';
 import { ConnectionTracker } from './connection-tracker.js';
 import { type LoadedApp, loadApp } from './load-app.js';
 import { RequestRecorder } from './request-recorder.js';

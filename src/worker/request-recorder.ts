@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { emptyFigures, recordResponse } from '../metrics/figures.js';
-import type { RequestFigures } from '../protocol/index.js';
+import type { RequestFigures } from '../protocol/figures.js';
 
 /** Node's channel for every HTTP response handed to the kernel (Node ≥ 18.7). */
 const RESPONSE_FINISH = 'http.server.response.finish';

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type net from 'node:net';
-import type { WorkerHealthReply, WorkerHealthRequest } from '../protocol/index.js';
+import type { WorkerHealthReply, WorkerHealthRequest } from '../protocol/ipc.js';
 import { PrivateEndpoint } from './private-endpoint.js';
 
 /** Header that marks the health request, so the app's server can be watched answering it. */

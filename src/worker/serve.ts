@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { FIRST_LISTEN_FD } from '../protocol/index.js';
+import { FIRST_LISTEN_FD } from '../protocol/env.js';
 
 /**
  * Listens `server` on the inherited listen sockets at fd 3, 4, ... The app's own server takes

@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, readlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseBind } from '../../src/config/bind.js';
-import { INTERNAL_ENV } from '../../src/protocol/index.js';
-import { closeListenSockets, openListenSockets } from '../../src/upgrade/listen-sockets.js';
+import { closeListenSockets, openListenSockets } from '../../src/handover/listen-sockets.js';
+import { INTERNAL_ENV } from '../../src/protocol/env.js';
 import { type AppRoot, makeAppRoot, PREFORK_BIN, switchCurrent } from '../helpers/app-root.js';
 import {
   createRunningMaster,

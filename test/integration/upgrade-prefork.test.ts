@@ -239,18 +239,18 @@ describe('upgrading prefork itself with USR2', () => {
     root = makeAppRoot();
     const copy = installCopy(0o755);
     const { old, traffic } = await serveUnderLoad(copy);
-    const protocol = join(copy.dir, 'dist/protocol/index.js');
+    const protocol = join(copy.dir, 'dist/protocol/versions.js');
     writeFileSync(
       protocol,
       readFileSync(protocol, 'utf8').replace(
         /OLDEST_HANDOVER_PROTOCOL = 1;/,
-        'OLDEST_HANDOVER_PROTOCOL = 3;',
+        'OLDEST_HANDOVER_PROTOCOL = 4;',
       ),
     );
     const upgraded = await runPrefork(['upgrade', '--root', root.dir, '--verify-window', '1']);
     expect(upgraded.code).toBe(1);
     expect(upgraded.stderr).toMatch(
-      /cannot take over from old master \d+: it speaks handover protocol 2.*Rolled back: v1 serves again/,
+      /cannot take over from old master \d+: it speaks handover protocol 3.*Rolled back: v1 serves again/,
     );
     expect(readPid(root.path('prefork.pid'))).toBe(old.pid);
     await traffic.expectNoFailures();
@@ -358,24 +358,24 @@ describe('upgrading prefork itself with USR2', () => {
     root = makeAppRoot();
     const copy = installCopy(0o755);
     const { old, traffic } = await serveUnderLoad(copy);
-    // A future prefork that only takes over from protocol 3 and later.
-    const protocol = join(copy.dir, 'dist/protocol/index.js');
+    // A future prefork that only takes over from protocol 4 and later.
+    const protocol = join(copy.dir, 'dist/protocol/versions.js');
     const source = readFileSync(protocol, 'utf8');
     const future = source
-      .replace(/HANDOVER_PROTOCOL = 2;/, 'HANDOVER_PROTOCOL = 3;')
-      .replace(/OLDEST_HANDOVER_PROTOCOL = 1;/, 'OLDEST_HANDOVER_PROTOCOL = 3;');
+      .replace(/HANDOVER_PROTOCOL = 3;/, 'HANDOVER_PROTOCOL = 4;')
+      .replace(/OLDEST_HANDOVER_PROTOCOL = 1;/, 'OLDEST_HANDOVER_PROTOCOL = 4;');
     expect(future).not.toBe(source);
     writeFileSync(protocol, future);
     setInstalledVersion(copy, '10.0.0');
     process.kill(old.pid, 'SIGUSR2');
     const failed = await old.proc.waitForLog(/^new master \d+ failed to start: /);
     expect(failed.msg).toMatch(
-      /cannot take over from old master \d+: it speaks handover protocol 2, prefork 10\.0\.0 takes over from protocols 3–3; upgrade through an intermediate prefork release, or stop the old master and start this one\. The old master serves on/,
+      /cannot take over from old master \d+: it speaks handover protocol 3, prefork 10\.0\.0 takes over from protocols 4–4; upgrade through an intermediate prefork release, or stop the old master and start this one\. The old master serves on/,
     );
     await waitFor('the pidfile back', () => readPid(root.path('prefork.pid')) === old.pid);
     const status = await statusOf(old.pid);
     expect(status).toMatchObject({ state: 'running', newMasterPid: null });
-    expect(String(status?.upgradeError)).toMatch(/handover protocol 2/);
+    expect(String(status?.upgradeError)).toMatch(/handover protocol 3/);
     const seen = traffic.count();
     await waitFor('traffic after', () => traffic.count() > seen + 200);
     await traffic.expectNoFailures();

@@ -2,8 +2,8 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { fdName } from '../../src/exec/exec-worker.js';
 import { notifyMessages } from '../../src/exec/notify-message.js';
-import { fdName } from '../../src/exec/spawn-exec-worker.js';
 import { readRelease } from '../../src/release/read-release.js';
 
 /** Every directory a test made (some make two), removed after it. */

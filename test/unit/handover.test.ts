@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Handover } from '../../src/upgrade/new-master-side.js';
+import { Handover } from '../../src/handover/handover.js';
 
 // The handover protocol a new master reads from its old master's environment.
 
@@ -7,16 +7,17 @@ const byOldMaster = (extra: Record<string, string>) =>
   Handover.from({ PREFORK_PARENT_PID: '4242', PREFORK_READY_FD: '9', ...extra });
 
 describe('handover protocol', () => {
-  it('takes over from protocol 1 (no PREFORK_PROTOCOL: a prefork from before it) and 2', () => {
+  it('takes over from protocol 1 (no PREFORK_PROTOCOL: a prefork from before it), 2 and 3', () => {
     expect(byOldMaster({}).spawnerProtocol()).toBe(1);
     expect(() => byOldMaster({}).assertCompatible()).not.toThrow();
     expect(byOldMaster({ PREFORK_PROTOCOL: '2' }).spawnerProtocol()).toBe(2);
     expect(() => byOldMaster({ PREFORK_PROTOCOL: '2' }).assertCompatible()).not.toThrow();
+    expect(() => byOldMaster({ PREFORK_PROTOCOL: '3' }).assertCompatible()).not.toThrow();
   });
 
   it('refuses an old master of a newer protocol (a downgrade), saying why and what to do', () => {
-    expect(() => byOldMaster({ PREFORK_PROTOCOL: '3' }).assertCompatible()).toThrow(
-      /cannot take over from old master 4242: it speaks handover protocol 3, prefork .* takes over from protocols 1–2; a downgrade across handover protocols is not supported: stop the old master and start this prefork\. The old master serves on/,
+    expect(() => byOldMaster({ PREFORK_PROTOCOL: '4' }).assertCompatible()).toThrow(
+      /cannot take over from old master 4242: it speaks handover protocol 4, prefork .* takes over from protocols 1–3; a downgrade across handover protocols is not supported: stop the old master and start this prefork\. The old master serves on/,
     );
     expect(() => byOldMaster({ PREFORK_PROTOCOL: 'x' }).spawnerProtocol()).toThrow(
       /PREFORK_PROTOCOL="x" is not a number/,

@@ -3,11 +3,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseBind } from '../../src/config/bind.js';
-import {
-  closeListenSockets,
-  openListenSockets,
-  readInheritedFds,
-} from '../../src/upgrade/listen-sockets.js';
+import { handedSocketsEnv, readInheritedFds } from '../../src/handover/handed-sockets.js';
+import { closeListenSockets, openListenSockets } from '../../src/handover/listen-sockets.js';
 
 // Pins the semi-private Node API the master relies on: net._createServerHandle binds without
 // listening, the bound fd can be handed to a child at fd 3, and the child's listen({ fd: 3 })
@@ -89,5 +86,32 @@ describe('inherited fds', () => {
     ]);
     expect(readInheritedFds({ LISTEN_FDS: '2', LISTEN_PID: '8' }, 7)).toEqual([]);
     expect(() => readInheritedFds({ PREFORK_FDS: '3,x' }, 1)).toThrow(/PREFORK_FDS/);
+  });
+
+  it('hands sockets over as JSON, so a bind may hold a comma; the comma-joined pair only when it can carry them', () => {
+    const sockets = [
+      { bind: { name: 'unix:/run/app,v2.sock' }, systemd: false, metrics: false },
+      { bind: { name: '127.0.0.1:9100' }, systemd: false, metrics: true },
+      { bind: { name: 'web' }, systemd: true, metrics: false },
+    ];
+    const env = handedSocketsEnv(sockets);
+    // A bind with a comma cannot be carried by PREFORK_FD_NAMES (split on commas).
+    expect(env.PREFORK_FDS).toBeUndefined();
+    expect(readInheritedFds(env, 1)).toEqual([
+      { fd: 3, name: 'unix:/run/app,v2.sock', systemd: false, metrics: false },
+      { fd: 4, name: '127.0.0.1:9100', systemd: false, metrics: true },
+      { fd: 5, name: 'web', systemd: true, metrics: false },
+    ]);
+    // Without a comma, a new master of an older prefork (protocol 1 or 2) reads the pair.
+    const plain = handedSocketsEnv(sockets.slice(1));
+    expect(
+      readInheritedFds(
+        { PREFORK_FDS: plain.PREFORK_FDS, PREFORK_FD_NAMES: plain.PREFORK_FD_NAMES },
+        1,
+      ),
+    ).toEqual(readInheritedFds(plain, 1));
+    expect(() => readInheritedFds({ PREFORK_SOCKETS: '{"sockets":[{"fd":1}]}' }, 1)).toThrow(
+      /PREFORK_SOCKETS is not a list of sockets/,
+    );
   });
 });

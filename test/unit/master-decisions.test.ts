@@ -4,18 +4,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { NotifyDir } from '../../src/exec/notify-dir.js';
 import { notifyMessages } from '../../src/exec/notify-message.js';
+import { Handover } from '../../src/handover/handover.js';
+import { type NewMaster, UpgradeRefused } from '../../src/handover/new-master.js';
 import type { MasterEffects } from '../../src/master/effects.js';
 import { Master, type MasterEvent } from '../../src/master/master.js';
+import { emptyFigures, recordResponse } from '../../src/metrics/figures.js';
+import type { MasterMessage } from '../../src/protocol/ipc.js';
+import { readCurrentRelease } from '../../src/release/current-link.js';
 import {
   newWorkerRecord,
   type SpawnWorkerOptions,
   type WorkerRecord,
-} from '../../src/master/worker-process.js';
-import { emptyFigures, recordResponse } from '../../src/metrics/figures.js';
-import type { MasterMessage } from '../../src/protocol/index.js';
-import { readCurrentRelease } from '../../src/release/current-link.js';
-import { Handover } from '../../src/upgrade/new-master-side.js';
-import { type NewMaster, UpgradeRefused } from '../../src/upgrade/old-master-side.js';
+} from '../../src/worker-kind/worker-record.js';
 import { type AppRoot, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
 
 // The master's decisions, driven through events with no process: every spawn, signal and exit

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { MasterMetrics } from '../../src/control/schema.js';
 import { Exposition, servingMaster } from '../../src/metrics/exposition.js';
 import {
   addFigures,
@@ -13,9 +14,8 @@ import { ReleaseBook } from '../../src/metrics/release-book.js';
 import {
   HISTOGRAM_BUCKETS,
   LATENCY_BOUNDS,
-  type MasterMetrics,
   type RequestFigures,
-} from '../../src/protocol/index.js';
+} from '../../src/protocol/figures.js';
 
 // How a master adds up its workers' figures by release, and how the two masters of an upgrade
 // add up in one scrape: pure functions and prom-client, no process.

@@ -4,7 +4,7 @@ import semver from 'semver';
 import { loadConfig } from '../../config/load.js';
 import { readHistory } from '../../deploy/journal.js';
 import { messageOf, UsageError } from '../../errors/index.js';
-import { RELEASES_DIR } from '../../protocol/index.js';
+import { RELEASES_DIR } from '../../protocol/files.js';
 import { readRelease } from '../../release/read-release.js';
 import { currentReleaseName, releaseNames } from '../../release/release-names.js';
 import { addRootOptions, configSources, integer } from '../options.js';

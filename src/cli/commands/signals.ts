@@ -47,10 +47,10 @@ export function registerSignalCommands(program: Command): void {
     const target = /^[+-]/.test(amount) ? master.desiredWorkers + Number(amount) : Number(amount);
     if (target < 1)
       throw new UsageError(`scale ${amount}: would leave ${target} workers; at least 1 is needed`);
-    const result = await controlRequest<{ workers: number }>(
-      controlSocketPath(config.root, master.pid),
-      { cmd: 'scale', workers: target },
-    );
+    const result = await controlRequest(controlSocketPath(config.root, master.pid), {
+      cmd: 'scale',
+      workers: target,
+    });
     process.stdout.write(`prefork: master ${master.pid} now runs ${result.workers} workers\n`);
   });
 

@@ -4,11 +4,11 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { queryMaster } from '../../control/client.js';
 import { PreforkError, UsageError } from '../../errors/index.js';
+import { Handover } from '../../handover/handover.js';
+import { type MasterCommand, spawnMaster } from '../../handover/spawn-master.js';
 import { startMaster } from '../../master/start-master.js';
-import { assertWorkersCanRead, workersUserLabel } from '../../master/worker-access.js';
-import { resolveWorkerIdentity } from '../../master/worker-identity.js';
 import { checkNode } from '../../process/node-binary.js';
-import { INTERNAL_ENV } from '../../protocol/index.js';
+import { INTERNAL_ENV } from '../../protocol/env.js';
 import {
   currentPath,
   pointCurrent,
@@ -17,8 +17,8 @@ import {
 } from '../../release/current-link.js';
 import { readReleaseInRoot } from '../../release/read-release.js';
 import { readPidfile } from '../../state/pidfile.js';
-import { Handover } from '../../upgrade/new-master-side.js';
-import { type MasterCommand, spawnMaster } from '../../upgrade/spawn-master.js';
+import { assertWorkersCanRead, workersUserLabel } from '../../worker-kind/worker-access.js';
+import { resolveWorkerIdentity } from '../../worker-kind/worker-identity.js';
 import { addMasterOptions, addRootOptions, configSources } from '../options.js';
 
 /**

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { diagnoseNoAnswer, queryMaster } from '../../control/client.js';
+import type { MasterStatus } from '../../control/schema.js';
 import { type Journal, readJournal } from '../../deploy/journal.js';
 import { isAlive } from '../../process/alive.js';
-import { type MasterStatus, OLDBIN_SUFFIX } from '../../protocol/index.js';
+import { OLDBIN_SUFFIX } from '../../protocol/files.js';
 import { readCurrentTarget } from '../../release/current-link.js';
 import { readPidfile } from '../../state/pidfile.js';
 import { addRootOptions, configSources } from '../options.js';

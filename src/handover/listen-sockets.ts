@@ -5,75 +5,7 @@ import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { type Bind, formatAddress, parseBind } from '../config/bind.js';
 import { PreforkError, UsageError } from '../errors/index.js';
-import {
-  ENV_FD_NAMES,
-  ENV_FDS,
-  ENV_LISTEN_FDNAMES,
-  ENV_LISTEN_FDS,
-  ENV_LISTEN_PID,
-  FIRST_LISTEN_FD,
-} from '../protocol/index.js';
-
-/** A listen socket handed to this process at start. */
-export interface InheritedFd {
-  fd: number;
-  /** Bind name given by the old master (`127.0.0.1:8000`), or systemd's FileDescriptorName. */
-  name: string | undefined;
-  /** Came from systemd socket activation: never unlinked, passed on across USR2. */
-  systemd: boolean;
-  /** The old master's metrics socket (`--metrics-bind`), not an app socket. */
-  metrics: boolean;
-}
-
-/** Prefixes of a name in `PREFORK_FD_NAMES` that mark what kind of socket it is. */
-const SYSTEMD_PREFIX = 'systemd:';
-const METRICS_PREFIX = 'metrics:';
-
-/** How a socket is named in `PREFORK_FD_NAMES`, so that the new master knows what it is. */
-export function handoverName(socket: ListenSocket): string {
-  const prefix = socket.systemd ? SYSTEMD_PREFIX : socket.metrics ? METRICS_PREFIX : '';
-  return `${prefix}${socket.bind.name}`;
-}
-
-/**
- * The listen sockets this process inherited: from an old master (`PREFORK_FDS` +
- * `PREFORK_FD_NAMES`) or from systemd (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`).
- * Malformed values are an error that names the variable.
- */
-export function readInheritedFds(
-  env: NodeJS.ProcessEnv = process.env,
-  pid: number = process.pid,
-): InheritedFd[] {
-  const fromPrefork = env[ENV_FDS];
-  if (fromPrefork !== undefined && fromPrefork !== '') {
-    const fds = fromPrefork.split(',').map((part) => {
-      if (!/^\d+$/.test(part)) throw new Error(`${ENV_FDS}="${fromPrefork}" is not a list of fds`);
-      return Number(part);
-    });
-    const names = (env[ENV_FD_NAMES] ?? '').split(',');
-    // A systemd socket keeps its "systemd" mark across upgrades through a name prefix, the
-    // metrics socket its own.
-    return fds.map((fd, i) => {
-      const raw = names[i] || undefined;
-      const systemd = raw?.startsWith(SYSTEMD_PREFIX) ?? false;
-      const metrics = raw?.startsWith(METRICS_PREFIX) ?? false;
-      const prefix = systemd ? SYSTEMD_PREFIX : metrics ? METRICS_PREFIX : '';
-      return { fd, name: raw?.slice(prefix.length), systemd, metrics };
-    });
-  }
-  const count = env[ENV_LISTEN_FDS];
-  if (count !== undefined && env[ENV_LISTEN_PID] === String(pid)) {
-    if (!/^\d+$/.test(count)) throw new Error(`${ENV_LISTEN_FDS}="${count}" is not a number`);
-    const names = (env[ENV_LISTEN_FDNAMES] ?? '').split(':');
-    return Array.from({ length: Number(count) }, (_, i) => ({
-      fd: FIRST_LISTEN_FD + i,
-      name: names[i] || undefined,
-      systemd: true,
-      metrics: false,
-    }));
-  }
-  return [];
-}
+import type { InheritedFd } from './handed-sockets.js';
 
 /**
  * The libuv handle of a bound socket. The master holds it without ever listening or

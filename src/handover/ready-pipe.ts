@@ -1,6 +1,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { ENV_READY_FD, type ReadyMessage } from '../protocol/index.js';
+import { ENV_READY_FD } from '../protocol/env.js';
+import { parseReadyMessage, type ReadyMessage } from '../protocol/handover.js';
 
 /**
  * The writing end of the ready pipe this master was given (`PREFORK_READY_FD`), by an old
@@ -41,11 +42,7 @@ export function readReadyMessage(stream: Readable): Promise<ReadyMessage | undef
     stream.on('error', () => resolve(undefined));
     stream.on('close', () => {
       const line = text.split('\n')[0] ?? '';
-      try {
-        resolve(line ? (JSON.parse(line) as ReadyMessage) : undefined);
-      } catch {
-        resolve(undefined);
-      }
+      resolve(line ? parseReadyMessage(line) : undefined);
     });
   });
 }

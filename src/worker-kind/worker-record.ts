@@ -1,24 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import type { NotifyDir } from '../exec/notify-dir.js';
-import { spawnExecWorker } from '../exec/spawn-exec-worker.js';
-import {
-  ENV_WORKER_OPTIONS,
-  type MasterMessage,
-  type RequestFigures,
-  type WorkerExitReason,
-  type WorkerMessage,
-  type WorkerOptions,
-} from '../protocol/index.js';
-import type { NodeRelease, Release } from '../release/read-release.js';
+import type { ChildProcess } from 'node:child_process';
+import type { WorkerExitReason } from '../protocol/exits.js';
+import type { RequestFigures } from '../protocol/figures.js';
+import type { WorkerMessage, WorkerOptions } from '../protocol/ipc.js';
+import type { Release } from '../release/read-release.js';
 import type { WorkerIdentity } from './worker-identity.js';
-
-/** The worker entry script, next to this folder in `dist/`. */
-export const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+import type { WorkerKind } from './worker-kind.js';
 
 /** A master's record of one worker process. */
 export interface WorkerRecord {
   pid: number;
+  /** Its kind: what the master does to it that depends on whether it is a Node worker. */
+  kind: WorkerKind;
   /** The worker process, for IPC (`send`); undefined for an exec worker, which has no IPC. */
   process: Pick<ChildProcess, 'send'> | undefined;
   /** Workers of an older generation are drained once the current one is ready (HUP). */
@@ -54,6 +46,7 @@ export interface WorkerRecord {
 
 /** Everything a worker spawn needs. */
 export interface SpawnWorkerOptions {
+  kind: WorkerKind;
   release: Release;
   generation: number;
   /** fds of the listen sockets, placed at 3, 4, ... in the worker. */
@@ -67,56 +60,21 @@ export interface SpawnWorkerOptions {
   onMessage: (pid: number, message: WorkerMessage) => void;
   onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
   /** Where exec workers' notify sockets go (`.prefork/`, or a directory of the workers' user). */
-  notifyDir: NotifyDir;
+  notifyDir: { path(): string };
   /** A line an exec worker wrote on stdout or stderr. */
   onOutput: (pid: number, stream: 'stdout' | 'stderr', line: string) => void;
-}
-
-/** Spawns a worker for the release: a Node worker, or an exec release's command. */
-export function spawnWorker(options: SpawnWorkerOptions): WorkerRecord {
-  const { release } = options;
-  return release.kind === 'exec'
-    ? spawnExecWorker(release, options)
-    : spawnNodeWorker(release, options);
-}
-
-/**
- * Spawns a Node worker: `node dist/worker/main.js` in the release directory, no shell, the
- * listen sockets at fd 3, 4, ..., an IPC channel after them, stdout/stderr shared with the
- * master.
- */
-function spawnNodeWorker(release: NodeRelease, options: SpawnWorkerOptions): WorkerRecord {
-  const payload: WorkerOptions = {
-    ...options.worker,
-    releaseDir: release.dir,
-    entry: release.entry,
-    release: release.name,
-  };
-  const child = spawn(options.nodePath, [WORKER_SCRIPT], {
-    cwd: release.dir,
-    env: { ...options.env, [ENV_WORKER_OPTIONS]: JSON.stringify(payload) },
-    stdio: ['ignore', 'inherit', 'inherit', ...options.fds, 'ipc'],
-    serialization: 'json',
-    ...(options.identity ?? {}),
-  });
-  const pid = child.pid;
-  if (pid === undefined) throw new Error('could not spawn a worker process');
-  child.on('message', (message) => options.onMessage(pid, message as WorkerMessage));
-  child.on('exit', (code, signal) => options.onExit(pid, code, signal));
-  // A send to a worker that just died fails asynchronously; its exit is handled above.
-  child.on('error', () => {});
-  return newWorkerRecord(pid, child, options, Date.now());
 }
 
 /** The record of a worker just spawned (booting) as `pid`, born at `now`. */
 export function newWorkerRecord(
   pid: number,
   process: WorkerRecord['process'],
-  options: Pick<SpawnWorkerOptions, 'generation' | 'release'>,
+  options: Pick<SpawnWorkerOptions, 'generation' | 'release' | 'kind'>,
   now: number,
 ): WorkerRecord {
   return {
     pid,
+    kind: options.kind,
     process,
     generation: options.generation,
     release: options.release,
@@ -137,22 +95,4 @@ export function newWorkerRecord(
     figures: undefined,
     exitReason: undefined,
   };
-}
-
-/** Sends a Node worker a message on its IPC channel, ignoring one that is gone or closing. */
-export function sendWorker(worker: WorkerRecord, message: MasterMessage): void {
-  try {
-    worker.process?.send(message, () => {});
-  } catch {
-    // its channel closed: it is exiting, and its exit event is on its way
-  }
-}
-
-/** Sends `signal` to a worker, ignoring one that is already gone. */
-export function signalWorker(worker: WorkerRecord, signal: NodeJS.Signals): void {
-  try {
-    process.kill(worker.pid, signal);
-  } catch {
-    // exited already; its exit event is on its way
-  }
 }

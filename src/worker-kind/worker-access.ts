@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { UsageError } from '../errors/index.js';
 import type { Release } from '../release/read-release.js';
+import { WORKER_SCRIPT } from './node-worker.js';
 import type { WorkerIdentity } from './worker-identity.js';
-import { WORKER_SCRIPT } from './worker-process.js';
 
 /** How long the check may take (one short-lived `node` as the workers' user). */
 const CHECK_MS = 30_000;

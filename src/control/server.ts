@@ -1,34 +1,30 @@
 import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import { CONTROL_MAX_REQUEST, type ControlReply, type ControlRequest } from '../protocol/index.js';
+import * as v from 'valibot';
+import { CONTROL_PROTOCOL } from '../protocol/versions.js';
+import {
+  CONTROL_MAX_REQUEST,
+  type ControlReply,
+  type ControlRequest,
+  ControlRequestSchema,
+  describeIssues,
+  UNKNOWN_REQUEST,
+} from './schema.js';
 
 /** Answers one control request, at once or later; throwing (rejecting) replies `{ ok: false, error }`. */
 export type ControlHandler = (request: ControlRequest) => unknown;
 
+/** A request line as the schema reads it, or why it is not one. */
 function parseRequest(line: string): ControlRequest {
-  const value = JSON.parse(line) as {
-    cmd?: unknown;
-    workers?: unknown;
-    path?: unknown;
-    on?: unknown;
-  } | null;
-  if (value?.cmd === 'status') return { cmd: 'status' };
-  if (value?.cmd === 'metrics') return { cmd: 'metrics' };
-  if (value?.cmd === 'scale' && Number.isInteger(value.workers)) {
-    return { cmd: 'scale', workers: value.workers as number };
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new Error(`the request is not JSON; ${UNKNOWN_REQUEST}`);
   }
-  if (value?.cmd === 'upgrade' && Number.isInteger(value.workers)) {
-    return { cmd: 'upgrade', workers: value.workers as number };
-  }
-  if (value?.cmd === 'canary' && typeof value.on === 'boolean') {
-    return { cmd: 'canary', on: value.on };
-  }
-  if (value?.cmd === 'health' && typeof value.path === 'string' && value.path.startsWith('/')) {
-    return { cmd: 'health', path: value.path };
-  }
-  throw new Error(
-    'unknown request: expected {"cmd":"status"}, {"cmd":"metrics"}, {"cmd":"scale","workers":N}, {"cmd":"health","path":"/..."}, {"cmd":"upgrade","workers":N} or {"cmd":"canary","on":BOOL}',
-  );
+  const parsed = v.safeParse(ControlRequestSchema, value);
+  if (parsed.success) return parsed.output;
+  throw new Error(`${UNKNOWN_REQUEST} (${describeIssues(parsed.issues)})`);
 }
 
 /**
@@ -46,7 +42,7 @@ export class ControlServer {
     this.server = net.createServer((socket) => {
       let buffer = '';
       const reply = (body: ControlReply) => {
-        socket.end(`${JSON.stringify(body)}\n`);
+        socket.end(`${JSON.stringify({ ...body, protocol: CONTROL_PROTOCOL })}\n`);
       };
       socket.setEncoding('utf8');
       socket.setTimeout(5000, () => socket.destroy());

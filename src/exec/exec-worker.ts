@@ -1,16 +1,20 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { SpawnWorkerOptions, WorkerRecord } from '../master/worker-process.js';
-import { newWorkerRecord } from '../master/worker-process.js';
 import {
   ENV_LISTEN_FDNAMES,
   ENV_LISTEN_FDS,
   ENV_NOTIFY_SOCKET,
   ENV_WATCHDOG_USEC,
-  notifySocketName,
-} from '../protocol/index.js';
+} from '../protocol/env.js';
+import { notifySocketName } from '../protocol/files.js';
 import type { ExecRelease } from '../release/read-release.js';
+import type { WorkerKind } from '../worker-kind/worker-kind.js';
+import {
+  newWorkerRecord,
+  type SpawnWorkerOptions,
+  type WorkerRecord,
+} from '../worker-kind/worker-record.js';
 import { ensureListening } from './listening.js';
 import { notifyMessages } from './notify-message.js';
 import { NotifySocket } from './notify-socket.js';
@@ -41,7 +45,9 @@ export function fdName(bind: string): string {
  * directory, the listen sockets at fd 3, 4, ... with the systemd variables, its own
  * `NOTIFY_SOCKET`, and stdout/stderr piped to the master, which logs each line.
  */
-export function spawnExecWorker(release: ExecRelease, options: SpawnWorkerOptions): WorkerRecord {
+function spawnExecWorker(options: SpawnWorkerOptions): WorkerRecord {
+  const release = options.release as ExecRelease;
+  if (release.kind !== 'exec') throw new Error(`${release.name} is not an exec release`);
   const { exec } = release;
   ensureListening(options.fds);
   const notifyPath = join(options.notifyDir.path(), notifySocketName(process.pid, nextSeq++));
@@ -108,3 +114,52 @@ export function spawnExecWorker(release: ExecRelease, options: SpawnWorkerOption
   child.on('error', () => {});
   return record;
 }
+
+/** How often the master reads an exec worker's RSS from `/proc`. */
+const RSS_EVERY_MS = 1000;
+
+/** The exec settings of a worker's release (an exec worker's release is an exec release). */
+function execOf(worker: WorkerRecord): ExecRelease['exec'] {
+  return (worker.release as ExecRelease).exec;
+}
+
+/**
+ * An exec release's program (docs/exec-releases.md): sockets by fd with systemd's variables,
+ * readiness and watchdog by `sd_notify` (or by time), its output logged line by line by the
+ * master. It has no channel: it is not told anything, and its RSS is read from `/proc`.
+ */
+export const execWorker: WorkerKind = {
+  name: 'exec',
+  spawn: spawnExecWorker,
+  stopSignal: (worker) => execOf(worker).stopSignal,
+  silenceLimit: (worker) => {
+    const { watchdogSec } = execOf(worker);
+    if (watchdogSec <= 0) return undefined;
+    return { s: watchdogSec, why: `no WATCHDOG=1 for ${watchdogSec} s (watchdogSec): hung?` };
+  },
+  notReadyReason: (worker, within) =>
+    execOf(worker).ready.kind === 'notify'
+      ? `never sent READY=1 on NOTIFY_SOCKET ${within}: make it notify (sd_notify), or set "ready": {"afterMs": N} in prefork.json`
+      : `did not become ready ${within}`,
+  lastWords: (worker) =>
+    worker.lastOutput ? ` (it said: ${worker.lastOutput.slice(0, 300)})` : '',
+  // Its output reaches the log through the master, which reopens it itself; USR1 would kill
+  // most programs.
+  reopenLogs: () => {},
+  tell: () => false,
+  answersHealthChecks: false,
+  /** Readiness by time (`ready: {afterMs}`), and its RSS from `/proc` about once a second. */
+  onTick: (worker, now, actions) => {
+    const { ready } = execOf(worker);
+    const news: { ready?: boolean; rssRead?: boolean } = {};
+    if (worker.state === 'booting' && ready.kind === 'after' && now - worker.bornAt >= ready.ms) {
+      news.ready = true;
+    }
+    if (now - worker.rssAt >= RSS_EVERY_MS) {
+      worker.rssAt = now;
+      worker.rss = actions.processRss(worker.pid);
+      news.rssRead = true;
+    }
+    return news;
+  },
+};

@@ -2,16 +2,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import {
   ENV_CANARY_WORKERS,
-  ENV_FD_NAMES,
-  ENV_FDS,
   ENV_OLD_MASTER_PID,
   ENV_PROTOCOL,
   ENV_READY_FD,
   FIRST_LISTEN_FD,
-  HANDOVER_PROTOCOL,
-  type ReadyMessage,
-} from '../protocol/index.js';
-import { handoverName, type ListenSocket } from './listen-sockets.js';
+} from '../protocol/env.js';
+import type { ReadyMessage } from '../protocol/handover.js';
+import { HANDOVER_PROTOCOL } from '../protocol/versions.js';
+import { handedSocketsEnv } from './handed-sockets.js';
+import type { ListenSocket } from './listen-sockets.js';
 import { readReadyMessage } from './ready-pipe.js';
 
 /** How a master was started, kept so that USR2 can start the next one the same way. */
@@ -34,7 +33,7 @@ export interface SpawnedMaster {
 
 /**
  * Starts a master from `command` (in a session of its own with `newSession`), with `sockets` at
- * fd 3, 4, ... (`PREFORK_FDS`, `PREFORK_FD_NAMES`) and a ready pipe after them
+ * fd 3, 4, ... (`PREFORK_SOCKETS`, `handed-sockets.ts`) and a ready pipe after them
  * (`PREFORK_READY_FD`). No shell is involved.
  */
 export function spawnMaster(
@@ -63,11 +62,8 @@ export function spawnMaster(
     ...command.env,
     [ENV_PROTOCOL]: String(HANDOVER_PROTOCOL),
     [ENV_READY_FD]: String(readyFd),
+    ...handedSocketsEnv(options.sockets),
   };
-  if (fds.length > 0) {
-    env[ENV_FDS] = fds.map((_, i) => String(FIRST_LISTEN_FD + i)).join(',');
-    env[ENV_FD_NAMES] = options.sockets.map(handoverName).join(',');
-  }
   if (options.oldMasterPid !== undefined) env[ENV_OLD_MASTER_PID] = String(options.oldMasterPid);
   if (options.canaryWorkers !== undefined) env[ENV_CANARY_WORKERS] = String(options.canaryWorkers);
   const child = spawn(command.execPath, command.args, {

@@ -2,7 +2,8 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { messageOf } from '../errors/index.js';
-import { OLDBIN_SUFFIX, type ReadyMessage } from '../protocol/index.js';
+import { oldbinPath } from '../protocol/files.js';
+import type { ReadyMessage } from '../protocol/handover.js';
 import { movePidfileIfOurs, writePidfile } from '../state/pidfile.js';
 import type { ListenSocket } from './listen-sockets.js';
 import { type MasterCommand, spawnMaster } from './spawn-master.js';
@@ -76,7 +77,7 @@ export class NewMaster {
 
   /** The pidfile the old master holds while the new one runs. */
   get oldbin(): string {
-    return this.options.pidfile + OLDBIN_SUFFIX;
+    return oldbinPath(this.options.pidfile);
   }
 
   /**
@@ -84,7 +85,7 @@ export class NewMaster {
    * (the pidfile back in place) when either cannot be done.
    */
   static start(options: StartUpgradeOptions): NewMaster {
-    const oldbin = options.pidfile + OLDBIN_SUFFIX;
+    const oldbin = oldbinPath(options.pidfile);
     try {
       if (!movePidfileIfOurs(options.pidfile, oldbin, process.pid)) {
         writePidfile(oldbin, process.pid);
@@ -178,7 +179,7 @@ export class NewMaster {
 
 /** Moves `.oldbin` back to `pidfile` (or writes it); returns the pidfile this master holds. */
 function restorePidfile(pidfile: string, logger: Logger): string {
-  const oldbin = pidfile + OLDBIN_SUFFIX;
+  const oldbin = oldbinPath(pidfile);
   try {
     if (!movePidfileIfOurs(oldbin, pidfile, process.pid)) writePidfile(pidfile, process.pid);
     return pidfile;
