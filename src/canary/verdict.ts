@@ -1,4 +1,4 @@
-import { errorShare, latencyQuantile, responsesIn } from '../metrics/figures.js';
+import { errorShare, latencyQuantile, responsesIn } from '../figures/figures.js';
 import type { RequestFigures } from '../protocol/figures.js';
 
 /** The thresholds of a canary step (`--canary-*`). */
@@ -50,6 +50,9 @@ export interface StepVerdict {
   new: SideFigures;
   old: SideFigures;
 }
+
+/** One judged step of a canary deploy, as the deploy journal records it (docs/canary.md). */
+export type CanaryRecord = StepVerdict & { step: number; of: number; at: string };
 
 function sideFigures(side: SideWindow): SideFigures {
   const { figures } = side;

@@ -1,10 +1,10 @@
 import { controlRequest, controlSocketPath } from '../control/client.js';
-import { checkHealth, type HealthTarget } from '../deploy/health.js';
-import { Interrupted, interruption, sleep } from '../deploy/wait.js';
 import { messageOf } from '../errors/index.js';
-import { figuresSince, isFigures } from '../metrics/figures.js';
+import { figuresSince, isFigures } from '../figures/figures.js';
+import { checkHealth, type HealthTarget } from '../probes/health.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { RequestFigures } from '../protocol/figures.js';
+import { sleep, throwIfAborted } from '../wait/wait.js';
 import {
   type CanaryLimits,
   earlyVerdict,
@@ -77,6 +77,8 @@ export interface StepWindow {
   health: HealthTarget | undefined;
   /** Told when the window is extended for lack of requests. */
   onExtend: (verdict: StepVerdict) => void;
+  /** The deploy's: aborted, the window ends with `Interrupted`. */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -94,8 +96,8 @@ export async function observeStep(window: StepWindow): Promise<StepVerdict> {
   let extended = false;
   let nextHealth = Date.now() + HEALTH_EVERY_MS;
   for (;;) {
-    if (interruption.signal) throw new Interrupted(interruption.signal);
-    await sleep(LOOK_EVERY_MS);
+    throwIfAborted(window.signal);
+    await sleep(LOOK_EVERY_MS, window.signal);
     const newNow = await read(root, newSide);
     const oldNow = await read(root, oldSide);
     const newWindow = since(newSide, newStart, newNow);

@@ -56,5 +56,5 @@ try {
   process.stderr.write(
     `prefork: unexpected error (a bug, please report it): ${(error as Error)?.stack ?? String(error)}\n`,
   );
-  process.exit(EXIT.failedRolledBack);
+  process.exit(EXIT.internal);
 }

@@ -19,10 +19,6 @@ export function parseBind(value: string): Bind {
     if (!path.startsWith('/')) {
       throw new UsageError(`bad bind "${value}": a unix socket path must be absolute (${HELP})`);
     }
-    if (path.includes(',')) {
-      // Bind names travel comma-separated in PREFORK_FD_NAMES.
-      throw new UsageError(`bad bind "${value}": a unix socket path cannot contain a comma`);
-    }
     return { kind: 'unix', path, name: `unix:${path}` };
   }
   let host: string | undefined;

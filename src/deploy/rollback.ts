@@ -2,13 +2,13 @@ import { basename } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { findMaster, queryMaster } from '../control/client.js';
 import { EXIT, messageOf, PreforkError, UsageError } from '../errors/index.js';
-import { OLDBIN_SUFFIX } from '../protocol/files.js';
+import { readHistory, readJournal, writeJournal } from '../journal/journal.js';
+import { takeDeployLock } from '../journal/lock.js';
+import { oldbinPath } from '../protocol/files.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
+import type { Reporter } from '../report/reporter.js';
 import { readPidfile } from '../state/pidfile.js';
 import { deploy } from './deploy.js';
-import { readHistory, readJournal, writeJournal } from './journal.js';
-import { takeDeployLock } from './lock.js';
-import type { Reporter } from './reporter.js';
 import { describeState, undoUpgrade } from './undo-upgrade.js';
 
 /** How long `rollback` waits for the lock of a deploy that was killed (its lock goes stale). */
@@ -54,10 +54,12 @@ async function undoInFlight(config: Config, oldPid: number, reporter: Reporter):
  * otherwise deploy the previous release from the history through the full deploy flow.
  */
 export async function rollback(config: Config, reporter: Reporter): Promise<void> {
-  const unlock = await takeDeployLock(config.root, LOCK_WAIT_MS);
-  let target: string | undefined;
+  const lock = await takeDeployLock(config.root, LOCK_WAIT_MS);
+  // Handed to the redeploy below, which releases it: no other deploy can slip in between
+  // deciding what to roll back to and doing it.
+  let handedOn = false;
   try {
-    const oldbinPid = readPidfile(config.pid + OLDBIN_SUFFIX);
+    const oldbinPid = readPidfile(oldbinPath(config.pid));
     if (oldbinPid !== undefined && (await queryMaster(config.root, oldbinPid))) {
       await undoInFlight(config, oldbinPid, reporter);
       return;
@@ -83,15 +85,16 @@ export async function rollback(config: Config, reporter: Reporter): Promise<void
     const lastDeploy = readHistory(config.root)
       .filter((entry) => entry.kind !== 'upgrade')
       .at(-1);
-    target = interrupted ? journal.previous : lastDeploy?.previous;
+    const target = interrupted ? journal.previous : lastDeploy?.previous;
     if (target === undefined) {
       throw new UsageError(
         'nothing to roll back to: no upgrade in flight and no previous release in the deploy history',
       );
     }
+    reporter.info(`redeploying the previous release ${target}`);
+    handedOn = true;
+    await deploy({ config, release: target, reporter, kind: 'rollback', lock });
   } finally {
-    await unlock().catch(() => {});
+    if (!handedOn) await lock.release().catch(() => {});
   }
-  reporter.info(`redeploying the previous release ${target}`);
-  await deploy({ config, release: target, reporter, kind: 'rollback' });
 }

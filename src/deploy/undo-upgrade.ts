@@ -1,16 +1,16 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { controlRequest, controlSocketPath, queryMaster } from '../control/client.js';
+import { checkHealth, healthTarget } from '../probes/health.js';
+import { setWorkerCount } from '../probes/worker-count.js';
 import { isAlive, sendSignal } from '../process/alive.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
-import { OLDBIN_SUFFIX } from '../protocol/files.js';
+import { oldbinPath } from '../protocol/files.js';
 import { pointCurrent, readCurrentTarget } from '../release/current-link.js';
-import { readPidfile } from '../state/pidfile.js';
-import { checkHealth, healthTarget } from './health.js';
-import type { Reporter } from './reporter.js';
-import { OLD_MASTER_HEALTHY_MS, PIDFILE_SETTLE_MS } from './timeouts.js';
-import { poll } from './wait.js';
-import { setWorkerCount } from './worker-count.js';
+import type { Reporter } from '../report/reporter.js';
+import { readPidfile, readPidfilePair } from '../state/pidfile.js';
+import { OLD_MASTER_HEALTHY_MS, PIDFILE_SETTLE_MS } from '../wait/timeouts.js';
+import { poll } from '../wait/wait.js';
 
 /** The two masters of an upgrade to undo. */
 export interface UpgradeInFlight {
@@ -48,7 +48,8 @@ export async function undoUpgrade(
   reporter: Reporter,
 ): Promise<void> {
   const { oldPid, newPid } = upgrade;
-  const options = { interruptible: false };
+  // No signal: an undo is not interrupted, whatever the deploy was told.
+  const options = {};
   await reporter.step('restore-current', 'point current back at the old release', async () => {
     pointCurrent(config.root, upgrade.oldReleaseDir);
   });
@@ -101,7 +102,7 @@ export async function undoUpgrade(
     );
   }
   await reporter.step('check-old', `check old master ${oldPid} serves alone`, async () => {
-    const oldbin = config.pid + OLDBIN_SUFFIX;
+    const oldbin = oldbinPath(config.pid);
     await poll(
       () => (readPidfile(config.pid) === oldPid && !existsSync(oldbin) ? true : undefined),
       PIDFILE_SETTLE_MS,
@@ -126,7 +127,7 @@ export async function undoUpgrade(
         },
         OLD_MASTER_HEALTHY_MS,
         () => new UndoIncomplete(`old master ${oldPid} is not healthy: ${problem}`),
-        { everyMs: 200, interruptible: false },
+        { everyMs: 200 },
       );
     }
   });
@@ -135,8 +136,7 @@ export async function undoUpgrade(
 /** What `status`-like facts say about a root, for messages of an incomplete rollback. */
 export async function describeState(config: Config): Promise<string> {
   const parts: string[] = [];
-  for (const file of [config.pid, config.pid + OLDBIN_SUFFIX]) {
-    const pid = readPidfile(file);
+  for (const { path: file, pid } of readPidfilePair(config.pid)) {
     if (pid === undefined) continue;
     const status = await queryMaster(config.root, pid).catch(() => undefined);
     parts.push(

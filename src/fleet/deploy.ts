@@ -3,9 +3,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } fr
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import lockfile from 'proper-lockfile';
-import type { Reporter } from '../deploy/reporter.js';
 import { EXIT, PreforkError, UsageError } from '../errors/index.js';
 import { assertReleaseName, defaultName } from '../release/install.js';
+import type { Reporter } from '../report/reporter.js';
 import { describeHost, readRunRecords, rolloutVerdict } from './records.js';
 
 /** The playbook `prefork fleet deploy` runs, shipped in the package (docs/fleet.md). */

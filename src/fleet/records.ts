@@ -123,11 +123,14 @@ export function rolloutVerdict(
   }
   const halted = records.haltedOn ?? failed[0]?.host ?? '?';
   const why = records.deploys.get(halted)?.error ?? 'see the log';
-  // A host whose deploy could not roll itself back (exit 3), a rollback that failed, or a
+  // A host whose deploy could not roll itself back (exit 3) or failed unexpectedly (70: its
+  // state is unknown), a rollback that failed, or a
   // moved host left unaccounted for: a person must look.
   const incomplete =
     rollbackFailed.length > 0 ||
-    failed.some((r) => String(r.rc) === String(EXIT.rollbackIncomplete)) ||
+    failed.some((r) =>
+      [EXIT.rollbackIncomplete, EXIT.internal].some((code) => String(r.rc) === String(code)),
+    ) ||
     records.moved.length > 0 ||
     (records.haltedOn === undefined && playbookExit !== 0);
   if (incomplete) {

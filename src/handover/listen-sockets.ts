@@ -4,7 +4,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { type Bind, formatAddress, parseBind } from '../config/bind.js';
-import { PreforkError, UsageError } from '../errors/index.js';
+import { EXIT, PreforkError, UsageError } from '../errors/index.js';
 import type { InheritedFd } from './handed-sockets.js';
 
 /**
@@ -156,6 +156,7 @@ function adopt(inherited: InheritedFd): ListenSocket {
   if (typeof result === 'number') {
     throw new PreforkError(
       `inherited fd ${inherited.fd} (${inherited.name ?? 'unnamed'}) is not a usable socket: ${getSystemErrorName(result)}`,
+      EXIT.failed,
     );
   }
   const out: Record<string, unknown> = {};

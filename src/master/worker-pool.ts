@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { WorkerHealth } from '../control/schema.js';
-import { isFigures } from '../metrics/figures.js';
+import { isFigures } from '../figures/figures.js';
 import { ReleaseBook } from '../metrics/release-book.js';
-import { WORKER_KILL_GRACE_MS } from '../process/timeouts.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { MasterMessage, WorkerMessage } from '../protocol/ipc.js';
+import { WORKER_KILL_GRACE_MS } from '../wait/timeouts.js';
 import type { SpawnWorkerOptions, WorkerRecord } from '../worker-kind/worker-record.js';
 import type { MasterEffects } from './effects.js';
 import { HEALTH_ANSWER_MS, WorkerHealthChecks } from './worker-health.js';

@@ -1,4 +1,4 @@
-import { readJournal, readOutcomes } from '../deploy/journal.js';
+import { readJournal, readOutcomes } from '../journal/journal.js';
 import { isAlive } from '../process/alive.js';
 import type { DeployFigures } from './exposition.js';
 

@@ -5,9 +5,9 @@ import {
   Registry,
 } from 'prom-client';
 import type { MasterMetrics } from '../control/schema.js';
+import { histogramOf } from '../figures/figures.js';
 import { WORKER_EXIT_REASONS } from '../protocol/exits.js';
 import { STATUS_CLASSES } from '../protocol/figures.js';
-import { histogramOf } from './figures.js';
 
 /** A deploy, rollback or upgrade running now: the step it is at (from `.prefork/deploy.json`). */
 export interface DeployInFlight {

@@ -1,6 +1,6 @@
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import type { MasterMetrics } from '../control/schema.js';
-import { isFigures } from './figures.js';
+import { isFigures } from '../figures/figures.js';
 
 /** How long a scrape waits for the other master's share before it uses the last one it got. */
 export const PEER_ANSWER_MS = 500;

@@ -1,7 +1,7 @@
 import type { ReleaseMetrics, ReleaseTraffic, WorkerStatus } from '../control/schema.js';
+import { addFigures, emptyFigures, responsesIn } from '../figures/figures.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { RequestFigures } from '../protocol/figures.js';
-import { addFigures, emptyFigures, responsesIn } from './figures.js';
 
 /** What the book needs of a worker: its release, state and latest heartbeat. */
 export interface BookWorker {

@@ -1,6 +1,6 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { KILL_REAP_MS, MASTER_QUIT_MARGIN_MS, MASTER_TERM_MS } from '../wait/timeouts.js';
+import { pollUntil } from '../wait/wait.js';
 import { isAlive, sendSignal } from './alive.js';
-import { KILL_REAP_MS, MASTER_QUIT_MARGIN_MS, MASTER_TERM_MS } from './timeouts.js';
 
 /** How often a wait looks at the process again. */
 const POLL_MS = 50;
@@ -10,12 +10,7 @@ export async function waitForExit(
   pid: number,
   { timeoutMs }: { timeoutMs: number },
 ): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (isAlive(pid)) {
-    if (Date.now() >= deadline) return false;
-    await sleep(POLL_MS);
-  }
-  return true;
+  return pollUntil(() => !isAlive(pid), timeoutMs, { everyMs: POLL_MS });
 }
 
 /** One step of a stop: send `signal`, then give the process `waitMs` to exit. */

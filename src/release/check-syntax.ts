@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { SYNTAX_CHECK_MS } from '../deploy/timeouts.js';
 import { UsageError } from '../errors/index.js';
+import { SYNTAX_CHECK_MS } from '../wait/timeouts.js';
 import type { Release } from './read-release.js';
 
 /**

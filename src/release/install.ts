@@ -14,9 +14,9 @@ import {
 } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import * as tar from 'tar';
-import type { Reporter } from '../deploy/reporter.js';
 import { messageOf, UsageError } from '../errors/index.js';
 import { RELEASES_DIR } from '../protocol/files.js';
+import type { Reporter } from '../report/reporter.js';
 import { type ArchiveEntry, entryProblem, stripOf } from './archive-entries.js';
 import { checkSyntax } from './check-syntax.js';
 import { readRelease } from './read-release.js';

@@ -1,11 +1,12 @@
 import { lstatSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { queryMaster } from '../control/client.js';
-import { readHistory, readJournal } from '../deploy/journal.js';
 import { EXIT, PreforkError } from '../errors/index.js';
+import { readHistory, readJournal } from '../journal/journal.js';
 import { isAlive, processTitle } from '../process/alive.js';
-import { controlSocketPid, OLDBIN_SUFFIX, RELEASES_DIR } from '../protocol/files.js';
-import { readPidfile } from '../state/pidfile.js';
+import { controlSocketPid, RELEASES_DIR } from '../protocol/files.js';
+import { releaseOfMasterTitle } from '../protocol/titles.js';
+import { readPidfilePair } from '../state/pidfile.js';
 import { stateDirPath } from '../state/state-dir.js';
 import { currentReleaseName, releaseNames } from './release-names.js';
 
@@ -25,10 +26,7 @@ const STALE_STAGING_MS = 60 * 60 * 1000;
 /** Every pid that may be a master of `root`: its pidfiles and its control sockets. */
 function masterPids(root: string, pidfile: string): number[] {
   const pids = new Set<number>();
-  for (const file of [pidfile, pidfile + OLDBIN_SUFFIX]) {
-    const pid = readPidfile(file);
-    if (pid !== undefined) pids.add(pid);
-  }
+  for (const { pid } of readPidfilePair(pidfile)) if (pid !== undefined) pids.add(pid);
   let names: string[] = [];
   try {
     names = readdirSync(stateDirPath(root));
@@ -56,11 +54,11 @@ async function liveReleases(root: string, pidfile: string): Promise<Map<string, 
       continue;
     }
     const title = processTitle(pid);
-    const name = /^prefork: master(?: \(old\))? \[(.+)\]$/.exec(title)?.[1];
+    const name = releaseOfMasterTitle(title);
     if (title.startsWith('prefork: master') && name === undefined) {
       throw new PreforkError(
         `master ${pid} does not answer and its title ("${title}") does not name its release: cannot tell which release it runs, so nothing was removed; see "prefork status"`,
-        EXIT.failedRolledBack,
+        EXIT.failed,
       );
     }
     if (name !== undefined) live.set(name, pid);

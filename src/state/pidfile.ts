@@ -1,4 +1,5 @@
 import { renameSync, unlinkSync } from 'node:fs';
+import { type PidfilePair, pidfilePair } from '../protocol/files.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { assertSafeFile, readFileNoFollow } from './safe-path.js';
 
@@ -36,4 +37,25 @@ export function movePidfileIfOurs(from: string, to: string, pid: number): boolea
   assertSafeFile(to);
   renameSync(from, to);
   return true;
+}
+
+/** One of a root's two pidfiles, and the pid it holds (undefined: missing or empty). */
+export interface PidfileEntry {
+  /** `serving` is `prefork.pid`; `oldbin` the old master's during an upgrade. */
+  role: keyof PidfilePair;
+  path: string;
+  pid: number | undefined;
+}
+
+/**
+ * Both pidfiles of the serving pidfile `pidfile` (`prefork.pid`, then `prefork.pid.oldbin`)
+ * with the pids they hold: the one place that reads the pair.
+ */
+export function readPidfilePair(pidfile: string): PidfileEntry[] {
+  const pair = pidfilePair(pidfile);
+  return (['serving', 'oldbin'] as const).map((role) => ({
+    role,
+    path: pair[role],
+    pid: readPidfile(pair[role]),
+  }));
 }

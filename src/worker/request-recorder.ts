@@ -2,7 +2,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { emptyFigures, recordResponse } from '../metrics/figures.js';
+import { emptyFigures, recordResponse } from '../figures/figures.js';
 import type { RequestFigures } from '../protocol/figures.js';
 
 /** Node's channel for every HTTP response handed to the kernel (Node ≥ 18.7). */

@@ -8,11 +8,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 
 /** The repository root (where bin/prefork and the bundled releases live). */
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export { REPO } from './repo.js';
+
+import { REPO } from './repo.js';
 /** The prefork executable, exactly as a user runs it. */
 export const PREFORK_BIN = join(REPO, 'bin/prefork');
 

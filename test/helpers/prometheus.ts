@@ -2,7 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../src/bench/rigs/rig.js';
+import { freePort } from './ports.js';
 import { track, waitFor } from './processes.js';
 
 /** A command on PATH, or a failure that says how to install it. */

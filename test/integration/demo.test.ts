@@ -6,7 +6,7 @@ import { track } from '../helpers/processes.js';
 
 describe('npm run demo', () => {
   it('deploys v2 and rolls back under load, reports 0 failed requests, leaves nothing running', async () => {
-    const child = spawn(process.execPath, [join(REPO, 'dist/demo/main.js')], {
+    const child = spawn(process.execPath, [join(REPO, 'test/.build/test/demo/main.js')], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, CI: 'true' },

@@ -1,7 +1,6 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, renameSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/bench/rigs/rig.js';
 import { processState } from '../../src/process/alive.js';
 import { type AppRoot, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
 import {
@@ -13,6 +12,7 @@ import {
 } from '../helpers/exec-servers.js';
 import { startClientLoad } from '../helpers/load.js';
 import { getJson, portOf } from '../helpers/master.js';
+import { freePort } from '../helpers/ports.js';
 import {
   alive,
   killAll,

@@ -1,10 +1,10 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/bench/rigs/rig.js';
 import { type AppRoot, listenerRelease, makeAppRoot, switchCurrent } from '../helpers/app-root.js';
 import { startClientLoad } from '../helpers/load.js';
 import { type RunningMaster, startMaster, upgrade } from '../helpers/master.js';
+import { freePort } from '../helpers/ports.js';
 import { alive, killAll, mastersIn, runPrefork, track, waitFor } from '../helpers/processes.js';
 import {
   type Prometheus,

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/bench/rigs/rig.js';
 import { type AppRoot, makeAppRoot, PREFORK_BIN, REPO } from '../helpers/app-root.js';
+import { freePort } from '../helpers/ports.js';
 import { killAll, readPid, track } from '../helpers/processes.js';
 
 let root: AppRoot;

@@ -48,6 +48,11 @@ afterEach(() => {
  * exec releases (issue 12).
  */
 const PROTOCOL_1_COMMIT = 'b0412159d410617217627ad73c839dad855d054c';
+/**
+ * The last commit of handover protocol 2 (sockets as comma-joined PREFORK_FDS/PREFORK_FD_NAMES,
+ * before PREFORK_SOCKETS), and of the control socket before its replies were validated.
+ */
+const PROTOCOL_2_COMMIT = 'de73a0201f180c8ffec5ecdacfbce29eefca0281';
 
 /** Whether this clone has that commit (a shallow clone does not). */
 function hasCommit(commit: string): boolean {
@@ -166,7 +171,7 @@ describe('upgrading prefork itself with USR2', () => {
     const next = await upgradeByHand(old);
     expect(old.proc.logs().find((l) => l.msg === `new master ${next.pid} is ready`)).toMatchObject({
       version: '9.9.9-next',
-      protocol: 2,
+      protocol: 3,
     });
     const seen = traffic.count();
     await waitFor('traffic after', () => traffic.count() > seen + 200);
@@ -176,14 +181,21 @@ describe('upgrading prefork itself with USR2', () => {
     expect(stdout).toContain(`prefork 9.9.9-next, node ${process.version} (${process.execPath})`);
   });
 
-  it.skipIf(!hasCommit(PROTOCOL_1_COMMIT))(
-    'from the previous prefork (protocol 1, built from git): its files replaced by this one, USR2, WINCH, QUIT: 0 failed',
-    async () => {
+  it.each([
+    ['1', PROTOCOL_1_COMMIT],
+    ['2', PROTOCOL_2_COMMIT],
+  ])(
+    'from an earlier prefork (protocol %s, built from git): its files replaced by this one, USR2, WINCH, QUIT: 0 failed',
+    async (protocol, commit) => {
+      if (!hasCommit(commit))
+        throw new Error(
+          `this clone lacks commit ${commit}: fetch the full history (git fetch --unshallow)`,
+        );
       root = makeAppRoot();
-      const earlier = earlierInstall(PROTOCOL_1_COMMIT);
+      const earlier = earlierInstall(commit);
       const { old, traffic } = await serveUnderLoad(earlier);
-      // The earlier prefork's status has no version fields.
-      expect(await statusOf(old.pid)).not.toHaveProperty('preforkVersion');
+      // The protocol-1 prefork's status has no version fields.
+      if (protocol === '1') expect(await statusOf(old.pid)).not.toHaveProperty('preforkVersion');
       // "npm install prefork@next": this checkout's files over the earlier ones.
       for (const part of ['bin', 'dist', 'package.json']) {
         rmSync(join(earlier.dir, part), { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseWrk } from '../../src/bench/load.js';
+import { parseWrk } from '../bench/load.js';
 
 describe("the bench's reading of wrk's report", () => {
   it('takes percentiles from the distribution, not from a "50%" inside a stdev column', () => {

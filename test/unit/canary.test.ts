@@ -6,7 +6,7 @@ import {
   type SideWindow,
   shareLowerBound,
 } from '../../src/canary/verdict.js';
-import { emptyFigures, recordResponse } from '../../src/metrics/figures.js';
+import { emptyFigures, recordResponse } from '../../src/figures/figures.js';
 
 // How a canary deploy plans its steps and judges each window: pure functions, no process.
 

@@ -4,11 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { NotifyDir } from '../../src/exec/notify-dir.js';
 import { notifyMessages } from '../../src/exec/notify-message.js';
+import { emptyFigures, recordResponse } from '../../src/figures/figures.js';
 import { Handover } from '../../src/handover/handover.js';
 import { type NewMaster, UpgradeRefused } from '../../src/handover/new-master.js';
 import type { MasterEffects } from '../../src/master/effects.js';
 import { Master, type MasterEvent } from '../../src/master/master.js';
-import { emptyFigures, recordResponse } from '../../src/metrics/figures.js';
 import type { MasterMessage } from '../../src/protocol/ipc.js';
 import { readCurrentRelease } from '../../src/release/current-link.js';
 import {

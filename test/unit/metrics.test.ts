@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import type { MasterMetrics } from '../../src/control/schema.js';
-import { Exposition, servingMaster } from '../../src/metrics/exposition.js';
 import {
   addFigures,
   emptyFigures,
@@ -8,7 +7,8 @@ import {
   histogramOf,
   latencyQuantile,
   recordResponse,
-} from '../../src/metrics/figures.js';
+} from '../../src/figures/figures.js';
+import { Exposition, servingMaster } from '../../src/metrics/exposition.js';
 import type { BookWorker } from '../../src/metrics/release-book.js';
 import { ReleaseBook } from '../../src/metrics/release-book.js';
 import {

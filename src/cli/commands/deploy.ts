@@ -28,7 +28,7 @@ export function registerDeploy(program: Command): void {
   deployCommand.action(async (release: string, options: Record<string, unknown>) => {
     const config = configOf(options);
     // Loaded on use: a master (the `start` command) never carries the orchestrator's code.
-    const { createReporter } = await import('../../deploy/reporter.js');
+    const { createReporter } = await import('../../report/reporter.js');
     const { deploy } = await import('../../deploy/deploy.js');
     const reporter = await createReporter('deploy', Boolean(options.json));
     await deploy({ config, release, reporter, kind: 'deploy', canary: options.canary === true });
@@ -53,7 +53,7 @@ export function registerDeploy(program: Command): void {
         `${config.root}/current points at no release: nothing runs to upgrade (start one with "prefork start <release>")`,
       );
     }
-    const { createReporter } = await import('../../deploy/reporter.js');
+    const { createReporter } = await import('../../report/reporter.js');
     const { deploy } = await import('../../deploy/deploy.js');
     const reporter = await createReporter('upgrade', Boolean(options.json));
     await deploy({ config, release: basename(current), reporter, kind: 'upgrade' });
@@ -66,7 +66,7 @@ export function registerDeploy(program: Command): void {
   addDeployOptions(rollbackCommand);
   rollbackCommand.action(async (options: Record<string, unknown>) => {
     const config = configOf(options);
-    const { createReporter } = await import('../../deploy/reporter.js');
+    const { createReporter } = await import('../../report/reporter.js');
     const { rollback } = await import('../../deploy/rollback.js');
     const reporter = await createReporter('rollback', Boolean(options.json));
     await rollback(config, reporter);

@@ -32,7 +32,7 @@ export function registerFleet(program: Command): void {
       '\nExit codes: 0 every host runs the release; 1 halted and rolled back (every host serves its\nprevious release); 2 bad usage, nothing started; 3 a host could not be rolled back (read the message).',
     )
     .action(async (artifact: string, options: Record<string, unknown>) => {
-      const { createReporter } = await import('../../deploy/reporter.js');
+      const { createReporter } = await import('../../report/reporter.js');
       const { fleetDeploy } = await import('../../fleet/deploy.js');
       const reporter = await createReporter('fleet', Boolean(options.json));
       await fleetDeploy({

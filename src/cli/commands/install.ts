@@ -21,7 +21,7 @@ export function registerInstall(program: Command): void {
   addRootOptions(command);
   command.action(async (source: string, options: Record<string, unknown>) => {
     const config = loadConfig(configSources(options));
-    const { createReporter } = await import('../../deploy/reporter.js');
+    const { createReporter } = await import('../../report/reporter.js');
     const { installRelease } = await import('../../release/install.js');
     const reporter = await createReporter('install', Boolean(options.json));
     const started = Date.now();

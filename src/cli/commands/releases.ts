@@ -2,8 +2,8 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import semver from 'semver';
 import { loadConfig } from '../../config/load.js';
-import { readHistory } from '../../deploy/journal.js';
 import { messageOf, UsageError } from '../../errors/index.js';
+import { readHistory } from '../../journal/journal.js';
 import { RELEASES_DIR } from '../../protocol/files.js';
 import { readRelease } from '../../release/read-release.js';
 import { currentReleaseName, releaseNames } from '../../release/release-names.js';
@@ -88,12 +88,12 @@ function registerPrune(releases: Command): void {
     if (keep < 1) {
       throw new UsageError(`--keep ${keep}: keep at least 1 release (the newest)`);
     }
-    const { createReporter } = await import('../../deploy/reporter.js');
-    const { takeDeployLock } = await import('../../deploy/lock.js');
+    const { createReporter } = await import('../../report/reporter.js');
+    const { takeDeployLock } = await import('../../journal/lock.js');
     const { planPrune, removeRelease, removeStaleStaging } = await import('../../release/prune.js');
     const reporter = await createReporter('prune', Boolean(options.json));
     // A deploy or rollback may be about to point current at any release: wait for none.
-    const unlock = await takeDeployLock(config.root);
+    const lock = await takeDeployLock(config.root);
     try {
       const rows = await planPrune(config.root, config.pid, keep);
       let removed = 0;
@@ -134,7 +134,7 @@ function registerPrune(releases: Command): void {
         kept: rows.length - removed,
       });
     } finally {
-      await unlock().catch(() => {});
+      await lock.release().catch(() => {});
     }
   });
 }

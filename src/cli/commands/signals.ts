@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { controlRequest, controlSocketPath } from '../../control/client.js';
-import { PreforkError, UsageError } from '../../errors/index.js';
+import { EXIT, PreforkError, UsageError } from '../../errors/index.js';
+import { sendSignal } from '../../process/alive.js';
 import { type StopStep, stopProcess } from '../../process/stop.js';
-import { MASTER_QUIT_MARGIN_MS, MASTER_TERM_MS } from '../../process/timeouts.js';
+import { MASTER_QUIT_MARGIN_MS, MASTER_TERM_MS } from '../../wait/timeouts.js';
 import { resolveMaster } from '../master-target.js';
 import { addRootOptions } from '../options.js';
 
@@ -16,7 +17,8 @@ function signalCommand(
   addRootOptions(command);
   command.action(async (options: Record<string, unknown>) => {
     const { master } = await resolveMaster(options);
-    process.kill(master.pid, signal);
+    if (!sendSignal(master.pid, signal))
+      throw new UsageError(`master ${master.pid} exited meanwhile: nothing was signalled`);
     process.stdout.write(`prefork: sent ${signal} to master ${master.pid}\n`);
   });
 }
@@ -68,6 +70,7 @@ export function registerSignalCommands(program: Command): void {
     if ((await stopProcess(master.pid, [step])) === undefined) {
       throw new PreforkError(
         `master ${master.pid} is still running ${step.waitMs / 1000} s after ${step.signal.slice(3)}: look at its log; "prefork stop --quick" stops it without draining`,
+        EXIT.failed,
       );
     }
     process.stdout.write(`prefork: master ${master.pid} stopped\n`);

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { queryMaster } from '../../control/client.js';
-import { PreforkError, UsageError } from '../../errors/index.js';
+import { EXIT, PreforkError, UsageError } from '../../errors/index.js';
 import { Handover } from '../../handover/handover.js';
 import { type MasterCommand, spawnMaster } from '../../handover/spawn-master.js';
 import { startMaster } from '../../master/start-master.js';
@@ -72,7 +72,7 @@ async function daemonize(command: MasterCommand, logFile: string | undefined): P
   }
   const why =
     message?.error ?? `it exited before it was ready${logFile ? ` (see ${logFile})` : ''}`;
-  throw new PreforkError(`the master did not start: ${why}`);
+  throw new PreforkError(`the master did not start: ${why}`, EXIT.failed);
 }
 
 /** Registers `prefork start [release]`. */

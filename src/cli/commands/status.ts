@@ -2,11 +2,10 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { diagnoseNoAnswer, queryMaster } from '../../control/client.js';
 import type { MasterStatus } from '../../control/schema.js';
-import { type Journal, readJournal } from '../../deploy/journal.js';
+import { type Journal, readJournal } from '../../journal/journal.js';
 import { isAlive } from '../../process/alive.js';
-import { OLDBIN_SUFFIX } from '../../protocol/files.js';
 import { readCurrentTarget } from '../../release/current-link.js';
-import { readPidfile } from '../../state/pidfile.js';
+import { readPidfilePair } from '../../state/pidfile.js';
 import { addRootOptions, configSources } from '../options.js';
 
 /** What `status` reports for one pidfile. */
@@ -78,8 +77,7 @@ export function registerStatus(program: Command): void {
   command.action(async (options: Record<string, unknown>) => {
     const config = loadConfig(configSources(options));
     const reports: PidfileReport[] = [];
-    for (const pidfile of [config.pid, config.pid + OLDBIN_SUFFIX]) {
-      const pid = readPidfile(pidfile);
+    for (const { path: pidfile, pid } of readPidfilePair(config.pid)) {
       const master = pid === undefined ? undefined : await queryMaster(config.root, pid);
       const problem =
         pid !== undefined && master === undefined

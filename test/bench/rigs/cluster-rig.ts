@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { REPO } from '../../helpers/repo.js';
 import { freePort, type Rig, waitForHttp } from './rig.js';
 
-const APP = fileURLToPath(new URL('../../../releases/v1/app.js', import.meta.url));
+const APP = join(REPO, 'releases/v1/app.js');
 
 /**
  * The primary: round-robin scheduling (Node's default on Linux: the primary accepts and hands

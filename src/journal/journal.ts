@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import type { StepVerdict } from '../canary/verdict.js';
+import type { CanaryRecord } from '../canary/verdict.js';
+import { HISTORY_FILE, JOURNAL_FILE, OUTCOMES_FILE } from '../protocol/files.js';
 import { writeFileAtomic } from '../state/atomic-write.js';
 import { readJsonNoFollow } from '../state/safe-path.js';
 import { ensureStateDir } from '../state/state-dir.js';
@@ -52,9 +53,6 @@ export interface Journal {
   steps: { step: JournalStep; at: string }[];
 }
 
-/** One judged step of a canary deploy (docs/canary.md). */
-export type CanaryRecord = StepVerdict & { step: number; of: number; at: string };
-
 /** One successful deploy, as `.prefork/history.json` lists them (oldest first). */
 export interface HistoryEntry {
   release: string;
@@ -67,9 +65,9 @@ export interface HistoryEntry {
   at: string;
 }
 
-const JOURNAL = 'deploy.json';
-const HISTORY = 'history.json';
-const OUTCOMES = 'deploys.json';
+const JOURNAL = JOURNAL_FILE;
+const HISTORY = HISTORY_FILE;
+const OUTCOMES = OUTCOMES_FILE;
 
 /** How a deploy or rollback ended, as `.prefork/deploys.json` counts them. */
 export type FinishedOutcome = Exclude<Journal['outcome'], 'running'>;

@@ -6,7 +6,6 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 
 /** A server under test. */
 export interface Rig {
@@ -63,15 +62,6 @@ export async function must(
   return result.stdout;
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** The median of `values` (the upper one of an even count); 0 for none. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -111,3 +101,5 @@ export function footprint(pid: number): { rssMb: number; anonMb: number; cpuMs: 
     cpuMs: ticks * 10,
   };
 }
+
+export { freePort } from '../../helpers/ports.js';

@@ -3,10 +3,10 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { REPO } from '../../helpers/repo.js';
 import { freePort, must, type Rig, run, waitForHttp } from './rig.js';
 
-const APP = fileURLToPath(new URL('../../../releases/v1/app.js', import.meta.url));
+const APP = join(REPO, 'releases/v1/app.js');
 
 /** The app as a PM2 user writes it: listen, then tell PM2 it is ready (`wait_ready`). */
 const SERVER = `

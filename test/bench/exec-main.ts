@@ -23,13 +23,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { REPO } from '../helpers/repo.js';
 import { autocannonLoad, CONNECTIONS, type LoadFigures, windowQuantile } from './load.js';
 import { freePort, median, must, run, sleep, waitForHttp } from './rigs/rig.js';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PREFORK = join(REPO, 'bin/prefork');
 const ROUNDS = 5;
 const SECONDS = 5;

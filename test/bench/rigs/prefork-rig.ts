@@ -2,11 +2,10 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } 
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { processTitle } from '../../process/alive.js';
+import { processTitle } from '../../../src/process/alive.js';
+import { REPO } from '../../helpers/repo.js';
 import { freePort, must, type Rig, run } from './rig.js';
 
-const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const PREFORK = join(REPO, 'bin/prefork');
 
 /** Step timings of one `deploy`/`rollback --json`, its wall time, and how it ended. */

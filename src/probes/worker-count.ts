@@ -1,7 +1,7 @@
 import { queryMaster } from '../control/client.js';
 import { sendSignal } from '../process/alive.js';
-import { WORKER_COUNT_ACK_MS } from './timeouts.js';
-import { poll } from './wait.js';
+import { WORKER_COUNT_ACK_MS } from '../wait/timeouts.js';
+import { poll } from '../wait/wait.js';
 
 /**
  * Brings a master's worker count to `target` with the seed's signals: TTIN for one more, TTOU
@@ -13,15 +13,15 @@ export async function setWorkerCount(
   root: string,
   pid: number,
   target: number,
-  { interruptible = true }: { interruptible?: boolean } = {},
+  { signal }: { signal?: AbortSignal | undefined } = {},
 ): Promise<void> {
   for (;;) {
     const status = await queryMaster(root, pid);
     if (status === undefined) throw new Error(`master ${pid} does not answer`);
     const from = status.desiredWorkers;
     if (from === target) return;
-    const signal = from < target ? 'SIGTTIN' : 'SIGTTOU';
-    if (!sendSignal(pid, signal)) throw new Error(`master ${pid} is gone`);
+    const unix = from < target ? 'SIGTTIN' : 'SIGTTOU';
+    if (!sendSignal(pid, unix)) throw new Error(`master ${pid} is gone`);
     await poll(
       async () => {
         const now = await queryMaster(root, pid);
@@ -30,19 +30,20 @@ export async function setWorkerCount(
       WORKER_COUNT_ACK_MS,
       () =>
         new Error(
-          `master ${pid} did not change its worker count after ${signal.slice(3)} (still ${from})`,
+          `master ${pid} did not change its worker count after ${unix.slice(3)} (still ${from})`,
         ),
-      { interruptible },
+      { signal },
     );
   }
 }
 
-/** Resolves once `pid` has at least `count` ready workers, failing after `timeoutMs`. */
+/** Resolves once `pid` has at least `count` ready workers, failing after `timeoutMs` (or at `signal`). */
 export async function waitReadyWorkers(
   root: string,
   pid: number,
   count: number,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<void> {
   await poll(
     async () => {
@@ -54,5 +55,6 @@ export async function waitReadyWorkers(
     timeoutMs,
     () =>
       new Error(`master ${pid} did not have ${count} ready workers within ${timeoutMs / 1000} s`),
+    { signal },
   );
 }

@@ -8,11 +8,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type autocannonType from 'autocannon';
-import { createReporter } from '../deploy/reporter.js';
+import { createReporter } from '../../src/report/reporter.js';
+import { REPO } from '../helpers/repo.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PREFORK = join(REPO, 'bin/prefork');
 
 /** Result of one prefork command. */

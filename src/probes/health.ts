@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import type { MasterStatus, WorkerHealth } from '../control/schema.js';
-import { HEALTH_REQUEST_MS, WORKER_CHECK_MARGIN_MS } from './timeouts.js';
+import { HEALTH_REQUEST_MS, WORKER_CHECK_MARGIN_MS } from '../wait/timeouts.js';
 
 /** Where health checks go: the master's first TCP bind. */
 export interface HealthTarget {
