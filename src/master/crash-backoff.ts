@@ -37,3 +37,49 @@ export class CrashBackoff {
 }
 
 export const CRASH_HEALTHY_MS = HEALTHY_MS;
+
+/**
+ * When the master may spawn again, and how many at once: the whole shortfall normally, one at a
+ * time once workers crash-loop, each after the backoff's delay.
+ */
+export class SpawnPacing {
+  private readonly backoff = new CrashBackoff();
+  private nextAt = 0;
+
+  /** Spawning is allowed now. */
+  due(now: number): boolean {
+    return now >= this.nextAt;
+  }
+
+  /** How many of `missing` workers to spawn this turn. */
+  batch(missing: number): number {
+    return this.backoff.deaths > 1 ? 1 : missing;
+  }
+
+  /** A batch was spawned: the next waits out the current delay. */
+  spawned(now: number): void {
+    if (this.backoff.delay() > 0) this.nextAt = now + this.backoff.delay();
+  }
+
+  /** A worker of the current generation died after `livedMs`; returns the delay before the next spawn. */
+  died(livedMs: number, now: number): number {
+    const delay = this.backoff.recordDeath(livedMs);
+    if (delay > 0) this.nextAt = now + delay;
+    return delay;
+  }
+
+  /** A current worker stayed up: the crash streak is over. */
+  healthy(): void {
+    if (this.backoff.deaths > 0) this.backoff.recordHealthy();
+  }
+
+  /** A new generation starts with a clean slate. */
+  reset(): void {
+    this.backoff.recordHealthy();
+    this.nextAt = 0;
+  }
+
+  get deaths(): number {
+    return this.backoff.deaths;
+  }
+}

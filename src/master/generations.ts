@@ -1,5 +1,41 @@
+import type { Logger } from 'pino';
+import { type ConfigSources, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { messageOf } from '../errors/index.js';
+import { readCurrentRelease } from '../release/current-link.js';
 import type { Release } from '../release/read-release.js';
+
+/** Settings a HUP cannot change: they take effect on the next USR2 or restart. */
+const FIXED_UNTIL_RESTART = ['bind', 'pid', 'logFile', 'metricsBind'] as const;
+
+/**
+ * What a HUP reloads: the configuration read again and the release `current` points at, the
+ * binds and pidfile kept (warned about when they changed). Undefined, logged, when either
+ * cannot be read: the running configuration and release stay.
+ */
+export function readReload(
+  sources: ConfigSources,
+  running: Config,
+  logger: Logger,
+): { config: Config; release: Release } | undefined {
+  let config: Config;
+  let release: Release;
+  try {
+    config = loadConfig(sources);
+    release = readCurrentRelease(running.root);
+  } catch (error) {
+    logger.error(
+      `reload refused: ${messageOf(error)}; keeping the running configuration and release`,
+    );
+    return undefined;
+  }
+  for (const key of FIXED_UNTIL_RESTART) {
+    if (JSON.stringify(config[key]) !== JSON.stringify(running[key])) {
+      logger.warn(`"${key}" changed: it takes effect on the next USR2 upgrade or restart`);
+    }
+  }
+  return { config: { ...config, bind: running.bind, pid: running.pid }, release };
+}
 
 /** One generation of workers: its number, the release and configuration it runs, its count. */
 export interface Generation {

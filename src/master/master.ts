@@ -1,29 +1,21 @@
-import { chownSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import type { ControlRequest, MasterMetrics, MasterStatus } from '../control/schema.js';
-import { messageOf } from '../errors/index.js';
-import {
-  closeListenSockets,
-  type ListenSocket,
-  sharedWithOthers,
-} from '../handover/listen-sockets.js';
-import { UpgradeRefused } from '../handover/new-master.js';
-import type { MasterCommand } from '../handover/spawn-master.js';
-import { tellStderr } from '../log/logger.js';
-import { checkNode } from '../process/node-binary.js';
-import { oldbinPath } from '../protocol/files.js';
+import type {
+  ControlRequest,
+  MasterMetrics,
+  MasterStatus,
+  WorkerHealth,
+} from '../control/schema.js';
+import type { ListenSocket } from '../handover/listen-sockets.js';
+import { shareLogFile } from '../log/share-log-file.js';
 import { masterTitle } from '../protocol/titles.js';
-import { PREFORK_VERSION } from '../protocol/version.js';
-import { HANDOVER_PROTOCOL } from '../protocol/versions.js';
-import { readCurrentRelease } from '../release/current-link.js';
 import type { Release } from '../release/read-release.js';
-import { removePidfileIfOurs, writePidfile } from '../state/pidfile.js';
-import { QUICK_KILL_MS } from '../wait/timeouts.js';
-import { CRASH_HEALTHY_MS, CrashBackoff } from './crash-backoff.js';
+import { answerControl, type ControlTarget } from './control-answers.js';
+import { CRASH_HEALTHY_MS, SpawnPacing } from './crash-backoff.js';
 import { type MasterEffects, realEffects } from './effects.js';
-import { Generations } from './generations.js';
+import { Generations, readReload } from './generations.js';
+import { Lifecycle, type MasterState } from './lifecycle.js';
+import { logStart } from './master-log.js';
 import {
   MASTER_SIGNALS,
   type MasterEvent,
@@ -32,8 +24,8 @@ import {
 } from './master-parts.js';
 import { metricsReport, type ReportSource, statusReport } from './master-report.js';
 import { UpgradeState } from './upgrade-state.js';
-import { kindOf } from './worker-kinds.js';
 import { WorkerPool } from './worker-pool.js';
+import { workerSpawnOptions } from './worker-spawn.js';
 
 export { MASTER_SIGNALS, type MasterEvent, type MasterParts } from './master-parts.js';
 
@@ -48,24 +40,19 @@ const TICK_MS = 250;
  * workers themselves are the pool's, the generations (HUP) and the upgrade (USR2) each have
  * their own owner; the master decides.
  */
-export class Master {
+export class Master implements ControlTarget {
   private readonly logger: Logger;
   private readonly events: MasterEvent[] = [];
   private scheduled = false;
   private readonly generations: Generations;
   private readonly pool: WorkerPool;
   private readonly upgrade: UpgradeState;
-  private state: 'booting' | 'running' | 'stopping' = 'booting';
+  private readonly life: Lifecycle;
   private workersStopped = false;
-  private readonly backoff = new CrashBackoff();
-  private nextSpawnAt = 0;
-  private exitCode = 0;
+  private readonly pacing = new SpawnPacing();
   private readonly effects: MasterEffects;
   private readonly startedAt: number;
   private tick: NodeJS.Timeout | undefined;
-  private killAllAt: number | undefined;
-  /** exit() ran: the master waits for its last scrapes, then exits. */
-  private exiting = false;
   /** A canary deploy is judging this master's release (docs/canary.md). */
   private canary: boolean;
 
@@ -82,7 +69,12 @@ export class Master {
     this.effects = parts.effects ?? realEffects;
     this.pool = new WorkerPool(this.effects, this.logger);
     this.upgrade = new UpgradeState(parts.config.pid, parts.handover.oldMaster);
+    this.life = new Lifecycle(parts, this.pool, this.upgrade, this.effects, this.logger);
     this.startedAt = this.effects.now();
+  }
+
+  private get state(): MasterState {
+    return this.life.state;
   }
 
   private get config(): Config {
@@ -93,10 +85,6 @@ export class Master {
     return this.generations.current.release;
   }
 
-  // -------------------------------------------------------------------------------------------
-  // The loop
-  // -------------------------------------------------------------------------------------------
-
   /** Installs the signal handlers, starts the first workers and runs until exit. */
   run(): void {
     this.shareLogFile();
@@ -105,25 +93,12 @@ export class Master {
     }
     this.tick = setInterval(() => this.enqueue({ kind: 'tick' }), TICK_MS);
     this.setTitle();
-    const { sockets, metrics } = this.parts;
-    this.logger.info(
-      {
-        release: this.release.name,
-        version: this.release.version,
-        binds: sockets.map((s) => s.address),
-        workers: this.generations.current.desired,
-      },
-      `starting master with pid: ${process.pid}`,
-    );
-    for (const socket of sockets) {
-      this.logger.info({ inherited: socket.inherited }, `listening at ${urlOf(socket)}`);
-    }
-    if (metrics !== undefined) {
-      this.logger.info(
-        { inherited: metrics.socket.inherited },
-        `serving metrics at ${urlOf(metrics.socket)}/metrics`,
-      );
-    }
+    logStart(this.logger, {
+      release: this.release,
+      workers: this.generations.current.desired,
+      sockets: this.parts.sockets,
+      ...(this.parts.metrics === undefined ? {} : { metrics: this.parts.metrics.socket }),
+    });
     this.reconcile();
   }
 
@@ -182,10 +157,6 @@ export class Master {
     }
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Signals: one handler each
-  // -------------------------------------------------------------------------------------------
-
   private readonly signalHandlers: Record<MasterSignal, () => void> = {
     SIGTERM: () => this.handleTerm(),
     SIGINT: () => this.handleInt(),
@@ -200,20 +171,17 @@ export class Master {
 
   /** TERM: quick shutdown. */
   private handleTerm(): void {
-    this.quickShutdown();
+    this.life.stopQuickly();
   }
 
   /** INT: quick shutdown, as TERM. */
   private handleInt(): void {
-    this.quickShutdown();
+    this.life.stopQuickly();
   }
 
   /** QUIT: graceful shutdown — workers drain, then the master exits. */
   private handleQuit(): void {
-    if (this.state === 'stopping') return;
-    this.state = 'stopping';
-    this.killAllAt = undefined;
-    this.pool.drainWhere(() => true, 'graceful shutdown', this.config);
+    this.life.stopGracefully(this.config);
   }
 
   /**
@@ -234,29 +202,15 @@ export class Master {
       this.startGeneration(this.release, this.config, this.generations.current.desired);
       return;
     }
-    let config: Config;
-    let release: Release;
-    try {
-      config = loadConfig(this.parts.configSources);
-      release = readCurrentRelease(this.config.root);
-    } catch (error) {
-      this.logger.error(
-        `reload refused: ${messageOf(error)}; keeping the running configuration and release`,
-      );
-      return;
-    }
-    for (const key of ['bind', 'pid', 'logFile', 'metricsBind'] as const) {
-      if (JSON.stringify(config[key]) !== JSON.stringify(this.config[key])) {
-        this.logger.warn(`"${key}" changed: it takes effect on the next USR2 upgrade or restart`);
-      }
-    }
+    const next = readReload(this.parts.configSources, this.config, this.logger);
+    if (next === undefined) return;
+    const { config, release } = next;
     this.logger.info(
       { release: release.name, version: release.version, workers: config.workers },
       'hang up: reloading',
     );
     this.parts.log.logger.level = config.logLevel;
-    const kept = { ...config, bind: this.config.bind, pid: this.config.pid };
-    this.startGeneration(release, kept, kept.workers);
+    this.startGeneration(release, config, config.workers);
   }
 
   /** TTIN: one worker more. */
@@ -315,17 +269,13 @@ export class Master {
     this.pool.drainWhere(() => true, 'WINCH', this.config);
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Workers and generations
-  // -------------------------------------------------------------------------------------------
-
   private onWorkerExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
     const exited = this.pool.onExit(pid, code, signal, this.state === 'stopping');
     if (exited === undefined || exited.expected) return;
     const { worker, reason } = exited;
     const current = this.generations.current.number;
     if (this.state === 'booting') {
-      this.failBoot(`worker ${pid} failed before the master became ready: ${reason}`);
+      this.life.failBoot(`worker ${pid} failed before the master became ready: ${reason}`);
       return;
     }
     if (this.generations.reloading && worker.generation === current && worker.state === 'booting') {
@@ -333,11 +283,11 @@ export class Master {
       return;
     }
     if (worker.generation !== current) return;
-    const delay = this.backoff.recordDeath(this.effects.now() - worker.bornAt);
+    const now = this.effects.now();
+    const delay = this.pacing.died(now - worker.bornAt, now);
     if (delay > 0) {
-      this.nextSpawnAt = this.effects.now() + delay;
       this.logger.warn(
-        { deaths: this.backoff.deaths, delayMs: delay },
+        { deaths: this.pacing.deaths, delayMs: delay },
         `workers are crash-looping: next spawn in ${delay} ms`,
       );
     }
@@ -348,58 +298,28 @@ export class Master {
     this.upgrade.tick(now, this.config.pid, this.logger);
     const healthy = this.pool.tick(now, this.config, CRASH_HEALTHY_MS);
     const current = this.generations.current.number;
-    if (this.backoff.deaths > 0 && healthy.some((w) => w.generation === current)) {
-      this.backoff.recordHealthy();
-    }
-    if (this.killAllAt !== undefined && now > this.killAllAt) {
-      this.pool.killAll('quick shutdown timed out');
-      this.killAllAt = undefined;
-    }
+    if (healthy.some((w) => w.generation === current)) this.pacing.healthy();
+    this.life.tick(now);
   }
 
   private spawn(): void {
-    const { config, release, number: generation } = this.generations.current;
-    const jitter = config.maxRequestsJitter;
-    const { sockets, metrics, identity, notifyDir, workerEnv, command } = this.parts;
-    this.pool.spawn({
-      kind: kindOf(release),
-      release,
-      generation,
-      fds: sockets.map((s) => s.fd),
-      env: workerEnv,
-      identity,
-      nodePath: command.execPath,
-      worker: {
-        sockets: sockets.map((s) => s.bind.name),
-        gracefulTimeoutMs: config.gracefulTimeout * 1000,
-        heartbeatMs: Math.max(50, Math.min(1000, (config.timeout * 1000) / 4)),
-        maxRequests:
-          config.maxRequests > 0
-            ? config.maxRequests + Math.floor(Math.random() * (jitter + 1))
-            : 0,
-        warmup: config.warmup,
-        warmupPath: config.warmupPath ?? config.healthPath ?? '/',
-        warmupTimeoutMs: (config.bootTimeout * 1000) / 2,
-        logLevel: config.logLevel,
-        logFile: config.logFile,
-        metrics: metrics !== undefined,
-        canary: this.canary,
-      },
-      onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
-      onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
-      notifyDir,
-      // The worker's own release: after a HUP, the current generation's is the next one.
-      onOutput: (pid, stream, line) =>
-        this.logger.info({ worker: pid, release: release.name, stream }, line),
-    });
+    const current = this.generations.current;
+    const release = current.release.name;
+    this.pool.spawn(
+      workerSpawnOptions(current, this.parts, this.canary, {
+        onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
+        onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
+        // The worker's own release: after a HUP, the current generation's is the next one.
+        onOutput: (pid, stream, line) => this.logger.info({ worker: pid, release, stream }, line),
+      }),
+    );
   }
 
   private startGeneration(release: Release, config: Config, workers: number): void {
     this.abandonReload(undefined);
     this.generations.start(release, config, workers);
     this.workersStopped = false;
-    this.backoff.recordHealthy();
-    this.nextSpawnAt = 0;
+    this.pacing.reset();
   }
 
   /**
@@ -419,22 +339,21 @@ export class Master {
     }
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Reconcile
-  // -------------------------------------------------------------------------------------------
-
   private reconcile(): void {
     if (this.state === 'stopping') {
-      if (this.pool.size === 0) this.exit();
+      if (this.pool.size === 0) {
+        if (this.tick) clearInterval(this.tick);
+        this.life.exit(this.config.pid);
+      }
       return;
     }
     const { number: generation, desired } = this.generations.current;
     const current = this.pool.serving(generation);
     if (!this.workersStopped) {
-      if (current.length < desired && this.effects.now() >= this.nextSpawnAt) {
-        const count = this.backoff.deaths > 1 ? 1 : desired - current.length;
+      if (current.length < desired && this.pacing.due(this.effects.now())) {
+        const count = this.pacing.batch(desired - current.length);
         for (let i = 0; i < count; i += 1) this.spawn();
-        if (this.backoff.delay() > 0) this.nextSpawnAt = this.effects.now() + this.backoff.delay();
+        this.pacing.spawned(this.effects.now());
       }
       const extra = current.length - desired;
       if (extra > 0) {
@@ -460,81 +379,38 @@ export class Master {
       this.setTitle();
       this.logger.info({ release: this.release.name }, 'reload complete: new workers ready');
     }
-    if (this.state === 'booting') this.becomeReady();
-  }
-
-  /** All workers ready for the first time: write the pidfile, tell whoever waits. */
-  private becomeReady(): void {
-    this.state = 'running';
-    try {
-      writePidfile(this.config.pid, process.pid);
-    } catch (error) {
-      this.failBoot(`cannot write the pidfile ${this.config.pid}: ${messageOf(error)}`);
-      return;
+    if (this.state === 'booting') {
+      this.life.becomeReady({
+        pidfile: this.config.pid,
+        binds: this.handedOver().map((s) => s.bind.name),
+        release: this.release.name,
+        workers: desired,
+      });
     }
-    this.upgrade.holding(this.config.pid);
-    this.parts.handover.reportReady({
-      ready: true,
-      pid: process.pid,
-      binds: this.handedOver().map((s) => s.bind.name),
-      protocol: HANDOVER_PROTOCOL,
-      version: PREFORK_VERSION,
-    });
-    this.logger.info(
-      { workers: this.generations.current.desired, pidfile: this.config.pid },
-      `master ready (pid: ${process.pid}, release ${this.release.name})`,
-    );
   }
-
-  // -------------------------------------------------------------------------------------------
-  // Upgrades: this master as the old one (its new master) or as the new one (its old master)
-  // -------------------------------------------------------------------------------------------
 
   /**
    * What USR2 does, also asked for over the control socket by a canary deploy, which gives the
    * new master's first worker count (`canaryWorkers`). Returns why it was refused, if it was.
    */
-  private startUpgrade(canaryWorkers: number | undefined): string | undefined {
-    const refused = this.upgrade.refusal();
-    if (refused !== undefined) return refused;
-    if (this.state !== 'running') return `the master is ${this.state}`;
-    let command: MasterCommand;
-    try {
-      command = this.upgradeCommand();
-    } catch (error) {
-      return messageOf(error);
+  startUpgrade(canaryWorkers: number | undefined): string | undefined {
+    if (this.upgrade.refusal() === undefined && this.state !== 'running') {
+      return `the master is ${this.state}`;
     }
-    try {
-      this.upgrade.started(
-        this.effects.startUpgrade({
-          command,
-          sockets: this.handedOver(),
-          pidfile: this.config.pid,
-          bootTimeoutS: this.config.bootTimeout,
-          now: this.effects.now(),
-          logger: this.logger,
-          onEvent: (event) => this.enqueue(event),
-          canaryWorkers,
-          interactive: this.parts.interactive,
-        }),
-      );
-    } catch (error) {
-      if (!(error instanceof UpgradeRefused)) throw error;
-      return error.message;
-    }
-    this.setTitle();
-    return undefined;
-  }
-
-  /**
-   * How USR2 starts the new master: as this one was started, on the Node the configuration
-   * names now (`node`, read again so that a new Node takes effect), checked to run first.
-   */
-  private upgradeCommand(): MasterCommand {
-    const { node } = loadConfig(this.parts.configSources);
-    if (node === undefined || node === this.parts.command.execPath) return this.parts.command;
-    checkNode(node);
-    return { ...this.parts.command, execPath: node };
+    const refused = this.upgrade.begin(this.effects, {
+      command: this.parts.command,
+      configSources: this.parts.configSources,
+      sockets: this.handedOver(),
+      pidfile: this.config.pid,
+      bootTimeoutS: this.config.bootTimeout,
+      now: this.effects.now(),
+      logger: this.logger,
+      onEvent: (event) => this.enqueue(event),
+      canaryWorkers,
+      interactive: this.parts.interactive,
+    });
+    if (refused === undefined) this.setTitle();
+    return refused;
   }
 
   /** The new master is gone: take the service back, and restart the workers WINCH stopped. */
@@ -551,11 +427,12 @@ export class Master {
    * A canary deploy starts (`on`) or ends on this master: its workers, those running and those
    * it spawns, record figures and ask kept-alive clients to reconnect now and then.
    */
-  private setCanary(on: boolean): void {
-    if (this.canary === on) return;
+  setCanary(on: boolean): boolean {
+    if (this.canary === on) return on;
     this.canary = on;
     this.logger.info(on ? 'canary deploy: judging this release' : 'canary deploy: over');
     this.pool.tellAll({ type: 'canary', on });
+    return on;
   }
 
   /** The sockets a new master inherits: the app's and the metrics socket. */
@@ -568,95 +445,28 @@ export class Master {
     this.effects.setTitle(masterTitle(this.release.name, { old: this.upgrade.inFlight }));
   }
 
-  /** Workers running as `--user` append to the log file too: it is theirs as well. */
+  /** Workers running as `--user` append to the log file too. */
   shareLogFile(): void {
-    const { identity } = this.parts;
-    if (identity === undefined || this.config.logFile === undefined) return;
-    try {
-      chownSync(this.config.logFile, identity.uid, identity.gid);
-    } catch (error) {
-      this.logger.error(
-        `cannot hand ${this.config.logFile} to the workers' user: ${messageOf(error)}`,
-      );
-    }
+    shareLogFile(this.config.logFile, this.parts.identity, this.logger);
   }
-
-  // -------------------------------------------------------------------------------------------
-  // Shutdown
-  // -------------------------------------------------------------------------------------------
-
-  private quickShutdown(): void {
-    this.state = 'stopping';
-    this.killAllAt = this.effects.now() + QUICK_KILL_MS;
-    this.pool.terminateAll();
-  }
-
-  /** Gives up booting: reports why, stops the workers, exits non-zero. */
-  private failBoot(reason: string): void {
-    this.logger.error(reason);
-    tellStderr(`prefork: ${reason}`);
-    this.parts.handover.reportFailure(reason);
-    try {
-      this.parts.onBootFailure?.();
-    } catch (error) {
-      this.logger.error(`could not undo the start: ${messageOf(error)}`);
-    }
-    this.exitCode = 1;
-    this.quickShutdown();
-  }
-
-  /**
-   * Cleans up what this master owns and exits, whatever fails on the way; with metrics on, once
-   * the scrapes it accepted are answered.
-   */
-  private exit(): void {
-    if (this.exiting) return;
-    this.exiting = true;
-    const metrics = this.parts.metrics;
-    let sharers: ReturnType<UpgradeState['sharers']> | undefined;
-    try {
-      if (this.tick) clearInterval(this.tick);
-      this.parts.control?.close();
-      this.parts.notifyDir.remove();
-      removePidfileIfOurs(this.config.pid, process.pid);
-      removePidfileIfOurs(oldbinPath(this.config.pid), process.pid);
-      sharers = this.upgrade.sharers();
-      closeListenSockets(this.parts.sockets, sharers);
-      this.logger.info({ code: this.exitCode }, `master exiting (pid: ${process.pid})`);
-    } finally {
-      const exit = () => this.effects.exit(this.exitCode);
-      if (metrics === undefined || sharers === undefined) exit();
-      else metrics.stop(sharedWithOthers(metrics.socket, sharers), exit);
-    }
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Control socket and reports
-  // -------------------------------------------------------------------------------------------
 
   /** Answers a control-socket request (validated by the control server's schema). */
   control(request: ControlRequest): unknown {
-    switch (request.cmd) {
-      case 'health':
-        return this.pool.checkHealth(request.path, this.config);
-      case 'metrics':
-        return this.metricsShare();
-      case 'canary':
-        this.setCanary(request.on);
-        return { canary: this.canary };
-      case 'upgrade': {
-        const refused = this.startUpgrade(request.workers);
-        if (refused !== undefined) throw new Error(`upgrade refused: ${refused}`);
-        return { newMasterPid: this.upgrade.newMasterPid };
-      }
-      case 'scale':
-        this.generations.current.desired = request.workers;
-        this.logger.info(`scale: workers: ${request.workers}`);
-        this.enqueue({ kind: 'tick' });
-        return { workers: request.workers };
-      case 'status':
-        return this.status();
-    }
+    return answerControl(request, this);
+  }
+
+  checkHealth(path: string): Promise<WorkerHealth[]> {
+    return this.pool.checkHealth(path, this.config);
+  }
+
+  newMasterPid(): number | undefined {
+    return this.upgrade.newMasterPid;
+  }
+
+  scale(workers: number): void {
+    this.generations.current.desired = workers;
+    this.logger.info(`scale: workers: ${workers}`);
+    this.enqueue({ kind: 'tick' });
   }
 
   /** The other master of an upgrade in flight (the new one, or the old one still alive). */
@@ -691,9 +501,4 @@ export class Master {
       nodePath: command.execPath,
     };
   }
-}
-
-/** How a log line names a socket: its path, or an `http://` URL. */
-function urlOf(socket: ListenSocket): string {
-  return socket.bind.kind === 'unix' ? socket.address : `http://${socket.address}`;
 }

@@ -1,8 +1,31 @@
 import type { Logger } from 'pino';
+import { type ConfigSources, loadConfig } from '../config/load.js';
+import { messageOf } from '../errors/index.js';
 import type { SocketSharers } from '../handover/listen-sockets.js';
-import type { NewMaster } from '../handover/new-master.js';
+import {
+  type NewMaster,
+  type StartUpgradeOptions,
+  UpgradeRefused,
+} from '../handover/new-master.js';
 import type { OldMaster } from '../handover/old-master.js';
+import type { MasterCommand } from '../handover/spawn-master.js';
+import { checkNode } from '../process/node-binary.js';
 import type { ReadyMessage } from '../protocol/handover.js';
+import type { MasterEffects } from './effects.js';
+
+/**
+ * How USR2 starts the new master: as this one was started (`command`), on the Node the
+ * configuration names now (`node`, read again so that a new Node takes effect), checked to run.
+ */
+function nextMasterCommand(sources: ConfigSources, command: MasterCommand): MasterCommand {
+  const { node } = loadConfig(sources);
+  if (node === undefined || node === command.execPath) return command;
+  checkNode(node);
+  return { ...command, execPath: node };
+}
+
+/** What starting an upgrade from this master takes (its command is re-read for `node`). */
+export type BeginUpgrade = StartUpgradeOptions & { configSources: ConfigSources };
 
 /**
  * This master's part in upgrades, in one owner: as an old master, the new master it started by
@@ -57,11 +80,28 @@ export class UpgradeState {
     return undefined;
   }
 
-  /** USR2 started `newMaster`: this master holds `.oldbin` now. */
-  started(newMaster: NewMaster): void {
-    this.newMaster = newMaster;
-    this.held = newMaster.oldbin;
+  /**
+   * USR2 (or the control request `upgrade`): moves the pidfile to `.oldbin` and starts the new
+   * master. Returns why it was refused (nothing changed), undefined once it started.
+   */
+  begin(effects: Pick<MasterEffects, 'startUpgrade'>, options: BeginUpgrade): string | undefined {
+    const refused = this.refusal();
+    if (refused !== undefined) return refused;
+    const { configSources, ...start } = options;
+    try {
+      start.command = nextMasterCommand(configSources, start.command);
+    } catch (error) {
+      return messageOf(error);
+    }
+    try {
+      this.newMaster = effects.startUpgrade(start);
+    } catch (error) {
+      if (!(error instanceof UpgradeRefused)) throw error;
+      return error.message;
+    }
+    this.held = this.newMaster.oldbin;
     this.lastError = undefined;
+    return undefined;
   }
 
   /** This master became ready and wrote `pidfile`. */

@@ -1,0 +1,31 @@
+import type { Logger } from 'pino';
+import type { ListenSocket } from '../handover/listen-sockets.js';
+import type { Release } from '../release/read-release.js';
+
+/** How a log line names a socket: its path, or an `http://` URL. */
+function urlOf(socket: ListenSocket): string {
+  return socket.bind.kind === 'unix' ? socket.address : `http://${socket.address}`;
+}
+
+/** The master's first lines, as the seed's log excerpt shows them: pid, release, each socket. */
+export function logStart(
+  logger: Logger,
+  start: { release: Release; workers: number; sockets: ListenSocket[]; metrics?: ListenSocket },
+): void {
+  const { release, sockets, metrics } = start;
+  logger.info(
+    {
+      release: release.name,
+      version: release.version,
+      binds: sockets.map((s) => s.address),
+      workers: start.workers,
+    },
+    `starting master with pid: ${process.pid}`,
+  );
+  for (const socket of sockets) {
+    logger.info({ inherited: socket.inherited }, `listening at ${urlOf(socket)}`);
+  }
+  if (metrics !== undefined) {
+    logger.info({ inherited: metrics.inherited }, `serving metrics at ${urlOf(metrics)}/metrics`);
+  }
+}
