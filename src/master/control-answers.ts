@@ -14,7 +14,6 @@ export interface ControlTarget {
   setCanary(on: boolean): boolean;
   /** USR2 with the new master's first worker count; returns why it was refused, if it was. */
   startUpgrade(workers: number | undefined): string | undefined;
-  newMasterPid(): number | undefined;
   /** Sets the current generation's worker count (reconciled on the next turn of the loop). */
   scale(workers: number): void;
 }
@@ -34,7 +33,7 @@ export function answerControl(request: ControlRequest, target: ControlTarget): u
     case 'upgrade': {
       const refused = target.startUpgrade(request.workers);
       if (refused !== undefined) throw new Error(`upgrade refused: ${refused}`);
-      return { newMasterPid: target.newMasterPid() };
+      return { newMasterPid: target.status().newMasterPid ?? undefined };
     }
     case 'scale':
       target.scale(request.workers);

@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+
 /** Delay before the first respawn after a crash loop starts, doubled per crash. */
 const BASE_MS = 100;
 /** Longest delay between respawns. */
@@ -61,11 +63,15 @@ export class SpawnPacing {
     if (this.backoff.delay() > 0) this.nextAt = now + this.backoff.delay();
   }
 
-  /** A worker of the current generation died after `livedMs`; returns the delay before the next spawn. */
-  died(livedMs: number, now: number): number {
+  /** A worker of the current generation died after `livedMs`: a crash loop is logged, paced. */
+  died(livedMs: number, now: number, logger: Logger): void {
     const delay = this.backoff.recordDeath(livedMs);
-    if (delay > 0) this.nextAt = now + delay;
-    return delay;
+    if (delay <= 0) return;
+    this.nextAt = now + delay;
+    logger.warn(
+      { deaths: this.backoff.deaths, delayMs: delay },
+      `workers are crash-looping: next spawn in ${delay} ms`,
+    );
   }
 
   /** A current worker stayed up: the crash streak is over. */

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js';
 import { messageOf } from '../errors/index.js';
 import { readCurrentRelease } from '../release/current-link.js';
 import type { Release } from '../release/read-release.js';
+import type { WorkerPool } from './worker-pool.js';
 
 /** Settings a HUP cannot change: they take effect on the next USR2 or restart. */
 const FIXED_UNTIL_RESTART = ['bind', 'pid', 'logFile', 'metricsBind'] as const;
@@ -65,23 +66,35 @@ export class Generations {
     return this.replacing !== undefined;
   }
 
-  /** Starts the next generation on `release`/`config`; the current one is kept to go back to. */
-  start(release: Release, config: Config, desired: number): void {
+  /**
+   * Starts the next generation on `release`/`config` (an unfinished reload is given up first,
+   * silently); the current one is kept to go back to.
+   */
+  start(release: Release, config: Config, desired: number, pool: WorkerPool, logger: Logger): void {
+    this.abandon(undefined, pool, logger);
     this.replacing = this.current;
     this.current = { number: this.current.number + 1, release, config, desired };
   }
 
   /**
-   * Goes back to the generation the unfinished reload replaces; returns the abandoned
-   * generation's number (its workers are to be drained), undefined when there was no reload.
+   * Gives up an unfinished reload: back to the generation it replaces, the abandoned one's
+   * workers drained. `reason` undefined gives it up silently (superseded by another reload, or
+   * WINCH); otherwise it is logged as a failed reload.
    */
-  abandon(): number | undefined {
+  abandon(reason: string | undefined, pool: WorkerPool, logger: Logger): void {
     const previous = this.replacing;
-    if (previous === undefined) return undefined;
-    const abandoned = this.current.number;
+    if (previous === undefined) return;
+    const abandoned = this.current;
     this.replacing = undefined;
     this.current = previous;
-    return abandoned;
+    pool.drainWhere((w) => w.generation === abandoned.number, 'reload abandoned', abandoned.config);
+    if (reason !== undefined) {
+      const { name } = previous.release;
+      logger.error(
+        { release: name },
+        `reload failed: ${reason}; keeping the workers of release ${name}`,
+      );
+    }
   }
 
   /** The reload's workers are all ready: nothing to go back to any more. Was one running? */

@@ -1,8 +1,8 @@
 import type { MasterMetrics, MasterStatus } from '../control/schema.js';
 import { PREFORK_VERSION } from '../protocol/version.js';
 import { CONTROL_PROTOCOL } from '../protocol/versions.js';
-import type { WorkerIdentity } from '../worker-kind/worker-identity.js';
 import type { Generation } from './generations.js';
+import type { MasterParts } from './master-parts.js';
 import type { UpgradeState } from './upgrade-state.js';
 import type { WorkerPool } from './worker-pool.js';
 
@@ -16,15 +16,12 @@ export interface ReportSource {
   canary: boolean;
   pool: WorkerPool;
   upgrade: UpgradeState;
-  binds: string[];
-  metricsAddress: string | undefined;
-  identity: WorkerIdentity | undefined;
-  nodePath: string;
+  parts: Pick<MasterParts, 'sockets' | 'metrics' | 'identity' | 'command'>;
 }
 
 /** This master's state, as `prefork status` shows it (control request `status`). */
 export function statusReport(source: ReportSource): MasterStatus {
-  const { now, generation, pool, upgrade } = source;
+  const { now, generation, pool, upgrade, parts } = source;
   const { release, config } = generation;
   return {
     pid: process.pid,
@@ -39,16 +36,16 @@ export function statusReport(source: ReportSource): MasterStatus {
     canary: source.canary,
     uptime: Math.round((now - source.startedAt) / 1000),
     rss: process.memoryUsage.rss(),
-    binds: source.binds,
+    binds: parts.sockets.map((s) => s.address),
     oldMasterPid: upgrade.oldMasterAlive() ? (upgrade.oldMaster?.pid ?? null) : null,
     newMasterPid: upgrade.newMasterPid ?? null,
     upgradeError: upgrade.error ?? null,
     pidfile: upgrade.pidfile,
     heartbeatTimeout: config.timeout,
     preforkVersion: PREFORK_VERSION,
-    node: { version: process.version, path: source.nodePath },
-    workerIdentity: source.identity ?? null,
-    metrics: source.metricsAddress ?? null,
+    node: { version: process.version, path: parts.command.execPath },
+    workerIdentity: parts.identity ?? null,
+    metrics: parts.metrics?.socket.address ?? null,
     traffic: pool.book.traffic(),
     protocol: CONTROL_PROTOCOL,
     workers: [...pool.all()].map((w) => ({

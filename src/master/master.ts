@@ -27,8 +27,6 @@ import { UpgradeState } from './upgrade-state.js';
 import { WorkerPool } from './worker-pool.js';
 import { workerSpawnOptions } from './worker-spawn.js';
 
-export { MASTER_SIGNALS, type MasterEvent, type MasterParts } from './master-parts.js';
-
 /** How often the master checks heartbeats, boot and drain deadlines and backoff timers. */
 const TICK_MS = 250;
 
@@ -48,6 +46,8 @@ export class Master implements ControlTarget {
   private readonly pool: WorkerPool;
   private readonly upgrade: UpgradeState;
   private readonly life: Lifecycle;
+  /** The sockets a new master inherits: the app's and the metrics socket. */
+  private readonly handed: ListenSocket[];
   private workersStopped = false;
   private readonly pacing = new SpawnPacing();
   private readonly effects: MasterEffects;
@@ -71,6 +71,8 @@ export class Master implements ControlTarget {
     this.upgrade = new UpgradeState(parts.config.pid, parts.handover.oldMaster);
     this.life = new Lifecycle(parts, this.pool, this.upgrade, this.effects, this.logger);
     this.startedAt = this.effects.now();
+    const { metrics, sockets } = parts;
+    this.handed = metrics === undefined ? sockets : [...sockets, metrics.socket];
   }
 
   private get state(): MasterState {
@@ -87,7 +89,7 @@ export class Master implements ControlTarget {
 
   /** Installs the signal handlers, starts the first workers and runs until exit. */
   run(): void {
-    this.shareLogFile();
+    shareLogFile(this.config.logFile, this.parts.identity, this.logger);
     for (const signal of MASTER_SIGNALS) {
       process.on(signal, () => this.enqueue({ kind: 'signal', signal }));
     }
@@ -124,10 +126,7 @@ export class Master implements ControlTarget {
     this.reconcile();
   }
 
-  /**
-   * Handles `event` and reconciles at once, as the loop would: how unit tests drive a master
-   * without processes (see `test/unit/master-decisions.test.ts`).
-   */
+  /** Handles `event` and reconciles, as the loop would (unit tests drive a master so). */
   dispatch(event: MasterEvent): void {
     this.events.push(event);
     this.handleQueued();
@@ -159,7 +158,7 @@ export class Master implements ControlTarget {
 
   private readonly signalHandlers: Record<MasterSignal, () => void> = {
     SIGTERM: () => this.handleTerm(),
-    SIGINT: () => this.handleInt(),
+    SIGINT: () => this.handleTerm(),
     SIGQUIT: () => this.handleQuit(),
     SIGHUP: () => this.handleHup(),
     SIGTTIN: () => this.handleTtin(),
@@ -169,13 +168,8 @@ export class Master implements ControlTarget {
     SIGWINCH: () => this.handleWinch(),
   };
 
-  /** TERM: quick shutdown. */
+  /** TERM, and INT as TERM: quick shutdown. */
   private handleTerm(): void {
-    this.life.stopQuickly();
-  }
-
-  /** INT: quick shutdown, as TERM. */
-  private handleInt(): void {
     this.life.stopQuickly();
   }
 
@@ -233,7 +227,7 @@ export class Master implements ControlTarget {
   /** USR1: reopen the log file here and in every worker that writes its own. */
   private handleUsr1(): void {
     this.parts.log.reopen();
-    this.shareLogFile();
+    shareLogFile(this.config.logFile, this.parts.identity, this.logger);
     this.logger.info('reopened log file');
     this.pool.reopenLogs();
   }
@@ -265,7 +259,7 @@ export class Master implements ControlTarget {
       return;
     }
     this.workersStopped = true;
-    this.abandonReload(undefined);
+    this.generations.abandon(undefined, this.pool, this.logger);
     this.pool.drainWhere(() => true, 'WINCH', this.config);
   }
 
@@ -279,18 +273,12 @@ export class Master implements ControlTarget {
       return;
     }
     if (this.generations.reloading && worker.generation === current && worker.state === 'booting') {
-      this.abandonReload(`a new worker failed to boot: ${reason}`);
+      this.generations.abandon(`a new worker failed to boot: ${reason}`, this.pool, this.logger);
       return;
     }
     if (worker.generation !== current) return;
     const now = this.effects.now();
-    const delay = this.pacing.died(now - worker.bornAt, now);
-    if (delay > 0) {
-      this.logger.warn(
-        { deaths: this.pacing.deaths, delayMs: delay },
-        `workers are crash-looping: next spawn in ${delay} ms`,
-      );
-    }
+    this.pacing.died(now - worker.bornAt, now, this.logger);
   }
 
   private onTick(): void {
@@ -316,27 +304,9 @@ export class Master implements ControlTarget {
   }
 
   private startGeneration(release: Release, config: Config, workers: number): void {
-    this.abandonReload(undefined);
-    this.generations.start(release, config, workers);
+    this.generations.start(release, config, workers, this.pool, this.logger);
     this.workersStopped = false;
     this.pacing.reset();
-  }
-
-  /**
-   * Gives up an unfinished reload: back to the generation it was replacing. `reason`
-   * undefined gives it up silently (superseded by another reload, or WINCH).
-   */
-  private abandonReload(reason: string | undefined): void {
-    const abandoned = this.generations.current.number;
-    const limits = this.config;
-    if (this.generations.abandon() === undefined) return;
-    this.pool.drainWhere((w) => w.generation === abandoned, 'reload abandoned', limits);
-    if (reason !== undefined) {
-      this.logger.error(
-        { release: this.release.name },
-        `reload failed: ${reason}; keeping the workers of release ${this.release.name}`,
-      );
-    }
   }
 
   private reconcile(): void {
@@ -382,17 +352,14 @@ export class Master implements ControlTarget {
     if (this.state === 'booting') {
       this.life.becomeReady({
         pidfile: this.config.pid,
-        binds: this.handedOver().map((s) => s.bind.name),
+        binds: this.handed.map((s) => s.bind.name),
         release: this.release.name,
         workers: desired,
       });
     }
   }
 
-  /**
-   * What USR2 does, also asked for over the control socket by a canary deploy, which gives the
-   * new master's first worker count (`canaryWorkers`). Returns why it was refused, if it was.
-   */
+  /** USR2, or a canary deploy's control request with the first step's worker count. */
   startUpgrade(canaryWorkers: number | undefined): string | undefined {
     if (this.upgrade.refusal() === undefined && this.state !== 'running') {
       return `the master is ${this.state}`;
@@ -400,7 +367,7 @@ export class Master implements ControlTarget {
     const refused = this.upgrade.begin(this.effects, {
       command: this.parts.command,
       configSources: this.parts.configSources,
-      sockets: this.handedOver(),
+      sockets: this.handed,
       pidfile: this.config.pid,
       bootTimeoutS: this.config.bootTimeout,
       now: this.effects.now(),
@@ -423,10 +390,7 @@ export class Master implements ControlTarget {
     }
   }
 
-  /**
-   * A canary deploy starts (`on`) or ends on this master: its workers, those running and those
-   * it spawns, record figures and ask kept-alive clients to reconnect now and then.
-   */
+  /** A canary deploy starts or ends on this master: its workers record figures (docs/canary.md). */
   setCanary(on: boolean): boolean {
     if (this.canary === on) return on;
     this.canary = on;
@@ -435,19 +399,8 @@ export class Master implements ControlTarget {
     return on;
   }
 
-  /** The sockets a new master inherits: the app's and the metrics socket. */
-  private handedOver(): ListenSocket[] {
-    const { metrics, sockets } = this.parts;
-    return metrics === undefined ? sockets : [...sockets, metrics.socket];
-  }
-
   private setTitle(): void {
     this.effects.setTitle(masterTitle(this.release.name, { old: this.upgrade.inFlight }));
-  }
-
-  /** Workers running as `--user` append to the log file too. */
-  shareLogFile(): void {
-    shareLogFile(this.config.logFile, this.parts.identity, this.logger);
   }
 
   /** Answers a control-socket request (validated by the control server's schema). */
@@ -457,10 +410,6 @@ export class Master implements ControlTarget {
 
   checkHealth(path: string): Promise<WorkerHealth[]> {
     return this.pool.checkHealth(path, this.config);
-  }
-
-  newMasterPid(): number | undefined {
-    return this.upgrade.newMasterPid;
   }
 
   scale(workers: number): void {
@@ -485,7 +434,6 @@ export class Master implements ControlTarget {
   }
 
   private reportSource(): ReportSource {
-    const { sockets, metrics, identity, command } = this.parts;
     return {
       now: this.effects.now(),
       startedAt: this.startedAt,
@@ -495,10 +443,7 @@ export class Master implements ControlTarget {
       canary: this.canary,
       pool: this.pool,
       upgrade: this.upgrade,
-      binds: sockets.map((s) => s.address),
-      metricsAddress: metrics?.socket.address,
-      identity,
-      nodePath: command.execPath,
+      parts: this.parts,
     };
   }
 }

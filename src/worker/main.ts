@@ -16,17 +16,13 @@ import {
   type WorkerOptions,
 } from '../protocol/ipc.js';
 import { workerTitle } from '../protocol/titles.js';
-import { ConnectionTracker } from './connection-tracker.js';
+import { ConnectionTracker } from './drain/connection-tracker.js';
+import { drainConnections } from './drain/drain.js';
 import { type LoadedApp, loadApp } from './load-app.js';
 import { RequestRecorder } from './request-recorder.js';
 import { checkSelf } from './self-check.js';
-import { listenOnInheritedSockets, stopAccepting } from './serve.js';
+import { listenOnInheritedSockets } from './serve.js';
 import { warmUp } from './warm-up.js';
-
-/** A drained connection is closed once it has been idle this long (see ConnectionTracker). */
-const IDLE_CLOSE_MS = 250;
-/** How often a drain looks for idle connections to close. */
-const DRAIN_POLL_MS = 50;
 
 function readOptions(): WorkerOptions {
   const raw = process.env[ENV_WORKER_OPTIONS];
@@ -101,40 +97,7 @@ async function drain(reason: string, code = 0): Promise<void> {
   if (draining) return;
   draining = true;
   if (!serving || tracker === undefined || app === undefined) exit(code, `${reason} before ready`);
-  const deadline = Date.now() + options.gracefulTimeoutMs;
-  logger.info({ reason, connections: tracker.size }, 'draining');
-  stopAccepting(listeners);
-  tracker.startDraining();
-  const drained = await new Promise<boolean>((resolve) => {
-    const poll = setInterval(() => {
-      tracker?.closeIdle(IDLE_CLOSE_MS);
-      if (tracker?.size === 0) {
-        clearInterval(poll);
-        resolve(true);
-      } else if (Date.now() >= deadline) {
-        clearInterval(poll);
-        resolve(false);
-      }
-    }, DRAIN_POLL_MS);
-  });
-  if (!drained) {
-    logger.warn(
-      { connections: tracker.size },
-      'graceful timeout reached: closing the remaining connections',
-    );
-    tracker.destroyAll();
-  }
-  if (app.close !== undefined) {
-    const remaining = Math.max(0, deadline - Date.now());
-    try {
-      await Promise.race([
-        Promise.resolve(app.close()),
-        new Promise((resolve) => setTimeout(resolve, remaining).unref()),
-      ]);
-    } catch (error) {
-      logger.error({ err: error }, 'the app close() hook failed');
-    }
-  }
+  await drainConnections({ app, listeners, tracker, logger }, options.gracefulTimeoutMs, reason);
   await sendLastHeartbeat();
   exit(code, reason);
 }

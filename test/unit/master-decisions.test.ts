@@ -8,7 +8,8 @@ import { emptyFigures, recordResponse } from '../../src/figures/figures.js';
 import { Handover } from '../../src/handover/handover.js';
 import { type NewMaster, UpgradeRefused } from '../../src/handover/new-master.js';
 import type { MasterEffects } from '../../src/master/effects.js';
-import { Master, type MasterEvent } from '../../src/master/master.js';
+import { Master } from '../../src/master/master.js';
+import type { MasterEvent } from '../../src/master/master-parts.js';
 import type { MasterMessage } from '../../src/protocol/ipc.js';
 import { readCurrentRelease } from '../../src/release/current-link.js';
 import {

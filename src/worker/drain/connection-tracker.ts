@@ -2,27 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
-
-/** What the tracker knows of one client connection. */
-interface ConnectionState {
-  /** The latest response on this connection (responses finish in order, so it is the last). */
-  current: ServerResponse | undefined;
-  /** Requests seen on it: a change between two looks means it was busy in between. */
-  requests: number;
-  /** When its latest request arrived (`performance.now()`), when timing is on. */
-  startedAt: number;
-  /** When it was accepted (`Date.now()`), for {@link ConnectionTracker.reconnectAfterMs}. */
-  openedAt: number;
-  /**
-   * While draining: the request count and bytes read when the connection was first seen idle,
-   * and when.
-   */
-  idleAt: number;
-  idleRequests: number;
-  idleBytes: number;
-  /** Handed over to an `upgrade` handler (WebSocket): never idle, closed only when forced. */
-  upgraded: boolean;
-}
+import { type ConnectionState, STRATEGIES } from './connection-kinds.js';
 
 /**
  * Tracks every connection of a worker's server, so a drain can finish each request, answer
@@ -71,12 +51,13 @@ export class ConnectionTracker {
       onRequest();
     });
     server.prependListener('upgrade', (req: IncomingMessage) => {
-      (this.connections.get(req.socket) ?? this.track(req.socket)).upgraded = true;
+      (this.connections.get(req.socket) ?? this.track(req.socket)).kind = 'upgraded';
     });
   }
 
   private track(socket: net.Socket): ConnectionState {
     const state: ConnectionState = {
+      kind: 'http1',
       current: undefined,
       requests: 0,
       startedAt: 0,
@@ -84,7 +65,6 @@ export class ConnectionTracker {
       idleAt: 0,
       idleRequests: -1,
       idleBytes: -1,
-      upgraded: false,
     };
     this.connections.set(socket, state);
     socket.once('close', () => this.connections.delete(socket));
@@ -110,9 +90,14 @@ export class ConnectionTracker {
    */
   startDraining(): void {
     this.draining = true;
-    for (const { current } of this.connections.values()) {
-      if (current !== undefined && !current.headersSent) current.setHeader('Connection', 'close');
-    }
+    for (const state of this.connections.values()) STRATEGIES[state.kind].onDrainStart(state);
+  }
+
+  /** Open connections of each kind (for the drain's log line). */
+  byKind(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const { kind } of this.connections.values()) counts[kind] = (counts[kind] ?? 0) + 1;
+    return counts;
   }
 
   /**
@@ -122,6 +107,7 @@ export class ConnectionTracker {
    */
   closeIdle(idleMs: number, now: number = Date.now()): void {
     for (const [socket, state] of this.connections) {
+      if (!STRATEGIES[state.kind].closesWhenIdle) continue;
       const busy = isBusy(state);
       if (busy || state.requests !== state.idleRequests || socket.bytesRead !== state.idleBytes) {
         state.idleRequests = busy ? -1 : state.requests;
@@ -139,9 +125,9 @@ export class ConnectionTracker {
   }
 }
 
-/** A request is in flight on the connection, or it was handed to an `upgrade` handler. */
+/** The drain must wait for the connection, as its kind's strategy says. */
 function isBusy(state: ConnectionState): boolean {
-  return state.upgraded || (state.current !== undefined && !state.current.writableFinished);
+  return STRATEGIES[state.kind].isBusy(state);
 }
 
 /**

@@ -1,0 +1,61 @@
+import type { ServerResponse } from 'node:http';
+
+/** The kinds of client connection a worker tells apart while it drains. */
+export type ConnectionKind = 'http1' | 'upgraded';
+
+/** What the tracker knows of one client connection. */
+export interface ConnectionState {
+  kind: ConnectionKind;
+  /** The latest response on this connection (responses finish in order, so it is the last). */
+  current: ServerResponse | undefined;
+  /** Requests seen on it: a change between two looks means it was busy in between. */
+  requests: number;
+  /** When its latest request arrived (`performance.now()`), when timing is on. */
+  startedAt: number;
+  /** When it was accepted (`Date.now()`), for the canary's reconnects. */
+  openedAt: number;
+  /**
+   * While draining: the request count and bytes read when the connection was first seen idle,
+   * and when.
+   */
+  idleAt: number;
+  idleRequests: number;
+  idleBytes: number;
+}
+
+/**
+ * How a drain treats one kind of connection: whether it is busy (a drain waits for it),
+ * whether it may be closed once idle, and what it is told when the drain starts. One strategy
+ * per kind; a new kind (HTTP/2 sessions, issue 25) is a new entry here.
+ */
+export interface ConnectionStrategy {
+  /** The drain waits for a busy connection to finish. */
+  isBusy(state: ConnectionState): boolean;
+  /** An idle connection of this kind may be closed once it has stayed quiet (HTTP/1.1 only). */
+  closesWhenIdle: boolean;
+  /** The drain starts: what the connection is told now. */
+  onDrainStart(state: ConnectionState): void;
+}
+
+/** HTTP/1.1: busy while a response is unfinished; told `Connection: close` on every response. */
+const http1: ConnectionStrategy = {
+  isBusy: (state) => state.current !== undefined && !state.current.writableFinished,
+  closesWhenIdle: true,
+  // In-flight responses whose headers are not sent yet say `Connection: close` too.
+  onDrainStart: ({ current }) => {
+    if (current !== undefined && !current.headersSent) current.setHeader('Connection', 'close');
+  },
+};
+
+/**
+ * Handed to an `upgrade` handler (WebSocket, a tunnel): never idle as far as prefork knows, so
+ * the drain waits for it and closes it only at the graceful timeout.
+ */
+const upgraded: ConnectionStrategy = {
+  isBusy: () => true,
+  closesWhenIdle: false,
+  onDrainStart: () => {},
+};
+
+/** Each kind's strategy. */
+export const STRATEGIES: Record<ConnectionKind, ConnectionStrategy> = { http1, upgraded };

@@ -1,0 +1,62 @@
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import { pollUntil } from '../../wait/wait.js';
+import type { LoadedApp } from '../load-app.js';
+import { stopAccepting } from '../serve.js';
+import type { ConnectionTracker } from './connection-tracker.js';
+
+/** A drained HTTP/1.1 connection is closed once it has been idle this long (see ConnectionTracker). */
+const IDLE_CLOSE_MS = 250;
+/** How often a drain looks for idle connections to close. */
+const DRAIN_POLL_MS = 50;
+
+/** What a drain works on: the worker's app, its listeners and its connections. */
+export interface DrainTarget {
+  app: LoadedApp;
+  listeners: net.Server[];
+  tracker: ConnectionTracker;
+  logger: Logger;
+}
+
+/**
+ * A worker's drain (SPEC §4): stop accepting, tell every connection by its kind's strategy
+ * (`connection-kinds.ts`), let in-flight requests finish and close idle connections once they
+ * stay quiet, until none is left or `gracefulTimeoutMs` has passed — then close the rest — and
+ * await the app's `close()` within what is left of the time. Resolves once all that is done.
+ */
+export async function drainConnections(
+  target: DrainTarget,
+  gracefulTimeoutMs: number,
+  reason: string,
+): Promise<void> {
+  const { app, listeners, tracker, logger } = target;
+  const deadline = Date.now() + gracefulTimeoutMs;
+  logger.info({ reason, connections: tracker.size, byKind: tracker.byKind() }, 'draining');
+  stopAccepting(listeners);
+  tracker.startDraining();
+  const drained = await pollUntil(
+    () => {
+      tracker.closeIdle(IDLE_CLOSE_MS);
+      return tracker.size === 0;
+    },
+    gracefulTimeoutMs,
+    { everyMs: DRAIN_POLL_MS },
+  );
+  if (!drained) {
+    logger.warn(
+      { connections: tracker.size, byKind: tracker.byKind() },
+      'graceful timeout reached: closing the remaining connections',
+    );
+    tracker.destroyAll();
+  }
+  if (app.close === undefined) return;
+  const remaining = Math.max(0, deadline - Date.now());
+  try {
+    await Promise.race([
+      Promise.resolve(app.close()),
+      new Promise((resolve) => setTimeout(resolve, remaining).unref()),
+    ]);
+  } catch (error) {
+    logger.error({ err: error }, 'the app close() hook failed');
+  }
+}
