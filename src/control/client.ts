@@ -59,7 +59,8 @@ function exchange(
       try {
         resolve(JSON.parse(text));
       } catch {
-        reject(new ControlProtocolError(socketPath, request.cmd, 'not one JSON line'));
+        // Empty or cut short: a master exiting (or killed) as it answered, not another version.
+        reject(new Error(`no complete answer from ${socketPath} (not one JSON line)`));
       }
     });
   });

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { processTitle } from '../../src/process/alive.js';
+import { poll } from '../../src/wait/wait.js';
 import { PREFORK_BIN } from './app-root.js';
 
 /** Every pid a test started or saw (masters, workers), killed by pid in `killAll`. */
@@ -58,19 +59,16 @@ export function killAll(): void {
 }
 
 /** Polls `check` every 25 ms until it returns a truthy value, or fails after `timeoutMs`. */
-export async function waitFor<T>(
+export function waitFor<T>(
   what: string,
   check: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs = 20_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  return poll(
+    async () => (await check()) || undefined,
+    timeoutMs,
+    () => new Error(`timed out after ${timeoutMs} ms waiting for ${what}`),
+  );
 }
 
 /** One parsed pino line. */

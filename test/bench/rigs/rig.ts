@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { poll } from '../../../src/wait/wait.js';
 
 /** A server under test. */
 export interface Rig {
@@ -68,24 +69,24 @@ export function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep } from '../../../src/wait/wait.js';
 
 /** Resolves once `url` answers 200, failing after `timeoutMs`. */
 export async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const response = await fetch(url);
-      await response.arrayBuffer();
-      if (response.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
-    await sleep(100);
-  }
+  await poll(
+    async () => {
+      try {
+        const response = await fetch(url);
+        await response.arrayBuffer();
+        return response.status === 200 ? true : undefined;
+      } catch {
+        return undefined; // not listening yet
+      }
+    },
+    timeoutMs,
+    () => new Error(`${url} did not answer within ${timeoutMs} ms`),
+    { everyMs: 100 },
+  );
 }
 
 /** A process's RSS and private (anonymous) memory in MB, and its CPU time in ms. */
