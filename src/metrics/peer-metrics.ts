@@ -1,27 +1,8 @@
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import type { MasterMetrics } from '../control/schema.js';
-import { isFigures } from '../figures/figures.js';
 
 /** How long a scrape waits for the other master's share before it uses the last one it got. */
 export const PEER_ANSWER_MS = 500;
-
-/** Whether another master's answer has the shape of {@link MasterMetrics}. */
-function isMasterMetrics(value: unknown, pid: number): value is MasterMetrics {
-  const m = value as MasterMetrics | undefined;
-  return (
-    typeof m === 'object' &&
-    m !== null &&
-    m.pid === pid &&
-    typeof m.release === 'string' &&
-    Array.isArray(m.releases) &&
-    m.releases.every(
-      (r) =>
-        typeof r?.release === 'string' &&
-        typeof r.workers === 'object' &&
-        (r.figures === undefined || isFigures(r.figures)),
-    )
-  );
-}
 
 /**
  * The other master of an upgrade's share of the metrics, asked on its control socket at each
@@ -43,7 +24,8 @@ export class PeerMetrics {
         { cmd: 'metrics' },
         PEER_ANSWER_MS,
       );
-      if (isMasterMetrics(answer, pid)) this.last = answer;
+      // The shape is the client's to check (`MasterMetricsSchema`); the pid is this one's.
+      if (answer.pid === pid) this.last = answer;
     } catch {
       // starting, stopping or busy: the last answer stands in
     }
