@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { processTitle } from '../../src/process/alive.js';
 import { poll } from '../../src/wait/wait.js';
 import { PREFORK_BIN } from './app-root.js';
@@ -150,10 +150,19 @@ export function runStart(
   return runPrefork(['start', '--root', root, '--bind', '127.0.0.1:0', ...args], options);
 }
 
-/** The pid in a pidfile, if there is one. */
+/**
+ * The pid in a pidfile, if there is one. A pidfile may go between two looks (an upgrade
+ * renames `prefork.pid` to `.oldbin` before the new master writes its own), so a missing file
+ * is read as no pid, never as an error.
+ */
 export function readPid(path: string): number | undefined {
-  if (!existsSync(path)) return undefined;
-  const text = readFileSync(path, 'utf8').trim();
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
   return /^\d+$/.test(text) ? Number(text) : undefined;
 }
 

@@ -65,4 +65,32 @@ describe('an app that serves HTTPS', () => {
       expect(result.failed, JSON.stringify(result)).toBe(0);
     }
   });
+
+  // Each HUP drains every worker while clients open a new TLS connection per request: a
+  // worker whose drain counted only finished handshakes exited under clients caught
+  // mid-handshake and reset them (thousands of ECONNRESET over 30 HUPs before the fix).
+  it('HUP after HUP under Connection: close load: no handshake in flight is reset', async () => {
+    root = makeAppRoot();
+    root.addRelease('tls-a', httpsRelease('tls-a'));
+    const master = await startMaster(root.dir, ['releases/tls-a']);
+    const url = `https://127.0.0.1:${master.port}`;
+    const loads = [
+      startLoad(url, { connections: 16, durationSec: 120, close: true }),
+      startLoad(url, { connections: 4, durationSec: 120 }),
+    ];
+    await waitFor('traffic', () => (loads[0]?.count() ?? 0) > 100);
+    for (let i = 0; i < 20; i += 1) {
+      const before = master.workers();
+      process.kill(master.pid, 'SIGHUP');
+      await waitFor('a new set of workers', () => {
+        const now = master.workers();
+        return now.length === 2 && now.every((pid) => !before.includes(pid));
+      });
+    }
+    for (const load of loads) {
+      const result = await load.stop();
+      expect(result.responses).toBeGreaterThan(0);
+      expect(result.failed, JSON.stringify(result)).toBe(0);
+    }
+  });
 });

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 
 /** The kinds of client connection a worker tells apart while it drains. */
-export type ConnectionKind = 'http1' | 'upgraded';
+export type ConnectionKind = 'tls-handshake' | 'http1' | 'upgraded';
 
 /** What the tracker knows of one client connection. */
 export interface ConnectionState {
@@ -48,6 +48,19 @@ const http1: ConnectionStrategy = {
 };
 
 /**
+ * A TCP connection to an HTTPS server whose TLS handshake has not finished: the raw socket,
+ * until the server's `secureConnection` hands over the TLS socket. Not busy (no request can be
+ * in flight yet), and closed like an idle HTTP/1.1 connection once no byte has come in for a
+ * while; a client that is mid-handshake sends its next flight within a round trip, so its
+ * bytes keep the connection, and the drain, alive until its request is answered.
+ */
+const tlsHandshake: ConnectionStrategy = {
+  isBusy: () => false,
+  closesWhenIdle: true,
+  onDrainStart: () => {},
+};
+
+/**
  * Handed to an `upgrade` handler (WebSocket, a tunnel): never idle as far as prefork knows, so
  * the drain waits for it and closes it only at the graceful timeout.
  */
@@ -58,4 +71,8 @@ const upgraded: ConnectionStrategy = {
 };
 
 /** Each kind's strategy. */
-export const STRATEGIES: Record<ConnectionKind, ConnectionStrategy> = { http1, upgraded };
+export const STRATEGIES: Record<ConnectionKind, ConnectionStrategy> = {
+  'tls-handshake': tlsHandshake,
+  http1,
+  upgraded,
+};

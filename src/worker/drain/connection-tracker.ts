@@ -34,8 +34,20 @@ export class ConnectionTracker {
     onRequest: () => void,
     public timing = false,
   ) {
-    const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
-    server.on(event, (socket: net.Socket) => this.track(socket));
+    if (server instanceof tls.Server) {
+      // A TLS connection is tracked from its first byte: as its raw TCP socket while the
+      // handshake runs, then as its TLS socket. A drain that only saw finished handshakes
+      // would end (and the worker exit) under a client that is mid-handshake, resetting it.
+      server.on('connection', (raw: net.Socket) => {
+        this.track(raw).kind = 'tls-handshake';
+      });
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        this.handshakeDone(socket);
+        this.track(socket);
+      });
+    } else {
+      server.on('connection', (socket: net.Socket) => this.track(socket));
+    }
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
       const state = this.connections.get(req.socket) ?? this.track(req.socket);
       state.current = res;
@@ -69,6 +81,16 @@ export class ConnectionTracker {
     this.connections.set(socket, state);
     socket.once('close', () => this.connections.delete(socket));
     return state;
+  }
+
+  /**
+   * The handshake of `socket` is done: its raw socket is no longer a connection of its own
+   * (it closes with the TLS socket). Node's TLS socket names the socket it wraps `_parent`, in
+   * every Node line prefork supports (test/unit/connection-tracker.test.ts checks it).
+   */
+  private handshakeDone(socket: tls.TLSSocket): void {
+    const raw = (socket as { _parent?: net.Socket | null })._parent;
+    if (raw && this.connections.get(raw)?.kind === 'tls-handshake') this.connections.delete(raw);
   }
 
   /**
@@ -114,7 +136,7 @@ export class ConnectionTracker {
         state.idleBytes = socket.bytesRead;
         state.idleAt = now;
       } else if (now - state.idleAt >= idleMs) {
-        closeIfStillIdle(socket, state);
+        closeIfStillIdle(socket, state, this.connections);
       }
     }
   }
@@ -137,11 +159,16 @@ function isBusy(state: ConnectionState): boolean {
  * closing then would reset it (ECONNRESET: a socket closed with unread data sends RST). An
  * immediate runs after the poll phase, so by then the request has been read, and counts.
  */
-function closeIfStillIdle(socket: net.Socket, state: ConnectionState): void {
+function closeIfStillIdle(
+  socket: net.Socket,
+  state: ConnectionState,
+  connections: Map<net.Socket, ConnectionState>,
+): void {
   const { requests } = state;
   const bytes = socket.bytesRead;
   setImmediate(() => {
-    if (socket.destroyed || isBusy(state)) return;
+    // Gone from the map: closed, or a handshake that finished (its TLS socket is tracked now).
+    if (socket.destroyed || connections.get(socket) !== state || isBusy(state)) return;
     if (state.requests === requests && socket.bytesRead === bytes) socket.destroy();
   });
 }

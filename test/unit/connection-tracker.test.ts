@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import { join } from 'node:path';
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConnectionTracker } from '../../src/worker/drain/connection-tracker.js';
+import { drainConnections } from '../../src/worker/drain/drain.js';
+import { waitFor } from '../helpers/processes.js';
+import { REPO } from '../helpers/repo.js';
+
+const TLS_DIR = join(REPO, 'test/fixtures/tls');
+const servers: net.Server[] = [];
+const sockets: net.Socket[] = [];
+
+afterEach(() => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const server of servers.splice(0)) server.close();
+});
+
+/** An HTTPS server on a free loopback port, its connections tracked as a worker tracks them. */
+async function httpsServer(): Promise<{ server: https.Server; tracker: ConnectionTracker }> {
+  const server = https.createServer(
+    {
+      key: readFileSync(join(TLS_DIR, 'key.pem')),
+      cert: readFileSync(join(TLS_DIR, 'cert.pem')),
+    },
+    (_req, res) => res.end('ok'),
+  );
+  const tracker = new ConnectionTracker(server, () => {});
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, tracker };
+}
+
+function portOf(server: net.Server): number {
+  return (server.address() as net.AddressInfo).port;
+}
+
+/**
+ * A TCP connection whose writes after the first (the ClientHello) are held back until
+ * `release()`: a client caught mid-handshake, the server waiting for its second flight.
+ */
+function heldConnection(port: number): { duplex: Duplex; release: () => void } {
+  const tcp = net.connect(port, '127.0.0.1');
+  sockets.push(tcp);
+  let writes = 0;
+  let held: Buffer[] | undefined = [];
+  const duplex = new Duplex({
+    read: () => void tcp.resume(),
+    write(chunk: Buffer, _encoding, callback) {
+      writes += 1;
+      if (writes > 1 && held !== undefined) held.push(chunk);
+      else tcp.write(chunk);
+      callback();
+    },
+    final(callback) {
+      tcp.end();
+      callback();
+    },
+  });
+  tcp.on('data', (data) => {
+    if (!duplex.push(data)) tcp.pause();
+  });
+  tcp.on('end', () => duplex.push(null));
+  tcp.on('error', (error) => duplex.destroy(error));
+  return {
+    duplex,
+    release: () => {
+      for (const chunk of held ?? []) tcp.write(chunk);
+      held = undefined;
+    },
+  };
+}
+
+function drainOf(server: net.Server, tracker: ConnectionTracker): Promise<void> {
+  return drainConnections(
+    {
+      app: { server, close: undefined },
+      listeners: [server],
+      tracker,
+      logger: pino({ level: 'silent' }),
+    },
+    10_000,
+    'test',
+  );
+}
+
+describe('the drain of an HTTPS worker', () => {
+  it('counts a connection from its first byte, and once (raw socket, then TLS socket)', async () => {
+    const { server, tracker } = await httpsServer();
+    const client = tls.connect({
+      port: portOf(server),
+      host: '127.0.0.1',
+      rejectUnauthorized: false,
+    });
+    sockets.push(client);
+    await new Promise((resolve) => client.once('secureConnect', resolve));
+    // Node names the socket a TLS socket wraps `_parent` (the tracker relies on it): after the
+    // handshake the connection counts once, as a TLS connection.
+    await waitFor('the handshake on the server', () => tracker.byKind().http1 === 1);
+    expect(tracker.byKind()).toEqual({ http1: 1 });
+    expect(tracker.size).toBe(1);
+    client.destroy();
+    await waitFor('the connection gone', () => tracker.size === 0);
+  });
+
+  it('waits for a client caught mid-handshake and answers its request', async () => {
+    const { server, tracker } = await httpsServer();
+    const { duplex, release } = heldConnection(portOf(server));
+    const client = tls.connect({ socket: duplex, rejectUnauthorized: false });
+    sockets.push(client);
+    // TLS 1.3: the client has the server's whole flight; its Finished is held back.
+    await new Promise((resolve) => client.once('secureConnect', resolve));
+    expect(tracker.byKind()).toEqual({ 'tls-handshake': 1 });
+    let answer = '';
+    client.on('data', (data) => {
+      answer += data;
+    });
+    // The server closes its end after the answer (`Connection: close`).
+    const ended = new Promise((resolve) => client.once('end', resolve));
+    client.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
+
+    let drained = false;
+    const drain = drainOf(server, tracker).then(() => {
+      drained = true;
+    });
+    // Well inside the idle-close time (250 ms): the drain must not end while the handshake runs.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(drained).toBe(false);
+    release();
+    await ended;
+    await drain;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(answer).toMatch(/\r\nConnection: close\r\n/i);
+    expect(answer).toMatch(/\r\n\r\nok$/);
+  });
+
+  it('closes a TCP connection that never starts its handshake once it has been idle', async () => {
+    const { server, tracker } = await httpsServer();
+    const idle = net.connect(portOf(server), '127.0.0.1');
+    sockets.push(idle);
+    const ended = new Promise((resolve) => idle.once('close', resolve));
+    await waitFor('the connection on the server', () => tracker.size === 1);
+    const started = Date.now();
+    await drainOf(server, tracker);
+    await ended;
+    // Closed by the idle rule (250 ms), not held to the graceful timeout (10 s).
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
