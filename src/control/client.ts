@@ -30,7 +30,7 @@ export function controlSocketPath(root: string, pid: number): string {
 export class ControlProtocolError extends UsageError {
   constructor(socketPath: string, cmd: string, problem: string) {
     super(
-      `the master at ${socketPath} answered "${cmd}" in a form this prefork ${PREFORK_VERSION} (control protocol ${CONTROL_PROTOCOL}) does not read (${problem}): it runs another prefork version; see "prefork status", or run "prefork upgrade" to put the masters on this one`,
+      `the master at ${socketPath} answered "${cmd}" in a form this prefork ${PREFORK_VERSION} (control protocol ${CONTROL_PROTOCOL}) does not read (${problem}): it runs another prefork version. Use the prefork that started it, or move the service onto this one by hand: kill -USR2 the master, and once the new master is ready, kill -WINCH and then -QUIT the old one (docs/upgrade.md)`,
     );
     this.name = 'ControlProtocolError';
   }

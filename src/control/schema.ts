@@ -79,7 +79,7 @@ export type ReleaseTraffic = v.InferOutput<typeof ReleaseTrafficSchema>;
 
 /**
  * A master as `status` reports it. Masters of control protocol 1 named the new master
- * `childPid` in their first releases, and lack the fields marked optional: those parse to what
+ * `childPid` and the old `parentPid` in their first releases (today's still send both names), and lack the fields marked optional: those parse to what
  * they mean (`null`, none, `[]`).
  */
 export const MasterStatusSchema = v.pipe(
@@ -103,7 +103,9 @@ export const MasterStatusSchema = v.pipe(
     rss: v.optional(v.number(), 0),
     binds: v.array(v.string()),
     /** The old master of the upgrade that started this one, while it runs. */
-    oldMasterPid: v.optional(v.nullable(whole), null),
+    oldMasterPid: v.optional(v.nullable(whole)),
+    /** The same, as the first masters named it. */
+    parentPid: v.optional(v.nullable(whole)),
     /** The new master this one started by USR2, while it runs. */
     newMasterPid: v.optional(v.nullable(whole)),
     /** The same, as the first masters named it. */
@@ -127,9 +129,10 @@ export const MasterStatusSchema = v.pipe(
     /** The control protocol the master speaks (absent: 1). */
     protocol: v.optional(v.number()),
   }),
-  v.transform(({ childPid, ...status }) => ({
+  v.transform(({ childPid, parentPid, ...status }) => ({
     ...status,
     newMasterPid: status.newMasterPid ?? childPid ?? null,
+    oldMasterPid: status.oldMasterPid ?? parentPid ?? null,
   })),
 );
 export type MasterStatus = v.InferOutput<typeof MasterStatusSchema>;

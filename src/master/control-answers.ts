@@ -39,6 +39,18 @@ export function answerControl(request: ControlRequest, target: ControlTarget): u
       target.scale(request.workers);
       return { workers: request.workers };
     case 'status':
-      return target.status();
+      return statusOnTheWire(target.status());
   }
+}
+
+/**
+ * A status as it is sent: the upgrade's two pids also under the names the first preforks' CLI
+ * reads (`childPid`, `parentPid`), so such a CLI, still installed beside a newer master, sees
+ * no upgrade in flight where none is. Today's CLI reads either (`MasterStatusSchema`).
+ */
+function statusOnTheWire(status: MasterStatus): MasterStatus & {
+  childPid: number | null;
+  parentPid: number | null;
+} {
+  return { ...status, childPid: status.newMasterPid, parentPid: status.oldMasterPid };
 }

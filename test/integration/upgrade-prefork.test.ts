@@ -15,6 +15,7 @@ import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
 import { type InstallCopy, installCopy } from '../helpers/install-copy.js';
 import { startLoad } from '../helpers/load.js';
 import { createRunningMaster, portOf, type RunningMaster, upgrade } from '../helpers/master.js';
+import { freePort } from '../helpers/ports.js';
 import {
   alive,
   killAll,
@@ -43,6 +44,8 @@ afterEach(() => {
   install = undefined;
 });
 
+/** The first landed core (issue 1): the oldest prefork a user may still have running. */
+const CORE_COMMIT = 'e359ac2eb1fa97aa4b254791f1366531b1c1e69c';
 /**
  * The last commit before the handover carried a version (protocol 1): prefork as released with
  * exec releases (issue 12).
@@ -62,6 +65,23 @@ function hasCommit(commit: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Fails loudly when this clone lacks `commit` (a shallow clone), never skips. */
+function requireCommit(commit: string): void {
+  if (!hasCommit(commit))
+    throw new Error(
+      `this clone lacks commit ${commit}: fetch the full history (git fetch --unshallow)`,
+    );
+}
+
+/** "npm install prefork@next" while masters run: this checkout's files over the install's. */
+function replaceInstall(copy: InstallCopy): void {
+  for (const part of ['bin', 'dist', 'package.json']) {
+    rmSync(join(copy.dir, part), { recursive: true, force: true });
+    cpSync(join(REPO, part), join(copy.dir, part), { recursive: true });
+  }
+  setInstalledVersion(copy, '9.9.9-next');
 }
 
 /**
@@ -89,10 +109,14 @@ function earlierInstall(commit: string): InstallCopy {
   };
 }
 
-/** `prefork start` of the installed copy, on a free port, ready with 2 workers. */
-async function startInstalled(copy: InstallCopy): Promise<RunningMaster> {
+/**
+ * `prefork start` of the installed copy, on a free port, ready with 2 workers. With `port`,
+ * on that port, not read back from the master's status (which this prefork may not read).
+ */
+async function startInstalled(copy: InstallCopy, port?: number): Promise<RunningMaster> {
+  const bind = `127.0.0.1:${port ?? 0}`;
   const proc = new PreforkProcess(
-    ['start', 'releases/v1', '--root', root.dir, '--bind', '127.0.0.1:0', '--workers', '2'],
+    ['start', 'releases/v1', '--root', root.dir, '--bind', bind, '--workers', '2'],
     { cwd: root.dir, bin: copy.bin },
   );
   const pidfile = root.path('prefork.pid');
@@ -100,7 +124,12 @@ async function startInstalled(copy: InstallCopy): Promise<RunningMaster> {
     if (proc.child.exitCode !== null) throw new Error(`start exited: ${proc.stderr}`);
     return readPid(pidfile) === proc.pid;
   });
-  const master = createRunningMaster(proc, proc.pid, await portOf(root.dir, proc.pid), pidfile);
+  const master = createRunningMaster(
+    proc,
+    proc.pid,
+    port ?? (await portOf(root.dir, proc.pid)),
+    pidfile,
+  );
   await waitFor('its workers', () => master.workers().length === 2);
   return master;
 }
@@ -115,9 +144,10 @@ interface Traffic {
 /** Starts `copy` on releases/v1 in the test's root, under load; resolves once traffic flows. */
 async function serveUnderLoad(
   copy: InstallCopy,
+  port?: number,
 ): Promise<{ old: RunningMaster; traffic: Traffic }> {
   install = copy;
-  const old = await startInstalled(copy);
+  const old = await startInstalled(copy, port);
   const loads = [
     startLoad(old.url, { connections: 8, durationSec: 90 }),
     startLoad(old.url, { connections: 4, durationSec: 90, close: true }),
@@ -187,21 +217,13 @@ describe('upgrading prefork itself with USR2', () => {
   ])(
     'from an earlier prefork (protocol %s, built from git): its files replaced by this one, USR2, WINCH, QUIT: 0 failed',
     async (protocol, commit) => {
-      if (!hasCommit(commit))
-        throw new Error(
-          `this clone lacks commit ${commit}: fetch the full history (git fetch --unshallow)`,
-        );
+      requireCommit(commit);
       root = makeAppRoot();
       const earlier = earlierInstall(commit);
       const { old, traffic } = await serveUnderLoad(earlier);
       // The protocol-1 prefork's status has no version fields.
       if (protocol === '1') expect(await statusOf(old.pid)).not.toHaveProperty('preforkVersion');
-      // "npm install prefork@next": this checkout's files over the earlier ones.
-      for (const part of ['bin', 'dist', 'package.json']) {
-        rmSync(join(earlier.dir, part), { recursive: true, force: true });
-        cpSync(join(REPO, part), join(earlier.dir, part), { recursive: true });
-      }
-      setInstalledVersion(earlier, '9.9.9-next');
+      replaceInstall(earlier);
       const next = await upgradeByHand(old);
       const seen = traffic.count();
       await waitFor('traffic after', () => traffic.count() > seen + 200);
@@ -213,6 +235,138 @@ describe('upgrading prefork itself with USR2', () => {
       expect(readPid(root.path('prefork.pid'))).toBe(next.pid);
     },
   );
+
+  it.each([
+    ['the first landed core', CORE_COMMIT],
+    ['handover protocol 1', PROTOCOL_1_COMMIT],
+  ])(
+    'today’s CLI against a master of %s still running after its install was replaced: status, upgrade, deploy, rollback, 0 failed',
+    async (_name, commit) => {
+      requireCommit(commit);
+      root = makeAppRoot();
+      const earlier = earlierInstall(commit);
+      const { old, traffic } = await serveUnderLoad(earlier);
+      replaceInstall(earlier);
+      const today = { bin: earlier.bin };
+      const outputs: string[] = [];
+      const run = async (args: string[]) => {
+        const result = await runPrefork([...args, '--root', root.dir], today);
+        outputs.push(result.stdout + result.stderr);
+        expect(result.code, `prefork ${args.join(' ')}: ${result.stdout}${result.stderr}`).toBe(0);
+        return result;
+      };
+
+      // status describes the earlier master with what it can tell, and no upgrade in flight.
+      const json = JSON.parse((await run(['status', '--json'])).stdout) as {
+        pidfiles: { master?: Record<string, unknown> }[];
+      };
+      expect(json.pidfiles.find((p) => p.master?.pid === old.pid)?.master).toMatchObject({
+        release: 'v1',
+        state: 'running',
+        newMasterPid: null,
+        oldMasterPid: null,
+      });
+      expect((await run(['status'])).stdout).toMatch(new RegExp(`master ${old.pid} \\[v1\\]`));
+      // upgrade replaces the earlier master by today's on the same release.
+      await run(['upgrade', '--verify-window', '1']);
+      const upgraded = readPid(root.path('prefork.pid')) as number;
+      expect(upgraded).not.toBe(old.pid);
+      await waitFor('the earlier master gone', () => !alive(old.pid));
+      expect(await statusOf(upgraded)).toMatchObject({
+        preforkVersion: '9.9.9-next',
+        release: 'v1',
+      });
+      await run(['deploy', 'v2', '--verify-window', '1']);
+      await run(['rollback', '--verify-window', '1']);
+      expect(readlinkSync(root.path('current'))).toBe('releases/v1');
+      const seen = traffic.count();
+      await waitFor('traffic after', () => traffic.count() > seen + 200);
+      await traffic.expectNoFailures();
+      for (const output of outputs) expect(output).not.toMatch(/unexpected error/);
+    },
+  );
+
+  it.each([
+    ['the first landed core', CORE_COMMIT],
+    ['handover protocol 1', PROTOCOL_1_COMMIT],
+  ])(
+    'the CLI of %s, still installed, against today’s master: status, deploy, rollback, 0 failed',
+    async (_name, commit) => {
+      requireCommit(commit);
+      root = makeAppRoot();
+      const earlier = earlierInstall(commit);
+      const { old, traffic } = await serveUnderLoad(installCopy(0o755));
+      const outputs: string[] = [];
+      const run = async (args: string[]) => {
+        const result = await runPrefork([...args, '--root', root.dir], { bin: earlier.bin });
+        outputs.push(result.stdout + result.stderr);
+        expect(result.code, `prefork ${args.join(' ')}: ${result.stdout}${result.stderr}`).toBe(0);
+        return result;
+      };
+      try {
+        const { stdout } = await run(['status']);
+        expect(stdout).toMatch(new RegExp(`master ${old.pid} \\[v1\\]`));
+        // No upgrade in flight where none is (the first CLI reads `childPid`/`parentPid`).
+        expect(stdout).not.toMatch(/upgrade in flight/);
+        await run(['deploy', 'v2', '--verify-window', '1']);
+        expect(readlinkSync(root.path('current'))).toBe('releases/v2');
+        await run(['rollback', '--verify-window', '1']);
+        expect(readlinkSync(root.path('current'))).toBe('releases/v1');
+        const seen = traffic.count();
+        await waitFor('traffic after', () => traffic.count() > seen + 200);
+        await traffic.expectNoFailures();
+        for (const output of outputs) expect(output).not.toMatch(/unexpected error/);
+      } finally {
+        earlier.remove();
+      }
+    },
+  );
+
+  it('a master whose status this prefork cannot read (a newer prefork): status describes it, deploy refuses naming the way out, which works; 0 failed', async () => {
+    root = makeAppRoot();
+    const copy = installCopy(0o755);
+    // A future master: its status names a state this prefork does not know.
+    const answers = join(copy.dir, 'dist/master/control-answers.js');
+    const source = readFileSync(answers, 'utf8');
+    const future = source.replace(
+      'return statusOnTheWire(target.status());',
+      "return { ...statusOnTheWire(target.status()), state: 'hibernating' };",
+    );
+    expect(future).not.toBe(source);
+    writeFileSync(answers, future);
+    const { old, traffic } = await serveUnderLoad(copy, await freePort());
+    // The install goes back to this prefork while the newer master runs.
+    replaceInstall(copy);
+
+    const status = await runPrefork(['status', '--root', root.dir]);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toMatch(
+      new RegExp(
+        `master ${old.pid} is running: the master at .*answered "status" in a form this prefork .* does not read \\(state: .*hibernating.*\\).*kill -USR2 the master, and once the new master is ready, kill -WINCH and then -QUIT the old one`,
+      ),
+    );
+    expect(status.stdout + status.stderr).not.toMatch(/unexpected error/);
+    const json = await runPrefork(['status', '--json', '--root', root.dir]);
+    const [serving] = JSON.parse(json.stdout).pidfiles;
+    expect(serving).toMatchObject({ pid: old.pid, problem: expect.stringMatching(/hibernating/) });
+    expect(serving).not.toHaveProperty('master');
+
+    const deployed = await runPrefork(['deploy', 'v2', '--root', root.dir]);
+    expect(deployed.code).toBe(2);
+    expect(deployed.stderr).toMatch(/does not read \(state: .*kill -USR2 the master/);
+    expect(readlinkSync(root.path('current'))).toBe('releases/v1');
+    expect(readPid(root.path('prefork.pid'))).toBe(old.pid);
+
+    // The way out it names: USR2, WINCH, QUIT by hand; the new master is this prefork.
+    const next = await upgradeByHand(old);
+    expect(await statusOf(next.pid)).toMatchObject({
+      preforkVersion: '9.9.9-next',
+      state: 'running',
+    });
+    const seen = traffic.count();
+    await waitFor('traffic after', () => traffic.count() > seen + 200);
+    await traffic.expectNoFailures();
+  });
 
   it('prefork upgrade: the masters replaced on the same release, current untouched, 0 failed; rollback then skips it', async () => {
     root = makeAppRoot();

@@ -32,7 +32,10 @@ async function fakeMaster(reply: string): Promise<string> {
   return path;
 }
 
-/** A status as the first masters answered it: `childPid`, none of the later fields. */
+/**
+ * A status as the first masters answered it: `childPid` and `parentPid`, none of the later
+ * fields.
+ */
 const FIRST_STATUS = {
   pid: 4242,
   root: '/srv/app',
@@ -43,16 +46,17 @@ const FIRST_STATUS = {
   desiredWorkers: 2,
   binds: ['127.0.0.1:8000'],
   childPid: 4343,
+  parentPid: 4141,
   workers: [{ pid: 4300, release: 'v1', state: 'ready', requests: 3, rss: 1, age: 5 }],
 };
 
 describe('control replies', () => {
-  it("reads a first master's status: childPid as newMasterPid, missing fields as what they mean", async () => {
+  it("reads a first master's status: childPid/parentPid as newMasterPid/oldMasterPid, missing fields as what they mean", async () => {
     const path = await fakeMaster(`${JSON.stringify({ ok: true, result: FIRST_STATUS })}\n`);
     const status = await controlRequest(path, { cmd: 'status' });
     expect(status).toMatchObject({
       newMasterPid: 4343,
-      oldMasterPid: null,
+      oldMasterPid: 4141,
       traffic: [],
       workersStopped: false,
       workerIdentity: null,
@@ -60,6 +64,7 @@ describe('control replies', () => {
     });
     expect(status.workers[0]).toMatchObject({ kind: 'node', generation: 1, tls: false });
     expect(status).not.toHaveProperty('childPid');
+    expect(status).not.toHaveProperty('parentPid');
   });
 
   it('a reply of a shape it does not read is a ControlProtocolError naming the master and the way out', async () => {
@@ -69,7 +74,7 @@ describe('control replies', () => {
     const failed = await controlRequest(path, { cmd: 'status' }).catch((error: unknown) => error);
     expect(failed).toBeInstanceOf(ControlProtocolError);
     expect((failed as Error).message).toMatch(
-      /the master at .*master\.sock answered "status" in a form this prefork .* \(control protocol \d+\) does not read \(workers: .*\).*prefork upgrade/,
+      /the master at .*master\.sock answered "status" in a form this prefork .* \(control protocol \d+\) does not read \(workers: .*\).*kill -USR2 the master.*-WINCH and then -QUIT the old one/,
     );
     // Not JSON (a master exiting as it answered): no answer, not another version.
     const cut = await fakeMaster('{"ok":tr');

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { diagnoseNoAnswer, queryMaster } from '../../control/client.js';
+import { ControlProtocolError, diagnoseNoAnswer, queryMaster } from '../../control/client.js';
 import type { MasterStatus } from '../../control/schema.js';
 import { type Journal, readJournal } from '../../journal/journal.js';
 import { isAlive } from '../../process/alive.js';
@@ -67,6 +67,31 @@ function describeJournal(journal: Journal): string {
   return `last ${journal.kind}: ${journal.release} (${journal.version}) from ${journal.previous ?? '(none)'}, started ${journal.startedAt}, step ${journal.step}, ${journal.outcome}${journal.error ? ` (${journal.error})` : ''}${who}`;
 }
 
+/**
+ * What one pidfile tells: its master's status, or why there is none. A master that answers in
+ * a form this prefork does not read (another prefork version) is described, not fatal.
+ */
+async function reportOn(
+  root: string,
+  pidfile: string,
+  pid: number | undefined,
+): Promise<PidfileReport> {
+  if (pid === undefined) return { pidfile, pid, master: undefined, problem: undefined };
+  try {
+    const master = await queryMaster(root, pid);
+    const problem = master === undefined ? diagnoseNoAnswer(root, pid, pidfile).why : undefined;
+    return { pidfile, pid, master, problem };
+  } catch (error) {
+    if (!(error instanceof ControlProtocolError)) throw error;
+    return {
+      pidfile,
+      pid,
+      master: undefined,
+      problem: `master ${pid} is running: ${error.message}`,
+    };
+  }
+}
+
 /** Registers `prefork status [--json]`. */
 export function registerStatus(program: Command): void {
   const command = program
@@ -78,12 +103,7 @@ export function registerStatus(program: Command): void {
     const config = loadConfig(configSources(options));
     const reports: PidfileReport[] = [];
     for (const { path: pidfile, pid } of readPidfilePair(config.pid)) {
-      const master = pid === undefined ? undefined : await queryMaster(config.root, pid);
-      const problem =
-        pid !== undefined && master === undefined
-          ? diagnoseNoAnswer(config.root, pid, pidfile).why
-          : undefined;
-      reports.push({ pidfile, pid, master, problem });
+      reports.push(await reportOn(config.root, pidfile, pid));
     }
     const current = readCurrentTarget(config.root);
     const journal = readJournal(config.root) ?? null;
