@@ -8,6 +8,9 @@
 # with promtool (prometheus) for the metrics tests; ansible-playbook (ansible-core) and an sshd
 # (openssh-server) for the fleet tests, which start their own sshd on loopback.
 set -euo pipefail
+# A second Node line (the active LTS, 26) for the test that moves a master between Node majors:
+# from the npm registry, like everything npm installs.
+bash "$(dirname "$0")/node-line.sh" 26 >/dev/null
 plain=() # installed with their recommends
 lean=()  # installed without them (prometheus would add node_exporter and more)
 command -v ps >/dev/null || plain+=(procps)

@@ -7,7 +7,7 @@
  */
 import * as v from 'valibot';
 import { WORKER_EXIT_REASONS, type WorkerExitReason } from '../protocol/exits.js';
-import { LATENCY_BOUNDS, STATUS_CLASSES } from '../protocol/figures.js';
+import { FiguresSchema } from '../protocol/ipc.js';
 
 export { WORKER_EXIT_REASONS, type WorkerExitReason } from '../protocol/exits.js';
 export { describeIssues } from '../protocol/issues.js';
@@ -136,13 +136,6 @@ export const MasterStatusSchema = v.pipe(
   })),
 );
 export type MasterStatus = v.InferOutput<typeof MasterStatusSchema>;
-
-/** What workers of one release answered (cumulative; `RequestFigures`). */
-const FiguresSchema = v.object({
-  codes: v.pipe(v.array(v.number()), v.length(STATUS_CLASSES.length)),
-  buckets: v.pipe(v.array(v.number()), v.length(LATENCY_BOUNDS.length + 1)),
-  seconds: v.number(),
-});
 
 /** One release's workers and request figures in one master (the control request `metrics`). */
 export const ReleaseMetricsSchema = v.object({

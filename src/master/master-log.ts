@@ -29,3 +29,21 @@ export function logStart(
     logger.info({ inherited: metrics.inherited }, `serving metrics at ${urlOf(metrics)}/metrics`);
   }
 }
+
+/**
+ * Logs a worker's stray IPC message (none of prefork's: the app's own `process.send`, or a
+ * worker of another prefork version) once per worker, so an app that sends many does not
+ * flood the log. The message itself is ignored.
+ */
+export function strayMessageLog(logger: Logger): (pid: number, problem: string) => void {
+  const told = new Set<number>();
+  return (pid, problem) => {
+    if (told.has(pid)) return;
+    if (told.size > 1000) told.clear();
+    told.add(pid);
+    logger.warn(
+      { worker: pid, problem },
+      `worker ${pid} sent a message on its IPC channel that is none of prefork's: ignored (further ones from it are not logged)`,
+    );
+  };
+}

@@ -299,6 +299,7 @@ export class Master implements ControlTarget {
         onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
         // The worker's own release: after a HUP, the current generation's is the next one.
         onOutput: (pid, stream, line) => this.logger.info({ worker: pid, release, stream }, line),
+        onStrayMessage: this.pool.strayMessage,
       }),
     );
   }

@@ -7,6 +7,7 @@ import type { MasterMessage, WorkerMessage } from '../protocol/ipc.js';
 import { WORKER_KILL_GRACE_MS } from '../wait/timeouts.js';
 import type { SpawnWorkerOptions, WorkerRecord } from '../worker-kind/worker-record.js';
 import type { MasterEffects } from './effects.js';
+import { strayMessageLog } from './master-log.js';
 import { HEALTH_ANSWER_MS, WorkerHealthChecks } from './worker-health.js';
 
 /** The settings a pool applies to its workers (the current generation's configuration). */
@@ -42,10 +43,15 @@ export class WorkerPool {
   /** Each release's workers and figures, those gone included (metrics, `status`). */
   readonly book = new ReleaseBook();
 
+  /** Logs a worker's stray IPC message, once per worker. */
+  readonly strayMessage: (pid: number, problem: string) => void;
+
   constructor(
     private readonly effects: MasterEffects,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.strayMessage = strayMessageLog(logger);
+  }
 
   get size(): number {
     return this.workers.size;

@@ -9,6 +9,8 @@ export interface SpawnHooks {
   onMessage: (pid: number, message: WorkerMessage) => void;
   onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
   onOutput: (pid: number, stream: 'stdout' | 'stderr', line: string) => void;
+  /** A message on a worker's IPC channel that is none of prefork's (`WorkerMessageSchema`). */
+  onStrayMessage: (pid: number, problem: string) => void;
 }
 
 /**

@@ -2,32 +2,41 @@
  * Master ⇄ worker IPC: what a master tells a worker when it spawns it, and the messages on
  * their channel (JSON serialization) each way.
  */
-import type { RequestFigures } from './figures.js';
+import * as v from 'valibot';
+import { LATENCY_BOUNDS, type RequestFigures, STATUS_CLASSES } from './figures.js';
 
-/** What a master tells a worker when it spawns it (through {@link ENV_WORKER_OPTIONS}). */
-export interface WorkerOptions {
+const whole = v.pipe(v.number(), v.integer(), v.minValue(0));
+
+/**
+ * What a master tells a worker when it spawns it (through {@link ENV_WORKER_OPTIONS}), parsed
+ * by the worker. A worker may be newer than its master (an install replaced in place while an
+ * old master runs loads the new worker file on its next spawn), so fields added since the
+ * first prefork default to what their absence meant.
+ */
+export const WorkerOptionsSchema = v.object({
   /** Release directory (real path) and the entry module inside it. */
-  releaseDir: string;
-  entry: string;
-  release: string;
+  releaseDir: v.string(),
+  entry: v.string(),
+  release: v.string(),
   /** Bind names of the sockets at fd 3, 4, ... in the same order. */
-  sockets: string[];
-  gracefulTimeoutMs: number;
-  heartbeatMs: number;
+  sockets: v.array(v.string()),
+  gracefulTimeoutMs: whole,
+  heartbeatMs: v.pipe(whole, v.minValue(1)),
   /** Recycle after this many requests (0 = never). Jitter already applied by the master. */
-  maxRequests: number;
+  maxRequests: whole,
   /** Warm-up requests to send itself before reporting ready (0 = none), and their path. */
-  warmup: number;
-  warmupPath: string;
+  warmup: v.optional(whole, 0),
+  warmupPath: v.optional(v.string(), '/'),
   /** How long the warm-up may take; past it the worker reports ready anyway. */
-  warmupTimeoutMs: number;
-  logLevel: string;
-  logFile?: string | undefined;
+  warmupTimeoutMs: v.optional(whole, 10_000),
+  logLevel: v.string(),
+  logFile: v.optional(v.string()),
   /** Record {@link RequestFigures} and send them with every heartbeat (`--metrics-bind` is set). */
-  metrics: boolean;
+  metrics: v.optional(v.boolean(), false),
   /** A canary deploy is judging this master's release: see {@link CanaryMessage}. */
-  canary: boolean;
-}
+  canary: v.optional(v.boolean(), false),
+});
+export type WorkerOptions = v.InferOutput<typeof WorkerOptionsSchema>;
 
 /**
  * A kept-alive connection older than this is asked to reconnect (`Connection: close` on its
@@ -36,59 +45,78 @@ export interface WorkerOptions {
  */
 export const CANARY_CONNECTION_MS = 1000;
 
-/** Messages a worker sends its master. */
-export type WorkerMessage =
-  | {
-      type: 'ready';
-      /** The app's server is a `tls.Server`: whoever checks it through the bind speaks TLS. */
-      tls: boolean;
-    }
-  | {
-      type: 'heartbeat';
-      requests: number;
-      rss: number;
-      /** Present when the master asked for them ({@link WorkerOptions.metrics}). */
-      figures?: RequestFigures;
-    }
-  /** An exec worker's `WATCHDOG=1` (sd_notify): alive, nothing else known. */
-  | { type: 'watchdog' }
-  /** An exec worker's `STATUS=` (sd_notify): free text for `prefork status`. */
-  | { type: 'status'; text: string }
-  | { type: 'boot-error'; message: string }
-  | { type: 'retire'; requests: number }
-  | WorkerHealthReply;
+/** What a worker's requests came to ({@link RequestFigures}), in a heartbeat or a metrics share. */
+export const FiguresSchema = v.object({
+  codes: v.pipe(v.array(v.number()), v.length(STATUS_CLASSES.length)),
+  buckets: v.pipe(v.array(v.number()), v.length(LATENCY_BOUNDS.length + 1)),
+  seconds: v.number(),
+});
 
-/** Messages a master sends a worker. */
-export type MasterMessage = WorkerHealthRequest | CanaryMessage;
+/** A worker's answer to a {@link WorkerHealthRequest}: the status its app answered, or why none. */
+const WorkerHealthReplySchema = v.object({
+  type: v.literal('health'),
+  id: v.number(),
+  status: v.nullable(v.number()),
+  error: v.nullable(v.string()),
+});
+export type WorkerHealthReply = v.InferOutput<typeof WorkerHealthReplySchema>;
+
+/** Messages a worker sends its master, validated by the master as they arrive. */
+export const WorkerMessageSchema = v.variant('type', [
+  v.object({
+    type: v.literal('ready'),
+    /** The app's server is a `tls.Server`: whoever checks it through the bind speaks TLS. */
+    tls: v.optional(v.boolean(), false),
+  }),
+  v.object({
+    type: v.literal('heartbeat'),
+    requests: v.number(),
+    rss: v.number(),
+    /** Present when the master asked for them ({@link WorkerOptions.metrics}). */
+    figures: v.optional(FiguresSchema),
+  }),
+  /** An exec worker's `WATCHDOG=1` (sd_notify): alive, nothing else known. */
+  v.object({ type: v.literal('watchdog') }),
+  /** An exec worker's `STATUS=` (sd_notify): free text for `prefork status`. */
+  v.object({ type: v.literal('status'), text: v.string() }),
+  v.object({ type: v.literal('boot-error'), message: v.string() }),
+  v.object({ type: v.literal('retire'), requests: v.number() }),
+  WorkerHealthReplySchema,
+]);
+export type WorkerMessage = v.InferOutput<typeof WorkerMessageSchema>;
 
 /**
  * A canary deploy starts (`on`) or ends: while on, a Node worker records its figures (as with
  * `--metrics-bind`) and asks kept-alive clients to reconnect after
  * {@link CANARY_CONNECTION_MS}, so both releases see a fair share of the traffic.
  */
-export interface CanaryMessage {
-  type: 'canary';
-  on: boolean;
-}
+const CanaryMessageSchema = v.object({ type: v.literal('canary'), on: v.boolean() });
+export type CanaryMessage = v.InferOutput<typeof CanaryMessageSchema>;
 
 /**
  * Asks a worker to GET `path` from its own app through a private socket (never the shared
  * listen sockets, where another generation's worker could answer). The app has `answerMs` to
  * answer once the request reaches it; a busy worker has `reachMs` to get it there (the
- * heartbeat timeout: past it, a worker whose loop is stuck is killed anyway).
+ * heartbeat timeout: past it, a worker whose loop is stuck is killed anyway). The first
+ * masters sent one `timeoutMs` for both.
  */
-export interface WorkerHealthRequest {
-  type: 'health-check';
-  id: number;
-  path: string;
-  answerMs: number;
-  reachMs: number;
-}
+const WorkerHealthRequestSchema = v.pipe(
+  v.object({
+    type: v.literal('health-check'),
+    id: v.number(),
+    path: v.string(),
+    answerMs: v.optional(whole),
+    reachMs: v.optional(whole),
+    timeoutMs: v.optional(whole),
+  }),
+  v.transform(({ timeoutMs, answerMs, reachMs, ...request }) => ({
+    ...request,
+    answerMs: answerMs ?? timeoutMs ?? 5000,
+    reachMs: reachMs ?? timeoutMs ?? 5000,
+  })),
+);
+export type WorkerHealthRequest = v.InferOutput<typeof WorkerHealthRequestSchema>;
 
-/** A worker's answer to a {@link WorkerHealthRequest}: the status its app answered, or why none. */
-export interface WorkerHealthReply {
-  type: 'health';
-  id: number;
-  status: number | null;
-  error: string | null;
-}
+/** Messages a master sends a worker, validated by the worker as they arrive. */
+export const MasterMessageSchema = v.union([WorkerHealthRequestSchema, CanaryMessageSchema]);
+export type MasterMessage = v.InferOutput<typeof MasterMessageSchema>;

@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import * as v from 'valibot';
 import { sendSignal } from '../process/alive.js';
 import { ENV_WORKER_OPTIONS } from '../protocol/env.js';
-import type { MasterMessage, WorkerMessage, WorkerOptions } from '../protocol/ipc.js';
+import { type MasterMessage, WorkerMessageSchema, type WorkerOptions } from '../protocol/ipc.js';
+import { describeIssues } from '../protocol/issues.js';
 import type { WorkerActions, WorkerKind } from './worker-kind.js';
 import { newWorkerRecord, type SpawnWorkerOptions, type WorkerRecord } from './worker-record.js';
 
@@ -32,7 +34,12 @@ function spawnNodeWorker(options: SpawnWorkerOptions): WorkerRecord {
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn a worker process');
-  child.on('message', (message) => options.onMessage(pid, message as WorkerMessage));
+  // The app shares the channel (its own `process.send`): only prefork's messages count.
+  child.on('message', (raw) => {
+    const message = v.safeParse(WorkerMessageSchema, raw);
+    if (message.success) options.onMessage(pid, message.output);
+    else options.onStrayMessage(pid, describeIssues(message.issues));
+  });
   child.on('exit', (code, signal) => options.onExit(pid, code, signal));
   // A send to a worker that just died fails asynchronously; its exit is handled above.
   child.on('error', () => {});

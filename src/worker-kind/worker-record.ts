@@ -63,6 +63,11 @@ export interface SpawnWorkerOptions {
   notifyDir: { path(): string };
   /** A line an exec worker wrote on stdout or stderr. */
   onOutput: (pid: number, stream: 'stdout' | 'stderr', line: string) => void;
+  /**
+   * A message on a Node worker's IPC channel that is none of prefork's: the app's own
+   * `process.send` (PM2's `process.send('ready')`), or a worker of another prefork version.
+   */
+  onStrayMessage: (pid: number, problem: string) => void;
 }
 
 /** The record of a worker just spawned (booting) as `pid`, born at `now`. */

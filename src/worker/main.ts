@@ -6,15 +6,18 @@
 import { closeSync, openSync } from 'node:fs';
 import type net from 'node:net';
 import tls from 'node:tls';
+import * as v from 'valibot';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
 import { ENV_WORKER_OPTIONS } from '../protocol/env.js';
 import {
   CANARY_CONNECTION_MS,
-  type MasterMessage,
+  MasterMessageSchema,
   type WorkerMessage,
   type WorkerOptions,
+  WorkerOptionsSchema,
 } from '../protocol/ipc.js';
+import { describeIssues } from '../protocol/issues.js';
 import { workerTitle } from '../protocol/titles.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
 import { drainConnections } from './drain/drain.js';
@@ -31,7 +34,22 @@ function readOptions(): WorkerOptions {
     process.exit(2);
   }
   delete process.env[ENV_WORKER_OPTIONS];
-  return JSON.parse(raw) as WorkerOptions;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    parsed = raw;
+  }
+  const options = v.safeParse(WorkerOptionsSchema, parsed);
+  if (!options.success) {
+    // Its master is of a prefork version this worker file does not read: it exits before it
+    // serves, and the master counts a failed boot (and serves on with the workers it has).
+    process.stderr.write(
+      `prefork: this worker cannot read the options its master sent (${describeIssues(options.issues)}): the master runs another prefork version; upgrade the master (prefork upgrade, or USR2 by hand)\n`,
+    );
+    process.exit(2);
+  }
+  return options.output;
 }
 
 const options = readOptions();
@@ -144,13 +162,16 @@ function setCanary(on: boolean): void {
 }
 
 // The master asks how this worker's app answers (a deploy verifying the new release).
-process.on('message', (message: MasterMessage) => {
-  if (message?.type === 'canary') {
+process.on('message', (raw: unknown) => {
+  const parsed = v.safeParse(MasterMessageSchema, raw);
+  if (!parsed.success) return; // none of prefork's: nothing for the worker to do
+  const message = parsed.output;
+  if (message.type === 'canary') {
     canary = message.on === true;
     setCanary(canary);
     return;
   }
-  if (message?.type !== 'health-check') return;
+  if (message.type !== 'health-check') return;
   if (!serving || draining || app === undefined) {
     const why = draining ? 'draining' : 'not serving yet';
     send({

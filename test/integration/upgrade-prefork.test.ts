@@ -247,6 +247,16 @@ describe('upgrading prefork itself with USR2', () => {
       const earlier = earlierInstall(commit);
       const { old, traffic } = await serveUnderLoad(earlier);
       replaceInstall(earlier);
+      // HUP: the earlier master spawns workers from the replaced files, today's worker reading
+      // the earlier master's options (fields it lacks default to what their absence meant).
+      const before = old.workers();
+      process.kill(old.pid, 'SIGHUP');
+      await waitFor('workers of today’s files', () => {
+        const now = old.workers();
+        return now.length === 2 && now.every((pid) => !before.includes(pid));
+      });
+      const served = traffic.count();
+      await waitFor('traffic on them', () => traffic.count() > served + 200);
       const today = { bin: earlier.bin };
       const outputs: string[] = [];
       const run = async (args: string[]) => {

@@ -63,6 +63,32 @@ describe('worker faults', () => {
     expect(alive(master.pid)).toBe(true);
   });
 
+  it('an app that uses the IPC channel itself (PM2 style): each stray message ignored, logged once per worker; it serves on', async () => {
+    root = makeAppRoot();
+    // PM2's readiness signal, and a forged prefork message of the wrong shape, every 50 ms.
+    const atLoad = `setInterval(() => {
+  process.send('ready');
+  process.send({ type: 'heartbeat', requests: 'many' });
+}, 50).unref();`;
+    root.addRelease('talks', listenerRelease('talks', atLoad));
+    const master = await startMaster(root.dir, ['releases/talks']);
+    const workers = master.workers();
+    await waitFor('a warning for each worker', () =>
+      workers.every((pid) =>
+        master.proc.logs().some((l) => l.worker === pid && /none of prefork's/.test(l.msg)),
+      ),
+    );
+    const before = master.proc.logs().filter((l) => /none of prefork's/.test(l.msg)).length;
+    const load = startLoad(master.url, { connections: 4, durationSec: 30 });
+    await waitFor('traffic', () => load.count() > 300);
+    const result = await load.stop();
+    expect(result.failed).toBe(0);
+    // Still the same workers (heartbeats from prefork's own code keep counting), logged once.
+    expect(master.workers().sort()).toEqual(workers.sort());
+    expect(master.proc.logs().filter((l) => /none of prefork's/.test(l.msg)).length).toBe(before);
+    expect(before).toBe(2);
+  });
+
   it('backs off exponentially, and logs it, when workers crash-loop', async () => {
     root = makeAppRoot();
     root.addRelease('crashy', listenerRelease('crashy', 'setTimeout(() => process.exit(3), 300);'));
