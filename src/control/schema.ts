@@ -79,8 +79,9 @@ export type ReleaseTraffic = v.InferOutput<typeof ReleaseTrafficSchema>;
 
 /**
  * A master as `status` reports it. Masters of control protocol 1 named the new master
- * `childPid` and the old `parentPid` in their first releases (today's still send both names), and lack the fields marked optional: those parse to what
- * they mean (`null`, none, `[]`).
+ * `childPid` and the old one `parentPid` in their first releases (today's masters send both
+ * names too), and lack the fields marked optional: those parse to what they mean (`null`,
+ * none, `[]`).
  */
 export const MasterStatusSchema = v.pipe(
   v.object({

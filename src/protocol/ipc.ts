@@ -5,7 +5,8 @@
 import * as v from 'valibot';
 import { LATENCY_BOUNDS, type RequestFigures, STATUS_CLASSES } from './figures.js';
 
-const whole = v.pipe(v.number(), v.integer(), v.minValue(0));
+/** A count or a duration in ms: any number from 0 (a setting in seconds may give a fraction). */
+const amount = v.pipe(v.number(), v.minValue(0));
 
 /**
  * What a master tells a worker when it spawns it (through {@link ENV_WORKER_OPTIONS}), parsed
@@ -20,15 +21,15 @@ export const WorkerOptionsSchema = v.object({
   release: v.string(),
   /** Bind names of the sockets at fd 3, 4, ... in the same order. */
   sockets: v.array(v.string()),
-  gracefulTimeoutMs: whole,
-  heartbeatMs: v.pipe(whole, v.minValue(1)),
+  gracefulTimeoutMs: amount,
+  heartbeatMs: v.pipe(amount, v.gtValue(0)),
   /** Recycle after this many requests (0 = never). Jitter already applied by the master. */
-  maxRequests: whole,
+  maxRequests: amount,
   /** Warm-up requests to send itself before reporting ready (0 = none), and their path. */
-  warmup: v.optional(whole, 0),
+  warmup: v.optional(amount, 0),
   warmupPath: v.optional(v.string(), '/'),
   /** How long the warm-up may take; past it the worker reports ready anyway. */
-  warmupTimeoutMs: v.optional(whole, 10_000),
+  warmupTimeoutMs: v.optional(amount, 10_000),
   logLevel: v.string(),
   logFile: v.optional(v.string()),
   /** Record {@link RequestFigures} and send them with every heartbeat (`--metrics-bind` is set). */
@@ -105,9 +106,9 @@ const WorkerHealthRequestSchema = v.pipe(
     type: v.literal('health-check'),
     id: v.number(),
     path: v.string(),
-    answerMs: v.optional(whole),
-    reachMs: v.optional(whole),
-    timeoutMs: v.optional(whole),
+    answerMs: v.optional(amount),
+    reachMs: v.optional(amount),
+    timeoutMs: v.optional(amount),
   }),
   v.transform(({ timeoutMs, answerMs, reachMs, ...request }) => ({
     ...request,
