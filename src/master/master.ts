@@ -234,8 +234,7 @@ export class Master implements ControlTarget {
 
   /**
    * USR2: binary upgrade. Move the pidfile to `.oldbin`, become `master (old)`, and start a
-   * new master the way this one was started, handing it the listen sockets
-   * (`src/handover/new-master.ts`).
+   * new master the way this one was started, handing it the listen sockets (`handover/`).
    */
   private handleUsr2(): void {
     const refused = this.startUpgrade(undefined);
