@@ -18,8 +18,18 @@ machine_node_rebuild() {
   PATH="$machine_path" npm rebuild unix-dgram >/dev/null 2>&1 ||
     echo "could not rebuild unix-dgram back for the machine's Node: run npm rebuild unix-dgram" >&2
 }
-trap machine_node_rebuild EXIT
-export PATH="$node_dir/bin:$PATH"
+# The tests run workers as nobody (--user), who must be able to run this Node: the checkout
+# may sit in a directory only its owner can enter (mktemp -d), so the pass runs a copy of the
+# binary from a directory anyone can enter, removed at the end.
+run_dir="$(mktemp -d /tmp/prefork-node-XXXXXX)"
+chmod 755 "$run_dir"
+cp "$node_dir/bin/node" "$run_dir/node"
+cleanup() {
+  machine_node_rebuild
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT
+export PATH="$run_dir:$PATH"
 echo "Node for this pass: $(command -v node) $(node --version)"
 npm rebuild unix-dgram --nodedir="$node_dir" >/dev/null
 npm test -- "$@"
