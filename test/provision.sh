@@ -6,7 +6,8 @@
 # ps (procps), script (bsdutils: a pseudo-terminal), getent (libc-bin), python3 (the Python
 # exec server); Go (golang-go) builds the Go exec server (docs/examples/go); a real Prometheus
 # with promtool (prometheus) for the metrics tests; ansible-playbook (ansible-core) and an sshd
-# (openssh-server) for the fleet tests, which start their own sshd on loopback.
+# (openssh-server) for the fleet tests, which start their own sshd on loopback; Gunicorn,
+# Uvicorn and Puma (with ruby-sd-notify, for its READY=1) for the servers no one here wrote.
 set -euo pipefail
 # A second Node line (the active LTS, 26) for the test that moves a master between Node majors:
 # from the npm registry, like everything npm installs.
@@ -21,6 +22,10 @@ command -v go >/dev/null || plain+=(golang-go)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || lean+=(prometheus)
 command -v ansible-playbook >/dev/null || lean+=(ansible-core)
 [ -x /usr/sbin/sshd ] || lean+=(openssh-server)
+command -v gunicorn >/dev/null || lean+=(gunicorn)
+/usr/bin/python3 -c 'import uvicorn' 2>/dev/null || lean+=(python3-uvicorn)
+command -v puma >/dev/null || lean+=(puma)
+ruby -e 'require "sd_notify"' 2>/dev/null || lean+=(ruby-sd-notify)
 missing=("${plain[@]}" "${lean[@]}")
 [ "${#missing[@]}" -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

@@ -77,8 +77,11 @@ function canaryPlan(config: Config, old: MasterStatus): number[] {
   return resolveSteps(config.canarySteps, old.desiredWorkers);
 }
 
-/** Verifies the new master (`probes/verify.ts`) within this deploy. */
-function verify(ctx: DeployContext, plan: VerifyPlan): Promise<void> {
+/**
+ * Verifies the new master (`probes/verify.ts`) within this deploy; `oldPid`: the old master,
+ * WINCHed, whose draining workers may still hold the sockets.
+ */
+function verify(ctx: DeployContext, plan: VerifyPlan, oldPid?: number): Promise<void> {
   return verifyNewMaster(
     {
       root: ctx.config.root,
@@ -86,6 +89,7 @@ function verify(ctx: DeployContext, plan: VerifyPlan): Promise<void> {
       release: ctx.release.name,
       healthPath: ctx.config.healthPath,
       health: ctx.health,
+      oldPid,
       signal: ctx.signal,
     },
     plan,
@@ -215,13 +219,17 @@ async function upgrade(ctx: DeployContext): Promise<void> {
     // Only the new release accepts now, so the bind reaches it; without a TCP bind to check
     // through (Unix sockets only), its workers are asked instead.
     () =>
-      verify(ctx, {
-        windowMs: config.verifyWindow * 1000,
-        inARow: 1,
-        everyMs: VERIFY_WINDOW_EVERY_MS,
-        askWorkers: node && ctx.health === undefined,
-        throughBind: true,
-      }),
+      verify(
+        ctx,
+        {
+          windowMs: config.verifyWindow * 1000,
+          inARow: 1,
+          everyMs: VERIFY_WINDOW_EVERY_MS,
+          askWorkers: node && ctx.health === undefined,
+          throughBind: true,
+        },
+        old.pid,
+      ),
   );
 }
 

@@ -35,16 +35,23 @@ export function healthTarget(
   return undefined;
 }
 
+/** What a failed health check saw: what was wrong, and whether any answer came. */
+export interface HealthProblem {
+  problem: string;
+  /** False when the connection failed or closed before an answer (a reset, a hang-up, a timeout). */
+  answered: boolean;
+}
+
 /**
  * One health check on a fresh connection: resolves with what was wrong, or undefined when
  * healthy (2xx with a health path; below 500 without). Over TLS the certificate is not
  * verified: the check reaches the master's own bind on loopback, by address, which the name
  * on a service's certificate rarely matches; what it checks is that the app answers.
  */
-export function checkHealth(
+export function checkHealthOnce(
   target: HealthTarget,
   timeoutMs = HEALTH_REQUEST_MS,
-): Promise<string | undefined> {
+): Promise<HealthProblem | undefined> {
   const path = target.path ?? '/';
   return new Promise((resolve) => {
     const req = (target.tls ? https : http).get(
@@ -59,12 +66,26 @@ export function checkHealth(
       (res) => {
         res.resume();
         const status = res.statusCode ?? 0;
-        resolve(isHealthy(status, target.path) ? undefined : `GET ${path} answered ${status}`);
+        resolve(
+          isHealthy(status, target.path)
+            ? undefined
+            : { problem: `GET ${path} answered ${status}`, answered: true },
+        );
       },
     );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (error) => resolve(`GET ${path} failed: ${error.message}`));
+    req.on('error', (error) =>
+      resolve({ problem: `GET ${path} failed: ${error.message}`, answered: false }),
+    );
   });
+}
+
+/** {@link checkHealthOnce}, as what was wrong or undefined. */
+export async function checkHealth(
+  target: HealthTarget,
+  timeoutMs = HEALTH_REQUEST_MS,
+): Promise<string | undefined> {
+  return (await checkHealthOnce(target, timeoutMs))?.problem;
 }
 
 /** 2xx with a health path; any answer below 500 to `/` without one. */

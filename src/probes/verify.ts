@@ -2,7 +2,7 @@ import { queryMaster } from '../control/client.js';
 import type { MasterStatus } from '../control/schema.js';
 import { readPidfile } from '../state/pidfile.js';
 import { sleep, throwIfAborted } from '../wait/wait.js';
-import { checkHealth, checkWorkers, type HealthTarget } from './health.js';
+import { checkHealthOnce, checkWorkers, type HealthTarget } from './health.js';
 
 /** How long and how often {@link verifyNewMaster} checks. */
 export interface VerifyPlan {
@@ -31,8 +31,18 @@ export interface VerifyTarget {
   healthPath: string | undefined;
   /** Where to check through the bind; undefined without a TCP bind. */
   health: HealthTarget | undefined;
+  /**
+   * The old master, once WINCHed (the verify window): while any of its workers live, a check
+   * through the bind that got no answer at all is not held against the new release (below).
+   */
+  oldPid?: number | undefined;
   /** The deploy's: aborted, verification ends with `Interrupted`. */
   signal?: AbortSignal | undefined;
+}
+
+/** True while the master with `pid` still has workers (draining ones included). */
+async function hasWorkers(root: string, pid: number): Promise<boolean> {
+  return ((await queryMaster(root, pid))?.workers.length ?? 0) > 0;
 }
 
 /** The pids of a master's workers, in a form two readings compare by. */
@@ -67,9 +77,23 @@ export async function verifyNewMaster(target: VerifyTarget, plan: VerifyPlan): P
           heartbeatTimeoutS: first.heartbeatTimeout,
         })
       : undefined;
-    problem ??= plan.throughBind && target.health ? await checkHealth(target.health) : undefined;
+    const bind =
+      problem === undefined && plan.throughBind && target.health
+        ? await checkHealthOnce(target.health)
+        : undefined;
+    // A draining worker of the old release still holds the sockets: a server may accept for a
+    // moment after its stop signal, then close what it accepted unread (Uvicorn does: it polls
+    // for the signal every 100 ms). A check that got no answer then may be the old release's,
+    // so it passes nothing and fails nothing; once the old workers are gone, every check counts.
+    // An answer (a 5xx, a wrong status) always counts.
+    const unattributed =
+      bind !== undefined &&
+      !bind.answered &&
+      target.oldPid !== undefined &&
+      (await hasWorkers(root, target.oldPid));
+    problem ??= unattributed ? undefined : bind?.problem;
     if (problem !== undefined) throw new Error(`health check failed: ${problem}`);
-    passed += 1;
+    if (!unattributed) passed += 1;
     if (passed >= plan.inARow && Date.now() >= deadline) return;
     await sleep(plan.everyMs, signal);
   }

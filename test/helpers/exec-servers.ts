@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AppRoot, REPO } from './app-root.js';
@@ -65,6 +65,28 @@ export function addExecRelease(
   else copyFileSync(join(REPO, 'docs/examples/python/server.py'), join(dir, 'server.py'));
   chmodSync(join(dir, command[0] as string), 0o755);
   return dir;
+}
+
+/** The Debian-packaged servers with an example release in `docs/examples/<server>`. */
+export type PackagedServer = 'gunicorn' | 'uvicorn' | 'puma';
+
+/**
+ * Adds `releases/<name>` holding `docs/examples/<server>` as it is, its `prefork.json` with
+ * `extra` merged in (an `env` is merged key by key).
+ */
+export function addPackagedRelease(
+  root: AppRoot,
+  name: string,
+  server: PackagedServer,
+  extra: Record<string, unknown> = {},
+): string {
+  const example = join(REPO, 'docs/examples', server);
+  const files: Record<string, string | object> = {};
+  for (const file of readdirSync(example)) files[file] = readFileSync(join(example, file), 'utf8');
+  const config = JSON.parse(files['prefork.json'] as string) as Record<string, unknown>;
+  const env = { ...(config.env as object | undefined), ...(extra.env as object | undefined) };
+  files['prefork.json'] = { ...config, ...extra, ...(Object.keys(env).length > 0 ? { env } : {}) };
+  return root.addRelease(name, files);
 }
 
 /** A worker as `prefork status --json` shows it. */

@@ -8,12 +8,17 @@
 // idle and waits for requests in flight. (Shutdown alone, or SetKeepAlivesEnabled(false),
 // closes idle kept-alive connections at once: a client sending on one at that instant fails.)
 //
+// -drain=shutdown drains the way most Go services do (Shutdown on SIGTERM), and
+// -drain=keepalives-off calls SetKeepAlivesEnabled(false) first: both are here to be measured
+// against the default (docs/exec-releases.md, "Servers people run").
+//
 // Build: go build -o server .   (then "command": ["./server"] in prefork.json)
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"log"
 	"net"
 	"net/http"
@@ -73,6 +78,11 @@ func watchdog() {
 }
 
 func main() {
+	drain := flag.String("drain", "careful", "on SIGTERM: careful (stop accepting, Connection: close for 1 s, Shutdown), shutdown (Shutdown alone) or keepalives-off (SetKeepAlivesEnabled(false), then Shutdown)")
+	flag.Parse()
+	if *drain != "careful" && *drain != "shutdown" && *drain != "keepalives-off" {
+		log.Fatalf("-drain %q: want careful, shutdown or keepalives-off", *drain)
+	}
 	log.SetFlags(0)
 	dir, _ := os.Getwd()
 	release := filepath.Base(dir) // prefork runs each worker in its release directory
@@ -86,9 +96,9 @@ func main() {
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"release": release, "pid": pid, "lang": "go"})
 	})
-	var draining atomic.Bool
+	var draining, leaving atomic.Bool
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if draining.Load() {
+		if leaving.Load() {
 			w.Header().Set("Connection", "close") // the client leaves after this response
 		}
 		mux.ServeHTTP(w, r)
@@ -118,10 +128,15 @@ func main() {
 	<-stop
 	notify("STOPPING=1")
 	draining.Store(true)
-	for _, l := range ls {
-		l.Close() // stop accepting; the sockets stay open in prefork and the other workers
+	if *drain == "careful" {
+		leaving.Store(true)
+		for _, l := range ls {
+			l.Close() // stop accepting; the sockets stay open in prefork and the other workers
+		}
+		time.Sleep(time.Second)
+	} else if *drain == "keepalives-off" {
+		srv.SetKeepAlivesEnabled(false)
 	}
-	time.Sleep(time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
