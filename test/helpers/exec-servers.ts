@@ -3,7 +3,8 @@ import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AppRoot, REPO } from './app-root.js';
-import { runPrefork, waitFor } from './processes.js';
+import { portOf } from './master.js';
+import { PreforkProcess, readPid, runPrefork, waitFor } from './processes.js';
 
 /** The foreign servers exec releases are tested with: the examples in `docs/examples/`. */
 export type ServerLanguage = 'go' | 'python';
@@ -132,4 +133,48 @@ export async function readyWorkers(
     },
     timeoutMs,
   );
+}
+
+/** A master started with `prefork start` on an exec (or any) release, ready with `workers`. */
+export interface ExecMaster {
+  proc: PreforkProcess;
+  pid: number;
+  port: number;
+  url: string;
+}
+
+/** `prefork start releases/<release>` in `root` on a free loopback port, once its workers are ready. */
+export async function startExecMaster(
+  root: AppRoot,
+  release: string,
+  options: { workers?: number; args?: string[] } = {},
+): Promise<ExecMaster> {
+  const workers = options.workers ?? 2;
+  const proc = new PreforkProcess(
+    [
+      'start',
+      `releases/${release}`,
+      '--root',
+      root.dir,
+      '--bind',
+      '127.0.0.1:0',
+      '--workers',
+      String(workers),
+      ...(options.args ?? []),
+    ],
+    { cwd: root.dir },
+  );
+  const pidfile = root.path('prefork.pid');
+  await waitFor(
+    'the master to write its pidfile',
+    () => {
+      if (proc.child.exitCode !== null)
+        throw new Error(`prefork start exited: ${proc.stderr}${proc.stdout.slice(-2000)}`);
+      return readPid(pidfile) === proc.pid;
+    },
+    30_000,
+  );
+  const port = await portOf(root.dir, proc.pid);
+  await readyWorkers(root.dir, proc.pid, release, workers, 30_000);
+  return { proc, pid: proc.pid, port, url: `http://127.0.0.1:${port}` };
 }

@@ -9,9 +9,10 @@ import {
   readyWorkers,
   removeGoBuild,
   type ServerLanguage,
+  startExecMaster,
 } from '../helpers/exec-servers.js';
 import { startClientLoad } from '../helpers/load.js';
-import { getJson, portOf } from '../helpers/master.js';
+import { getJson } from '../helpers/master.js';
 import { freePort } from '../helpers/ports.js';
 import {
   alive,
@@ -34,46 +35,9 @@ afterEach(() => {
 });
 afterAll(() => removeGoBuild());
 
-/** A master started with `prefork start` on an exec (or any) release, ready with `workers`. */
-interface ExecMaster {
-  proc: PreforkProcess;
-  pid: number;
-  port: number;
-  url: string;
-}
-
-async function startOn(
-  release: string,
-  options: { workers?: number; args?: string[] } = {},
-): Promise<ExecMaster> {
-  const workers = options.workers ?? 2;
-  const proc = new PreforkProcess(
-    [
-      'start',
-      `releases/${release}`,
-      '--root',
-      root.dir,
-      '--bind',
-      '127.0.0.1:0',
-      '--workers',
-      String(workers),
-      ...(options.args ?? []),
-    ],
-    { cwd: root.dir },
-  );
-  const pidfile = root.path('prefork.pid');
-  await waitFor(
-    'the master to write its pidfile',
-    () => {
-      if (proc.child.exitCode !== null)
-        throw new Error(`prefork start exited: ${proc.stderr}${proc.stdout.slice(-2000)}`);
-      return readPid(pidfile) === proc.pid;
-    },
-    30_000,
-  );
-  const port = await portOf(root.dir, proc.pid);
-  await readyWorkers(root.dir, proc.pid, release, workers);
-  return { proc, pid: proc.pid, port, url: `http://127.0.0.1:${port}` };
+/** {@link startExecMaster} in this test's root. */
+function startOn(release: string, options: { workers?: number; args?: string[] } = {}) {
+  return startExecMaster(root, release, options);
 }
 
 /** `prefork deploy` (or rollback) as a user runs it; the new master is tracked for clean-up. */

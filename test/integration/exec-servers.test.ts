@@ -5,20 +5,12 @@ import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import {
   addExecRelease,
   addPackagedRelease,
-  readyWorkers,
   removeGoBuild,
+  startExecMaster,
 } from '../helpers/exec-servers.js';
 import { type LoadResult, startClientLoad } from '../helpers/load.js';
-import { getJson, portOf } from '../helpers/master.js';
-import {
-  killAll,
-  mastersIn,
-  PreforkProcess,
-  readPid,
-  runPrefork,
-  track,
-  waitFor,
-} from '../helpers/processes.js';
+import { getJson } from '../helpers/master.js';
+import { killAll, mastersIn, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
 
 // Servers no one here wrote, from Debian's packages (test/provision.sh installs them), each
 // deployed and rolled back as the example in docs/examples/<server> under kept-alive load. The
@@ -72,21 +64,21 @@ function addLateResetter(name: string, env: Record<string, string> = {}): void {
 
 /** Starts a master on releases/r1 (2 workers), ready; returns its port. */
 async function startOnR1(): Promise<number> {
-  const proc = new PreforkProcess(
-    ['start', 'releases/r1', '--root', root.dir, '--bind', '127.0.0.1:0', '--workers', '2'],
-    { cwd: root.dir },
-  );
-  await waitFor(
-    'the master to write its pidfile',
-    () => {
-      if (proc.child.exitCode !== null) throw new Error(`prefork start exited: ${proc.stderr}`);
-      return readPid(root.path('prefork.pid')) === proc.pid;
-    },
-    30_000,
-  );
-  const port = await portOf(root.dir, proc.pid);
-  await readyWorkers(root.dir, proc.pid, 'r1', 2, 30_000);
-  return port;
+  return (await startExecMaster(root, 'r1')).port;
+}
+
+/** `prefork deploy releases/r2` with a 2 s verify window; the new master is tracked. */
+async function deployR2(): Promise<{ code: number | null; stderr: string }> {
+  const result = await runPrefork([
+    'deploy',
+    'releases/r2',
+    '--root',
+    root.dir,
+    '--verify-window',
+    '2',
+  ]);
+  track(readPid(root.path('prefork.pid')));
+  return result;
 }
 
 /** Starts a master on releases/r1, deploys r2 and rolls back under load. */
@@ -172,15 +164,7 @@ describe('the verify window while the old server drains', () => {
     addLateResetter('r1');
     addExecRelease(root, 'r2', 'python');
     const port = await startOnR1();
-    const result = await runPrefork([
-      'deploy',
-      'releases/r2',
-      '--root',
-      root.dir,
-      '--verify-window',
-      '2',
-    ]);
-    track(readPid(root.path('prefork.pid')));
+    const result = await deployR2();
     expect(result.code, result.stderr).toBe(0);
     const { body } = await getJson(port, '/', new http.Agent({ keepAlive: false }));
     expect(body.release).toBe('r2');
@@ -191,15 +175,7 @@ describe('the verify window while the old server drains', () => {
     addLateResetter('r1');
     addLateResetter('r2', { RESET: 'always' });
     await startOnR1();
-    const result = await runPrefork([
-      'deploy',
-      'releases/r2',
-      '--root',
-      root.dir,
-      '--verify-window',
-      '2',
-    ]);
-    track(readPid(root.path('prefork.pid')));
+    const result = await deployR2();
     expect(result.code, result.stderr).toBe(1);
     expect(result.stderr).toMatch(/r2 failed at verify-window: health check failed: GET \/ failed/);
   });

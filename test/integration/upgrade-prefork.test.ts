@@ -236,6 +236,18 @@ describe('upgrading prefork itself with USR2', () => {
     },
   );
 
+  /** The CLI at `bin` in the test's root: each command must exit 0; every output is kept. */
+  const cliOf = (bin: string) => {
+    const outputs: string[] = [];
+    const run = async (args: string[]) => {
+      const result = await runPrefork([...args, '--root', root.dir], { bin });
+      outputs.push(result.stdout + result.stderr);
+      expect(result.code, `prefork ${args.join(' ')}: ${result.stdout}${result.stderr}`).toBe(0);
+      return result;
+    };
+    return { run, outputs };
+  };
+
   it.each([
     ['the first landed core', CORE_COMMIT],
     ['handover protocol 1', PROTOCOL_1_COMMIT],
@@ -257,14 +269,7 @@ describe('upgrading prefork itself with USR2', () => {
       });
       const served = traffic.count();
       await waitFor('traffic on them', () => traffic.count() > served + 200);
-      const today = { bin: earlier.bin };
-      const outputs: string[] = [];
-      const run = async (args: string[]) => {
-        const result = await runPrefork([...args, '--root', root.dir], today);
-        outputs.push(result.stdout + result.stderr);
-        expect(result.code, `prefork ${args.join(' ')}: ${result.stdout}${result.stderr}`).toBe(0);
-        return result;
-      };
+      const { run, outputs } = cliOf(earlier.bin); // the install now holds today’s files
 
       // status describes the earlier master with what it can tell, and no upgrade in flight.
       const json = JSON.parse((await run(['status', '--json'])).stdout) as {
@@ -306,13 +311,7 @@ describe('upgrading prefork itself with USR2', () => {
       root = makeAppRoot();
       const earlier = earlierInstall(commit);
       const { old, traffic } = await serveUnderLoad(installCopy(0o755));
-      const outputs: string[] = [];
-      const run = async (args: string[]) => {
-        const result = await runPrefork([...args, '--root', root.dir], { bin: earlier.bin });
-        outputs.push(result.stdout + result.stderr);
-        expect(result.code, `prefork ${args.join(' ')}: ${result.stdout}${result.stderr}`).toBe(0);
-        return result;
-      };
+      const { run, outputs } = cliOf(earlier.bin);
       try {
         const { stdout } = await run(['status']);
         expect(stdout).toMatch(new RegExp(`master ${old.pid} \\[v1\\]`));
