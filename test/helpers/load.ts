@@ -166,13 +166,16 @@ export function startLoadProcess(
  * its next request once the last answer is read; kept-alive connections through an agent
  * (which, as RFC 9112 requires, stops using a connection once an answer says
  * `Connection: close`), or with `close`, a fresh connection per request. autocannon keeps
- * writing on a connection after such an answer; a server that closes at once, as Go's does,
- * then resets the request it was already sent, a failure no real client provokes.
+ * writing on a connection after such an answer; a server that closes at once, as Node's and
+ * Go's do, then resets the request it was already sent, a failure no real client provokes.
+ * With `rate`, the loops send that many requests a second in all, as bursts: at the start of
+ * each second every loop sends its share back to back, then its connection stays idle until
+ * the next second (what autocannon's `overallRate` does, minus its writes after `close`).
  * Bounded by `durationSec`; `stop()` ends it sooner.
  */
 export function startClientLoad(
   url: string,
-  options: { connections?: number; durationSec?: number; close?: boolean } = {},
+  options: { connections?: number; durationSec?: number; close?: boolean; rate?: number } = {},
 ): Load {
   const byRelease: Record<string, number> = {};
   const pids = new Set<number>();
@@ -221,8 +224,23 @@ export function startClientLoad(
       req.setTimeout(20_000, () => req.destroy(new Error('timed out')));
       req.on('error', (error) => failed(error, resolve));
     });
+  const started = Date.now();
+  const perLoop = options.rate === undefined ? Infinity : Math.ceil(options.rate / connections);
   const loops = Array.from({ length: connections }, async () => {
-    while (!stopped && Date.now() < deadline) await once();
+    let second = 0;
+    let sent = 0;
+    while (!stopped && Date.now() < deadline) {
+      const now = Math.floor((Date.now() - started) / 1000);
+      if (now !== second) [second, sent] = [now, 0];
+      if (sent >= perLoop) {
+        await new Promise((resolve) =>
+          setTimeout(resolve, started + (second + 1) * 1000 - Date.now()),
+        );
+        continue;
+      }
+      sent += 1;
+      await once();
+    }
   });
   const done = Promise.all(loops);
   return {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as tar from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot, PREFORK_BIN } from '../helpers/app-root.js';
-import { type Load, type LoadResult, startLoad } from '../helpers/load.js';
+import { type Load, type LoadResult, startClientLoad } from '../helpers/load.js';
 import { type RunningMaster, startMaster } from '../helpers/master.js';
 import {
   alive,
@@ -122,14 +122,15 @@ async function expectFleetOn(release: string, which = hosts): Promise<void> {
 }
 
 /**
- * Keep-alive load on every host for the length of `run`: 4 connections, 200 requests/s, which
- * autocannon sends as a burst each second, leaving the connections idle in between (as real
+ * Keep-alive load on every host for the length of `run`: 4 connections, 200 requests/s, sent
+ * by Node's client as a burst each second, leaving the connections idle in between (as real
  * clients do, and as a draining worker must handle), and Ansible and three deploys the CPU
- * they need on 2 cores.
+ * they need on 2 cores. (Not autocannon: it writes on after a `Connection: close` answer, and
+ * a draining worker starved of CPU then resets that request; docs/exec-releases.md.)
  */
 async function underLoad<T>(run: () => Promise<T>): Promise<{ value: T; results: LoadResult[] }> {
   const loads: Load[] = hosts.map((h) =>
-    startLoad(h.master.url, {
+    startClientLoad(h.master.url, {
       connections: 4,
       durationSec: 240,
       rate: 200,
