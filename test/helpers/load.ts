@@ -59,8 +59,6 @@ export function startLoad(
     durationSec?: number;
     close?: boolean;
     path?: string;
-    /** Requests per second over all connections (default: as fast as answers come). */
-    rate?: number;
   } = {},
 ): Load {
   const byRelease: Record<string, number> = {};
@@ -73,7 +71,6 @@ export function startLoad(
       connections: options.connections ?? 8,
       duration: options.durationSec ?? 60,
       timeout: 20,
-      ...(options.rate === undefined ? {} : { overallRate: options.rate }),
       headers: options.close ? { connection: 'close' } : {},
       requests: [
         {
@@ -227,19 +224,13 @@ export function startClientLoad(
   const started = Date.now();
   const perLoop = options.rate === undefined ? Infinity : Math.ceil(options.rate / connections);
   const loops = Array.from({ length: connections }, async () => {
-    let second = 0;
-    let sent = 0;
     while (!stopped && Date.now() < deadline) {
-      const now = Math.floor((Date.now() - started) / 1000);
-      if (now !== second) [second, sent] = [now, 0];
-      if (sent >= perLoop) {
-        await new Promise((resolve) =>
-          setTimeout(resolve, started + (second + 1) * 1000 - Date.now()),
-        );
-        continue;
+      const second = Math.floor((Date.now() - started) / 1000);
+      for (let sent = 0; sent < perLoop && !stopped && Date.now() < deadline; sent += 1) {
+        await once();
       }
-      sent += 1;
-      await once();
+      const next = started + (second + 1) * 1000 - Date.now();
+      if (next > 0 && perLoop !== Infinity) await new Promise((r) => setTimeout(r, next));
     }
   });
   const done = Promise.all(loops);
