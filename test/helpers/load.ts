@@ -165,14 +165,14 @@ export function startLoadProcess(
  * `Connection: close`), or with `close`, a fresh connection per request. autocannon keeps
  * writing on a connection after such an answer; a server that closes at once, as Node's and
  * Go's do, then resets the request it was already sent, a failure no real client provokes.
- * With `rate`, the loops send that many requests a second in all, as bursts: at the start of
- * each second every loop sends its share back to back, then its connection stays idle until
- * the next second (what autocannon's `overallRate` does, minus its writes after `close`).
- * Bounded by `durationSec`; `stop()` ends it sooner.
+ * With `pauseMs`, each loop waits that long after each answer (a client that thinks between
+ * requests, and less CPU for the load). Keep it well under a draining worker's 250 ms idle
+ * close unless a test is about that close: a client that sends its next request at the
+ * instant it comes races it (docs/signals.md). Bounded by `durationSec`; `stop()` ends it sooner.
  */
 export function startClientLoad(
   url: string,
-  options: { connections?: number; durationSec?: number; close?: boolean; rate?: number } = {},
+  options: { connections?: number; durationSec?: number; close?: boolean; pauseMs?: number } = {},
 ): Load {
   const byRelease: Record<string, number> = {};
   const pids = new Set<number>();
@@ -221,16 +221,10 @@ export function startClientLoad(
       req.setTimeout(20_000, () => req.destroy(new Error('timed out')));
       req.on('error', (error) => failed(error, resolve));
     });
-  const started = Date.now();
-  const perLoop = options.rate === undefined ? Infinity : Math.ceil(options.rate / connections);
   const loops = Array.from({ length: connections }, async () => {
     while (!stopped && Date.now() < deadline) {
-      const second = Math.floor((Date.now() - started) / 1000);
-      for (let sent = 0; sent < perLoop && !stopped && Date.now() < deadline; sent += 1) {
-        await once();
-      }
-      const next = started + (second + 1) * 1000 - Date.now();
-      if (next > 0 && perLoop !== Infinity) await new Promise((r) => setTimeout(r, next));
+      await once();
+      if (options.pauseMs) await new Promise((r) => setTimeout(r, options.pauseMs));
     }
   });
   const done = Promise.all(loops);
