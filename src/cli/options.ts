@@ -61,6 +61,11 @@ export function addMasterOptions(command: Command): Command {
       seconds,
     )
     .option(
+      '--goodbye-window <seconds>',
+      "spread the app drain hook's goodbyes (WebSocket, SSE) over this, 0 = at once (default: 5)",
+      seconds,
+    )
+    .option(
       '--boot-timeout <seconds>',
       'how long a new worker may take to become ready (default: 60)',
       seconds,
@@ -106,6 +111,7 @@ const CONFIG_KEYS = [
   'workers',
   'timeout',
   'gracefulTimeout',
+  'goodbyeWindow',
   'bootTimeout',
   'maxRequests',
   'maxRequestsJitter',

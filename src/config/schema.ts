@@ -23,6 +23,7 @@ export const configSchema = v.partial(
     workers: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
     timeout: seconds,
     gracefulTimeout: seconds,
+    goodbyeWindow: v.pipe(v.number(), v.minValue(0), v.maxValue(3600)),
     bootTimeout: seconds,
     pid: text,
     logFile: text,
@@ -76,6 +77,8 @@ export interface Config {
   /** Seconds. */
   timeout: number;
   gracefulTimeout: number;
+  /** Seconds a drain spreads the app's goodbyes over (at most half the graceful timeout). */
+  goodbyeWindow: number;
   bootTimeout: number;
   /** Absolute pidfile path. */
   pid: string;
@@ -141,6 +144,7 @@ export function defaults(): Omit<
     workers: availableParallelism(),
     timeout: 30,
     gracefulTimeout: 30,
+    goodbyeWindow: 5,
     bootTimeout: 60,
     logLevel: 'info',
     daemon: false,

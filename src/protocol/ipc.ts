@@ -22,6 +22,8 @@ export const WorkerOptionsSchema = v.object({
   /** Bind names of the sockets at fd 3, 4, ... in the same order. */
   sockets: v.array(v.string()),
   gracefulTimeoutMs: amount,
+  /** Goodbyes of the app's `drain` hook are spread over this (`--goodbye-window`). */
+  goodbyeWindowMs: v.optional(amount, 5000),
   heartbeatMs: v.pipe(amount, v.gtValue(0)),
   /** Recycle after this many requests (0 = never). Jitter already applied by the master. */
   maxRequests: amount,

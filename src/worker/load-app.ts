@@ -3,12 +3,31 @@ import http from 'node:http';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 
-/** A loaded app: the server to listen with, and its optional `close()` hook. */
+/** A loaded app: the server to listen with, and its optional `drain()` and `close()` hooks. */
 export interface LoadedApp {
   /** The app's own unlistened server, or one prefork made around its request listener. */
   server: net.Server;
+  /** The app's named export `drain(info)`, called as its worker's drain starts (`DrainInfo`). */
+  drain: ((info: object) => unknown) | undefined;
   /** The app's named export `close()`, awaited after the last connection closed. */
   close: (() => unknown) | undefined;
+}
+
+/**
+ * The app's named export `name`: an ESM named export, or (CommonJS) a property of the
+ * exported listener function, called on it.
+ */
+function namedHook<A extends unknown[]>(
+  mod: Record<string, unknown>,
+  exported: unknown,
+  name: 'drain' | 'close',
+): ((...args: A) => unknown) | undefined {
+  if (typeof mod[name] === 'function') return mod[name] as (...args: A) => unknown;
+  const own = (exported as Record<string, unknown> | null)?.[name];
+  if (typeof exported === 'function' && typeof own === 'function') {
+    return (...args: A) => (own as (...a: A) => unknown).apply(exported, args);
+  }
+  return undefined;
 }
 
 /** Thrown when the entry loads but exports nothing prefork can serve. */
@@ -78,13 +97,8 @@ export async function loadApp(entry: string): Promise<LoadedApp> {
   const mod = (await import(pathToFileURL(entry).href)) as Record<string, unknown>;
   const exported = 'default' in mod ? mod.default : mod;
   // ESM: `export function close()`; CommonJS: `module.exports.close = ...` on the listener.
-  const exportedClose = (exported as { close?: unknown } | null)?.close;
-  const close =
-    typeof mod.close === 'function'
-      ? (mod.close as () => unknown)
-      : typeof exported === 'function' && typeof exportedClose === 'function'
-        ? () => (exportedClose as () => unknown).call(exported)
-        : undefined;
+  const drain = namedHook<[object]>(mod, exported, 'drain');
+  const close = namedHook<[]>(mod, exported, 'close');
   const server = await toServer(exported, entry);
-  return { server, close };
+  return { server, drain, close };
 }

@@ -115,7 +115,7 @@ async function drain(reason: string, code = 0): Promise<void> {
   if (draining) return;
   draining = true;
   if (!serving || tracker === undefined || app === undefined) exit(code, `${reason} before ready`);
-  await drainConnections({ app, listeners, tracker, logger }, options.gracefulTimeoutMs, reason);
+  await drainConnections({ app, listeners, tracker, logger }, options, reason);
   await sendLastHeartbeat();
   exit(code, reason);
 }

@@ -78,12 +78,12 @@ function heldConnection(port: number): { duplex: Duplex; release: () => void } {
 function drainOf(server: net.Server, tracker: ConnectionTracker): Promise<void> {
   return drainConnections(
     {
-      app: { server, close: undefined },
+      app: { server, drain: undefined, close: undefined },
       listeners: [server],
       tracker,
       logger: pino({ level: 'silent' }),
     },
-    10_000,
+    { gracefulTimeoutMs: 10_000, goodbyeWindowMs: 0 },
     'test',
   );
 }

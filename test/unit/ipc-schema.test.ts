@@ -25,6 +25,8 @@ describe('worker IPC', () => {
     };
     expect(v.parse(WorkerOptionsSchema, first)).toEqual({
       ...first,
+      // The goodbye window's default: a master that does not send it has no such setting.
+      goodbyeWindowMs: 5000,
       metrics: false,
       canary: false,
     });

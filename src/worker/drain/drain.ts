@@ -4,6 +4,7 @@ import { pollUntil } from '../../wait/wait.js';
 import type { LoadedApp } from '../load-app.js';
 import { stopAccepting } from '../serve.js';
 import type { ConnectionTracker } from './connection-tracker.js';
+import { callDrainHook, drainInfo } from './drain-hook.js';
 
 /** A drained HTTP/1.1 connection is closed once it has been idle this long (see ConnectionTracker). */
 const IDLE_CLOSE_MS = 250;
@@ -18,15 +19,22 @@ export interface DrainTarget {
   logger: Logger;
 }
 
+/** How long a drain may take and how its goodbyes are spread (`WorkerOptions`). */
+export interface DrainLimits {
+  gracefulTimeoutMs: number;
+  goodbyeWindowMs: number;
+}
+
 /**
  * A worker's drain (SPEC §4): stop accepting, tell every connection by its kind's strategy
- * (`connection-kinds.ts`), let in-flight requests finish and close idle connections once they
+ * (`connection-kinds.ts`), tell the app through its `drain` export (SPEC §16: it says goodbye
+ * to its WebSockets and streams, spread over the goodbye window), let in-flight requests finish and close idle connections once they
  * stay quiet, until none is left or `gracefulTimeoutMs` has passed — then close the rest — and
  * await the app's `close()` within what is left of the time. Resolves once all that is done.
  */
 export async function drainConnections(
   target: DrainTarget,
-  gracefulTimeoutMs: number,
+  { gracefulTimeoutMs, goodbyeWindowMs }: DrainLimits,
   reason: string,
 ): Promise<void> {
   const { app, listeners, tracker, logger } = target;
@@ -34,6 +42,7 @@ export async function drainConnections(
   logger.info({ reason, connections: tracker.size, byKind: tracker.byKind() }, 'draining');
   stopAccepting(listeners);
   tracker.startDraining();
+  callDrainHook(app.drain, drainInfo(reason, deadline, goodbyeWindowMs, logger), logger);
   const drained = await pollUntil(
     () => {
       tracker.closeIdle(IDLE_CLOSE_MS);
