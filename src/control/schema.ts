@@ -7,7 +7,7 @@
  */
 import * as v from 'valibot';
 import { WORKER_EXIT_REASONS, type WorkerExitReason } from '../protocol/exits.js';
-import { FiguresSchema } from '../protocol/ipc.js';
+import { FiguresSchema, HTTP_PROTOCOLS } from '../protocol/ipc.js';
 
 export { WORKER_EXIT_REASONS, type WorkerExitReason } from '../protocol/exits.js';
 export { describeIssues } from '../protocol/issues.js';
@@ -57,6 +57,8 @@ export const WorkerStatusSchema = v.object({
   state: v.picklist(WORKER_STATES),
   /** Serves HTTPS (its app's server is a `tls.Server`), as its `ready` message said. */
   tls: v.optional(v.boolean(), false),
+  /** What its app speaks (`HTTP_PROTOCOLS`), as its `ready` message said. */
+  http: v.optional(v.picklist(HTTP_PROTOCOLS), 'http/1.1'),
   requests: v.optional(v.number(), 0),
   rss: v.optional(v.number(), 0),
   /** Seconds since spawn. */

@@ -13,7 +13,8 @@ export function notifyMessages(datagram: string): WorkerMessage[] {
     if (eq < 1) continue;
     const key = line.slice(0, eq);
     const value = line.slice(eq + 1);
-    if (key === 'READY' && value === '1') messages.push({ type: 'ready', tls: false });
+    if (key === 'READY' && value === '1')
+      messages.push({ type: 'ready', tls: false, http: 'http/1.1' });
     else if (key === 'WATCHDOG' && value === '1') messages.push({ type: 'watchdog' });
     else if (key === 'STATUS') messages.push({ type: 'status', text: value.slice(0, 200) });
   }

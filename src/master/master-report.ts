@@ -55,6 +55,7 @@ export function statusReport(source: ReportSource): MasterStatus {
       generation: w.generation,
       state: w.state,
       tls: w.tls,
+      http: w.http,
       requests: w.requests,
       rss: w.rss,
       age: Math.round((now - w.bornAt) / 1000),

@@ -136,6 +136,7 @@ export class WorkerPool {
         if (worker.state === 'booting') {
           worker.state = 'ready';
           worker.tls = message.tls === true;
+          worker.http = message.http;
           worker.readyAt = this.effects.now();
           this.logger.debug({ worker: pid }, 'worker ready');
         }
@@ -220,7 +221,8 @@ export class WorkerPool {
     this.book.sample(this.workers.values(), now);
     for (const worker of this.workers.values()) {
       const news = worker.kind.onTick(worker, now, this.effects);
-      if (news.ready) this.onMessage(worker.pid, { type: 'ready', tls: false }, limits);
+      if (news.ready)
+        this.onMessage(worker.pid, { type: 'ready', tls: false, http: 'http/1.1' }, limits);
       if (news.rssRead) this.checkMemory(worker, limits);
       const silence = worker.kind.silenceLimit(worker, limits.timeout);
       if (worker.state === 'booting' && now - worker.bornAt > limits.bootTimeout * 1000) {

@@ -2,6 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import type { MasterStatus, WorkerHealth } from '../control/schema.js';
+import { h2Get, openH2 } from '../http2/h2-get.js';
+import type { HttpProtocol } from '../protocol/ipc.js';
 import { HEALTH_REQUEST_MS, WORKER_CHECK_MARGIN_MS } from '../wait/timeouts.js';
 
 /** Where health checks go: the master's first TCP bind. */
@@ -12,6 +14,8 @@ export interface HealthTarget {
   path: string | undefined;
   /** The workers serve HTTPS: check over TLS. */
   tls: boolean;
+  /** What the workers speak: HTTP/2 releases are checked over HTTP/2. */
+  http: HttpProtocol;
 }
 
 /**
@@ -24,13 +28,14 @@ export function healthTarget(
   path: string | undefined,
 ): HealthTarget | undefined {
   const tls = master.workers.some((worker) => worker.tls);
+  const http = master.workers.find((worker) => worker.http !== 'http/1.1')?.http ?? 'http/1.1';
   for (const bind of master.binds) {
     const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(bind);
     if (!match || bind.startsWith('unix:')) continue;
     let host = match[1] ?? '';
     if (host === '0.0.0.0' || host === '') host = '127.0.0.1';
     if (host === '::') host = '::1';
-    return { host, port: Number(match[2]), path, tls };
+    return { host, port: Number(match[2]), path, tls, http };
   }
   return undefined;
 }
@@ -53,6 +58,7 @@ export function checkHealthOnce(
   timeoutMs = HEALTH_REQUEST_MS,
 ): Promise<HealthProblem | undefined> {
   const path = target.path ?? '/';
+  if (target.http !== 'http/1.1') return checkHttp2Once(target, path, timeoutMs);
   return new Promise((resolve) => {
     const req = (target.tls ? https : http).get(
       {
@@ -78,6 +84,26 @@ export function checkHealthOnce(
       resolve({ problem: `GET ${path} failed: ${error.message}`, answered: false }),
     );
   });
+}
+
+/** {@link checkHealthOnce} over HTTP/2: h2c with prior knowledge, or h2 over TLS by ALPN. */
+async function checkHttp2Once(
+  target: HealthTarget,
+  path: string,
+  timeoutMs: number,
+): Promise<HealthProblem | undefined> {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  const scheme = target.http === 'h2' ? 'https' : 'http';
+  const session = openH2(`${scheme}://${host}:${target.port}`);
+  try {
+    const status = await h2Get(session, path, { timeoutMs });
+    if (isHealthy(status, target.path)) return undefined;
+    return { problem: `GET ${path} (HTTP/2) answered ${status}`, answered: true };
+  } catch (error) {
+    return { problem: `GET ${path} (HTTP/2) failed: ${(error as Error).message}`, answered: false };
+  } finally {
+    session.close();
+  }
 }
 
 /** {@link checkHealthOnce}, as what was wrong or undefined. */

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { RequestFigures } from '../protocol/figures.js';
-import type { WorkerMessage, WorkerOptions } from '../protocol/ipc.js';
+import type { HttpProtocol, WorkerMessage, WorkerOptions } from '../protocol/ipc.js';
 import type { Release } from '../release/read-release.js';
 import type { WorkerIdentity } from './worker-identity.js';
 import type { WorkerKind } from './worker-kind.js';
@@ -19,6 +19,8 @@ export interface WorkerRecord {
   state: 'booting' | 'ready' | 'draining';
   /** Serves HTTPS (from its `ready` message). */
   tls: boolean;
+  /** What its app speaks (from its `ready` message). */
+  http: HttpProtocol;
   bornAt: number;
   readyAt: number | undefined;
   lastBeat: number;
@@ -85,6 +87,7 @@ export function newWorkerRecord(
     release: options.release,
     state: 'booting',
     tls: false,
+    http: 'http/1.1',
     bornAt: now,
     readyAt: undefined,
     lastBeat: now,

@@ -21,6 +21,7 @@ import { describeIssues } from '../protocol/issues.js';
 import { workerTitle } from '../protocol/titles.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
 import { drainConnections } from './drain/drain.js';
+import { httpProtocolOf } from './http-protocol.js';
 import { type LoadedApp, loadApp } from './load-app.js';
 import { RequestRecorder } from './request-recorder.js';
 import { checkSelf } from './self-check.js';
@@ -266,4 +267,4 @@ try {
   send({ type: 'boot-error', message });
   process.exit(1);
 }
-send({ type: 'ready', tls: app.server instanceof tls.Server });
+send({ type: 'ready', tls: app.server instanceof tls.Server, http: httpProtocolOf(app.server) });

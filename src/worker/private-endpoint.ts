@@ -1,10 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import type { ClientHttp2Session } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { h2Get, openH2 } from '../http2/h2-get.js';
+import type { HttpProtocol } from '../protocol/ipc.js';
+import { httpProtocolOf } from './http-protocol.js';
 
 /** How {@link PrivateEndpoint.get} sends its request. */
 export interface GetOptions {
@@ -23,11 +27,16 @@ export interface GetOptions {
  * server as if they came from a listen socket; only this process knows its path.
  */
 export class PrivateEndpoint {
+  /** An HTTP/2 app's requests share one session, opened by the first. */
+  private h2: ClientHttp2Session | undefined;
+
   private constructor(
     private readonly dir: string,
     private readonly listener: net.Server,
     /** The app's server speaks TLS: requests go through `https` without checking the cert. */
     readonly secure: boolean,
+    /** What the app speaks: HTTP/2 apps are asked over HTTP/2. */
+    readonly http: HttpProtocol,
   ) {}
 
   /** Path of the Unix socket. */
@@ -39,7 +48,12 @@ export class PrivateEndpoint {
   static async open(server: net.Server): Promise<PrivateEndpoint> {
     const dir = mkdtempSync(join(tmpdir(), 'prefork-self-'));
     const listener = net.createServer((socket) => server.emit('connection', socket));
-    const endpoint = new PrivateEndpoint(dir, listener, server instanceof tls.Server);
+    const endpoint = new PrivateEndpoint(
+      dir,
+      listener,
+      server instanceof tls.Server,
+      httpProtocolOf(server),
+    );
     try {
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
@@ -59,6 +73,10 @@ export class PrivateEndpoint {
    */
   get(path: string, options: GetOptions): Promise<number> {
     const { timeoutMs } = options;
+    if (this.http !== 'http/1.1') {
+      const headers = { ...options.headers, 'user-agent': options.userAgent };
+      return h2Get(this.session(), path, { headers, timeoutMs, signal: options.signal });
+    }
     return new Promise((resolve, reject) => {
       const request = (this.secure ? https : http).get(
         {
@@ -84,8 +102,23 @@ export class PrivateEndpoint {
     });
   }
 
+  /** The HTTP/2 session to the app, opened on first use (and again if it was closed). */
+  private session(): ClientHttp2Session {
+    if (this.h2 === undefined || this.h2.closed || this.h2.destroyed) {
+      const path = this.socketPath;
+      this.h2 =
+        this.http === 'h2'
+          ? openH2('https://localhost', () =>
+              tls.connect({ path, ALPNProtocols: ['h2'], rejectUnauthorized: false }),
+            )
+          : openH2('http://localhost', () => net.connect(path));
+    }
+    return this.h2;
+  }
+
   /** Stops listening and removes the directory. */
   close(): void {
+    this.h2?.destroy();
     this.listener.close();
     rmSync(this.dir, { recursive: true, force: true });
   }

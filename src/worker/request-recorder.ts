@@ -1,9 +1,11 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { emptyFigures, recordResponse } from '../figures/figures.js';
 import type { RequestFigures } from '../protocol/figures.js';
+import { isHttp2 } from './http-protocol.js';
 
 /** Node's channel for every HTTP response handed to the kernel (Node ≥ 18.7). */
 const RESPONSE_FINISH = 'http.server.response.finish';
@@ -25,12 +27,15 @@ export class RequestRecorder {
   /** Since the worker started serving (after its warm-up), over the spans it was counting. */
   figures: RequestFigures = emptyFigures();
   private counting = false;
+  /** An HTTP/2 server's responses are its streams, which that channel does not see. */
+  private readonly http2: boolean;
 
   /** Starts counting (see {@link start}). */
   constructor(
     private readonly server: net.Server,
     private readonly startOf: (socket: net.Socket) => number | undefined,
   ) {
+    this.http2 = isHttp2(server);
     this.start();
   }
 
@@ -38,8 +43,19 @@ export class RequestRecorder {
   start(): void {
     if (this.counting) return;
     this.counting = true;
+    if (this.http2) this.server.on('stream', this.onStream);
+    // The HTTP/1.1 fallback of an HTTP/2 server over TLS is seen here too.
     subscribe(RESPONSE_FINISH, this.onFinish);
   }
+
+  /** An HTTP/2 stream: counted when its response has been handed on (one listener per stream). */
+  private readonly onStream = (stream: ServerHttp2Stream): void => {
+    const started = performance.now();
+    stream.once('finish', () => {
+      const status = Number(stream.sentHeaders?.[':status'] ?? 0);
+      recordResponse(this.figures, status, (performance.now() - started) / 1000);
+    });
+  };
 
   private readonly onFinish = (message: unknown): void => {
     const { server, socket, response } = message as ResponseFinish;
@@ -58,6 +74,7 @@ export class RequestRecorder {
   stop(): void {
     if (!this.counting) return;
     this.counting = false;
+    if (this.http2) this.server.off('stream', this.onStream);
     unsubscribe(RESPONSE_FINISH, this.onFinish);
   }
 }

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import type { WorkerHealthReply, WorkerHealthRequest } from '../protocol/ipc.js';
+import { isHttp2 } from './http-protocol.js';
 import { PrivateEndpoint } from './private-endpoint.js';
 
 /** Header that marks the health request, so the app's server can be watched answering it. */
@@ -32,7 +34,11 @@ export async function checkSelf(
   const id = `${process.pid}-${request.id}`;
   const abort = new AbortController();
   let endpoint: PrivateEndpoint | undefined;
+  // HTTP/2 apps are watched on their streams: a `request` listener would turn on Node's
+  // compatibility layer for an app that serves `stream` events itself.
+  const event = isHttp2(server) ? 'stream' : 'request';
   let onRequest: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let onStream: ((stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void) | undefined;
   let timer: NodeJS.Timeout | undefined;
   let reached = false;
   try {
@@ -43,20 +49,32 @@ export async function checkSelf(
         () => fail(`the request did not reach the app within ${request.reachMs} ms (busy worker)`),
         request.reachMs,
       );
-      onRequest = (req, res) => {
-        if (req.headers[CHECK_HEADER] !== id) return;
+      const reachedApp = () => {
         reached = true;
         clearTimeout(timer);
         timer = setTimeout(
           () => fail(`the app did not answer within ${request.answerMs} ms`),
           request.answerMs,
         );
+      };
+      onRequest = (req, res) => {
+        if (req.headers[CHECK_HEADER] !== id) return;
+        reachedApp();
         res.once('finish', () => resolve(res.statusCode));
         res.once('close', () => {
           if (!res.writableFinished) fail('the app closed the connection without answering');
         });
       };
-      server.prependListener('request', onRequest);
+      onStream = (stream, headers) => {
+        if (headers[CHECK_HEADER] !== id) return;
+        reachedApp();
+        stream.once('finish', () => resolve(Number(stream.sentHeaders?.[':status'] ?? 0)));
+        stream.once('close', () => {
+          if (!stream.writableFinished) fail('the app closed the stream without answering');
+        });
+      };
+      if (event === 'stream') server.prependListener('stream', onStream);
+      else server.prependListener('request', onRequest);
     });
     // The client side only carries the request: its failure counts only while the app has not
     // seen the request (after that, the app's side above tells what happened).
@@ -78,6 +96,7 @@ export async function checkSelf(
   } finally {
     clearTimeout(timer);
     if (onRequest) server.removeListener('request', onRequest);
+    if (onStream) server.removeListener('stream', onStream);
     abort.abort();
     endpoint?.close();
   }

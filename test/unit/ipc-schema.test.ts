@@ -50,7 +50,16 @@ describe('worker IPC', () => {
   });
 
   it("tells prefork's worker messages from an app's own", () => {
-    expect(v.parse(WorkerMessageSchema, { type: 'ready' })).toEqual({ type: 'ready', tls: false });
+    // A worker of an older prefork says neither: HTTP/1.1 without TLS.
+    expect(v.parse(WorkerMessageSchema, { type: 'ready' })).toEqual({
+      type: 'ready',
+      tls: false,
+      http: 'http/1.1',
+    });
+    expect(v.parse(WorkerMessageSchema, { type: 'ready', tls: true, http: 'h2' }).type).toBe(
+      'ready',
+    );
+    expect(v.safeParse(WorkerMessageSchema, { type: 'ready', http: 'h3' }).success).toBe(false);
     expect(
       v.safeParse(WorkerMessageSchema, { type: 'heartbeat', requests: 3, rss: 9 }).success,
     ).toBe(true);

@@ -29,7 +29,7 @@ function describeMaster(report: PidfileReport): string[] {
   }
   const lines = [
     `master ${m.pid} [${m.release}] version ${m.version}: ${m.state}${m.workersStopped ? ' (workers stopped by WINCH)' : ''}, up ${m.uptime}s, rss ${megabytes(m.rss)}, ${m.workers.length}/${m.desiredWorkers} workers, pidfile ${m.pidfile}`,
-    `  listening: ${m.binds.join(', ')}${m.workers.some((w) => w.tls) ? ' (HTTPS)' : ''}`,
+    `  listening: ${m.binds.join(', ')}${protocolNote(m.workers)}`,
   ];
   // A master of a prefork from before these fields (during an upgrade of prefork itself).
   if (m.preforkVersion !== undefined && m.node !== undefined) {
@@ -132,4 +132,12 @@ export function registerStatus(program: Command): void {
     }
     process.exitCode = reports[0]?.master !== undefined || reports[1]?.master !== undefined ? 0 : 1;
   });
+}
+
+/** What the workers speak, after the binds: nothing for plain HTTP/1.1. */
+function protocolNote(workers: { tls: boolean; http: string }[]): string {
+  const http = workers.find((w) => w.http !== 'http/1.1')?.http;
+  if (http === 'h2c') return ' (HTTP/2, h2c)';
+  if (http === 'h2') return ' (HTTP/2 over TLS)';
+  return workers.some((w) => w.tls) ? ' (HTTPS)' : '';
 }

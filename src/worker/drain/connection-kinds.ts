@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http';
+import type { Http2Session } from 'node:http2';
 
 /** The kinds of client connection a worker tells apart while it drains. */
-export type ConnectionKind = 'tls-handshake' | 'http1' | 'upgraded';
+export type ConnectionKind = 'tls-handshake' | 'http1' | 'upgraded' | 'http2';
 
 /** What the tracker knows of one client connection. */
 export interface ConnectionState {
@@ -12,6 +13,9 @@ export interface ConnectionState {
   requests: number;
   /** When its latest request arrived (`performance.now()`), when timing is on. */
   startedAt: number;
+  /** An HTTP/2 connection's session, and its streams open now. */
+  session?: Http2Session;
+  streams: number;
   /** When it was accepted (`Date.now()`), for the canary's reconnects. */
   openedAt: number;
   /**
@@ -70,9 +74,24 @@ const upgraded: ConnectionStrategy = {
   onDrainStart: () => {},
 };
 
+/**
+ * An HTTP/2 session: busy while a stream is open. The drain closes it the one way Node allows:
+ * `session.close()` sends a GOAWAY with the last stream id it processed, lets the open streams
+ * finish, then ends the connection. A stream the client sent in that instant, above that id,
+ * is not processed and the client may retry it (RFC 9113 §6.8). Node cannot send the shutdown
+ * notice RFC 9113 suggests first (GOAWAY with 2^31-1, a PING, then the real one): its
+ * `goaway()` makes a final GOAWAY, after which nghttp2 ignores new streams (docs/http2.md).
+ */
+const http2Session: ConnectionStrategy = {
+  isBusy: (state) => state.streams > 0,
+  closesWhenIdle: false,
+  onDrainStart: ({ session }) => session?.close(),
+};
+
 /** Each kind's strategy. */
 export const STRATEGIES: Record<ConnectionKind, ConnectionStrategy> = {
   'tls-handshake': tlsHandshake,
   http1,
   upgraded,
+  http2: http2Session,
 };

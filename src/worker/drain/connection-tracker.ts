@@ -1,8 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2Session, ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
+import { isHttp2 } from '../http-protocol.js';
 import { type ConnectionState, STRATEGIES } from './connection-kinds.js';
+
+/** A connection as the tracker holds it: its socket, or an HTTP/2 connection's session. */
+type Connection = net.Socket | Http2Session;
 
 /**
  * Tracks every connection of a worker's server, so a drain can finish each request, answer
@@ -15,7 +20,7 @@ import { type ConnectionState, STRATEGIES } from './connection-kinds.js';
  * only looked at while draining.
  */
 export class ConnectionTracker {
-  private readonly connections = new Map<net.Socket, ConnectionState>();
+  private readonly connections = new Map<Connection, ConnectionState>();
   private draining = false;
   /** Requests seen since the worker started. */
   requests = 0;
@@ -34,6 +39,8 @@ export class ConnectionTracker {
     onRequest: () => void,
     public timing = false,
   ) {
+    const http2 = isHttp2(server);
+    if (http2) this.trackHttp2(server, onRequest);
     if (server instanceof tls.Server) {
       // A TLS connection is tracked from its first byte: as its raw TCP socket while the
       // handshake runs, then as its TLS socket. A drain that only saw finished handshakes
@@ -43,12 +50,19 @@ export class ConnectionTracker {
       });
       server.on('secureConnection', (socket: tls.TLSSocket) => {
         this.handshakeDone(socket);
-        this.track(socket);
+        // HTTP/2 by ALPN: its session is tracked instead (the server made it just before).
+        if (!http2 || socket.alpnProtocol !== 'h2') this.track(socket);
       });
-    } else {
+    } else if (!http2) {
       server.on('connection', (socket: net.Socket) => this.track(socket));
     }
+    // An HTTP/2 server has `request` events only when its app listens for them (Node's
+    // compatibility layer, which also serves the HTTP/1.1 fallback): a listener here would
+    // turn that layer on for an app that serves `stream` events itself.
+    if (http2 && server.listenerCount('request') === 0) return;
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (req.httpVersionMajor === 2) return; // a stream, counted by trackHttp2
+
       const state = this.connections.get(req.socket) ?? this.track(req.socket);
       state.current = res;
       state.requests += 1;
@@ -67,10 +81,40 @@ export class ConnectionTracker {
     });
   }
 
-  private track(socket: net.Socket): ConnectionState {
+  /**
+   * Tracks the sessions of an HTTP/2 server and counts their streams (a listener per stream:
+   * HTTP/2 requests are streams, not responses on a socket). In a canary deploy a session
+   * older than `reconnectAfterMs` is closed (GOAWAY) after the streams it has: its client
+   * opens a new connection, which the kernel may give to either release.
+   */
+  private trackHttp2(server: net.Server, onRequest: () => void): void {
+    server.on('session', (session: Http2Session) => {
+      const state = this.track(session);
+      state.kind = 'http2';
+      state.session = session;
+    });
+    server.prependListener('stream', (stream: ServerHttp2Stream) => {
+      const state = this.connections.get(stream.session as Http2Session);
+      if (state !== undefined) {
+        state.streams += 1;
+        state.requests += 1;
+        stream.once('close', () => {
+          state.streams -= 1;
+        });
+        if (this.reconnectAfterMs > 0 && Date.now() - state.openedAt >= this.reconnectAfterMs) {
+          state.session?.close();
+        }
+      }
+      this.requests += 1;
+      onRequest();
+    });
+  }
+
+  private track(socket: Connection): ConnectionState {
     const state: ConnectionState = {
       kind: 'http1',
       current: undefined,
+      streams: 0,
       requests: 0,
       startedAt: 0,
       openedAt: Date.now(),
@@ -128,8 +172,9 @@ export class ConnectionTracker {
    * milliseconds while draining; a connection idle before the drain counts from the first look.)
    */
   closeIdle(idleMs: number, now: number = Date.now()): void {
-    for (const [socket, state] of this.connections) {
+    for (const [connection, state] of this.connections) {
       if (!STRATEGIES[state.kind].closesWhenIdle) continue;
+      const socket = connection as net.Socket; // only sockets close when idle
       const busy = isBusy(state);
       if (busy || state.requests !== state.idleRequests || socket.bytesRead !== state.idleBytes) {
         state.idleRequests = busy ? -1 : state.requests;
@@ -162,7 +207,7 @@ function isBusy(state: ConnectionState): boolean {
 function closeIfStillIdle(
   socket: net.Socket,
   state: ConnectionState,
-  connections: Map<net.Socket, ConnectionState>,
+  connections: Map<Connection, ConnectionState>,
 ): void {
   const { requests } = state;
   const bytes = socket.bytesRead;

@@ -1,0 +1,138 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { startH2Clients } from '../helpers/h2-clients.js';
+import { startLoad } from '../helpers/load.js';
+import { startMaster } from '../helpers/master.js';
+import { killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
+
+/** A self-signed certificate for localhost/127.0.0.1, valid until 2126: for these tests only. */
+const TLS_DIR = join(REPO, 'test/fixtures/tls');
+
+let root: AppRoot;
+
+afterEach(() => {
+  killAll();
+  root?.remove();
+});
+
+/**
+ * An h2c release (`http2.createServer()`, prior knowledge) written against Node's core HTTP/2
+ * API: it answers `stream` events itself, with no `request` listener, so nothing prefork does
+ * may turn Node's compatibility layer on under it.
+ */
+function h2cRelease(name: string): Record<string, string | object> {
+  return {
+    'package.json': { name: `test-${name}`, version: '1.0.0', main: 'index.js' },
+    'index.js': `const http2 = require('node:http2');
+const server = http2.createServer();
+server.on('stream', (stream, headers) => {
+  if (headers[':path'] === '/health') return stream.respond({ ':status': 200 }, { endStream: true });
+  stream.respond({ ':status': 200, 'content-type': 'application/json' });
+  setTimeout(() => stream.end(JSON.stringify({ release: ${JSON.stringify(name)}, pid: process.pid })), 2);
+});
+module.exports = server;
+`,
+  };
+}
+
+/** An HTTP/2-over-TLS release (ALPN), in Node's compatibility API, with HTTP/1.1 as fallback. */
+function h2TlsRelease(name: string): Record<string, string | object> {
+  const file = (f: string) => JSON.stringify(join(TLS_DIR, f));
+  return {
+    'package.json': { name: `test-${name}`, version: '1.0.0', main: 'index.js' },
+    'index.js': `const http2 = require('node:http2');
+const fs = require('node:fs');
+const options = { key: fs.readFileSync(${file('key.pem')}), cert: fs.readFileSync(${file('cert.pem')}), allowHTTP1: true };
+module.exports = http2.createSecureServer(options, (req, res) => {
+  if (req.url === '/health') return res.end('ok');
+  res.setHeader('content-type', 'application/json');
+  setTimeout(() => res.end(JSON.stringify({ release: ${JSON.stringify(name)}, pid: process.pid })), 2);
+});
+`,
+  };
+}
+
+/** curl's status and HTTP version for the health path, over HTTP/2 as the release speaks it. */
+function curlHealth(url: string, args: string[]): string {
+  const run = spawnSync(
+    'curl',
+    ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{http_version}', ...args, `${url}/health`],
+    { encoding: 'utf8', timeout: 10_000 },
+  );
+  return `${run.stdout}${run.stderr}`;
+}
+
+/** Deploys `to` and rolls back under `pool`; each command within `boundMs`, whatever the graceful timeout. */
+async function deployAndRollBack(
+  from: string,
+  to: string,
+  byRelease: () => Record<string, number>,
+): Promise<void> {
+  const options = ['--root', root.dir, '--health-path', '/health', '--verify-window', '1'];
+  const started = Date.now();
+  const deployed = await runPrefork(['deploy', `releases/${to}`, ...options]);
+  expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
+  // The old workers' sessions closed by GOAWAY as their last streams finished: the deploy
+  // does not sit out the 60 s graceful timeout.
+  expect(Date.now() - started).toBeLessThan(30_000);
+  track(readPid(root.path('prefork.pid')));
+  await waitFor(`traffic on ${to}`, () => (byRelease()[to] ?? 0) > 200);
+
+  const rolledAt = Date.now();
+  const rolled = await runPrefork(['rollback', ...options]);
+  expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);
+  expect(Date.now() - rolledAt).toBeLessThan(30_000);
+  track(readPid(root.path('prefork.pid')));
+  const before = byRelease()[from] ?? 0;
+  await waitFor(`traffic on ${from} again`, () => (byRelease()[from] ?? 0) > before + 200);
+}
+
+describe('an app that serves HTTP/2', () => {
+  it('h2c: deploy and rollback under HTTP/2 load lose no request; checks and curl speak h2c', async () => {
+    root = makeAppRoot();
+    root.addRelease('h2c-a', h2cRelease('h2c-a'));
+    root.addRelease('h2c-b', h2cRelease('h2c-b'));
+    const master = await startMaster(root.dir, ['releases/h2c-a', '--graceful-timeout', '60']);
+    const url = `http://127.0.0.1:${master.port}`;
+    const status = await runPrefork(['status', '--root', root.dir]);
+    expect(status.stdout).toContain(`listening: 127.0.0.1:${master.port} (HTTP/2, h2c)`);
+    expect(curlHealth(url, ['--http2-prior-knowledge'])).toBe('200 2');
+
+    const pool = startH2Clients(url, { connections: 32, streams: 4 });
+    await waitFor('traffic', () => (pool.result.byRelease['h2c-a'] ?? 0) > 200);
+    await deployAndRollBack('h2c-a', 'h2c-b', () => pool.result.byRelease);
+    const result = await pool.stop();
+    expect(result.failed, JSON.stringify(result)).toBe(0);
+    // Every old session was told GOAWAY (NO_ERROR) and its client moved to a new connection.
+    expect(result.goaways['0'] ?? 0, JSON.stringify(result)).toBeGreaterThanOrEqual(32);
+    console.log(`h2c: ${JSON.stringify(result)}`);
+  });
+
+  it('h2 over TLS with HTTP/1.1 fallback: HTTP/2 and HTTPS clients through deploy and rollback, none failed', async () => {
+    root = makeAppRoot();
+    root.addRelease('h2-a', h2TlsRelease('h2-a'));
+    root.addRelease('h2-b', h2TlsRelease('h2-b'));
+    const master = await startMaster(root.dir, ['releases/h2-a', '--graceful-timeout', '60']);
+    const url = `https://127.0.0.1:${master.port}`;
+    const status = await runPrefork(['status', '--root', root.dir]);
+    expect(status.stdout).toContain(`listening: 127.0.0.1:${master.port} (HTTP/2 over TLS)`);
+    expect(curlHealth(url, ['--http2', '-k'])).toBe('200 2');
+    expect(curlHealth(url, ['--http1.1', '-k'])).toBe('200 1.1');
+
+    const pool = startH2Clients(url, { connections: 16, streams: 4 });
+    const https = startLoad(url, { connections: 8, durationSec: 120 });
+    await waitFor('traffic', () => (pool.result.byRelease['h2-a'] ?? 0) > 200);
+    await deployAndRollBack('h2-a', 'h2-b', () => pool.result.byRelease);
+    const result = await pool.stop();
+    expect(result.failed, JSON.stringify(result)).toBe(0);
+    expect(result.goaways['0'] ?? 0, JSON.stringify(result)).toBeGreaterThanOrEqual(16);
+    const fallback = await https.stop();
+    expect(fallback.responses).toBeGreaterThan(0);
+    expect(fallback.failed, JSON.stringify(fallback)).toBe(0);
+    console.log(
+      `h2: ${JSON.stringify(result)}; HTTP/1.1 fallback: ${fallback.responses} responses`,
+    );
+  });
+});
