@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { controlRequest, controlSocketPath } from '../control/client.js';
 import type { MasterStatus, WorkerHealth } from '../control/schema.js';
+import { grpcHealthCall, grpcVerdict, healthService } from '../grpc/grpc-health.js';
 import { h2Get, openH2 } from '../http2/h2-get.js';
 import type { HttpProtocol } from '../protocol/ipc.js';
 import { HEALTH_REQUEST_MS, WORKER_CHECK_MARGIN_MS } from '../wait/timeouts.js';
@@ -58,6 +59,7 @@ export function checkHealthOnce(
   timeoutMs = HEALTH_REQUEST_MS,
 ): Promise<HealthProblem | undefined> {
   const path = target.path ?? '/';
+  if (target.http === 'grpc') return checkGrpcOnce(target, path, timeoutMs);
   if (target.http !== 'http/1.1') return checkHttp2Once(target, path, timeoutMs);
   return new Promise((resolve) => {
     const req = (target.tls ? https : http).get(
@@ -86,15 +88,42 @@ export function checkHealthOnce(
   });
 }
 
+/** The HTTP/2 authority of `target`: h2c with prior knowledge, or h2 over TLS by ALPN. */
+function authorityOf(target: HealthTarget): string {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  return `${target.tls ? 'https' : 'http'}://${host}:${target.port}`;
+}
+
+/**
+ * {@link checkHealthOnce} of a gRPC release: the standard health service's check of the
+ * service the health path names (`healthService`), read as `grpcVerdict` does.
+ */
+async function checkGrpcOnce(
+  target: HealthTarget,
+  path: string,
+  timeoutMs: number,
+): Promise<HealthProblem | undefined> {
+  const session = openH2(authorityOf(target));
+  const service = healthService(path);
+  try {
+    const verdict = grpcVerdict(await grpcHealthCall(session, service, { timeoutMs }), service);
+    if (isHealthy(verdict.status, target.path)) return undefined;
+    return { problem: verdict.problem ?? `answered ${verdict.status}`, answered: true };
+  } catch (error) {
+    const problem = `gRPC health check of ${service || 'the server'} failed: ${(error as Error).message}`;
+    return { problem, answered: false };
+  } finally {
+    session.close();
+  }
+}
+
 /** {@link checkHealthOnce} over HTTP/2: h2c with prior knowledge, or h2 over TLS by ALPN. */
 async function checkHttp2Once(
   target: HealthTarget,
   path: string,
   timeoutMs: number,
 ): Promise<HealthProblem | undefined> {
-  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
-  const scheme = target.http === 'h2' ? 'https' : 'http';
-  const session = openH2(`${scheme}://${host}:${target.port}`);
+  const session = openH2(authorityOf(target));
   try {
     const status = await h2Get(session, path, { timeoutMs });
     if (isHealthy(status, target.path)) return undefined;
@@ -150,7 +179,8 @@ export async function checkWorkers(
     const where = `(worker ${worker.pid}, asked through master ${pid})`;
     if (worker.status === null) return `no answer to GET ${path} ${where}: ${worker.error}`;
     if (!isHealthy(worker.status, healthPath)) {
-      return `GET ${path} answered ${worker.status} ${where}`;
+      // A gRPC worker says what its health service answered.
+      return `${worker.error ?? `GET ${path} answered ${worker.status}`} ${where}`;
     }
   }
   return undefined;

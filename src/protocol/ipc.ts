@@ -67,17 +67,18 @@ export type WorkerHealthReply = v.InferOutput<typeof WorkerHealthReplySchema>;
 /**
  * What a worker's app speaks on its sockets: HTTP/1.1 (over TLS when `tls`), HTTP/2 in clear
  * text with prior knowledge (`h2c`, an `http2.createServer()`), or HTTP/2 over TLS chosen by
- * ALPN (`h2`, an `http2.createSecureServer()`, with HTTP/1.1 as its fallback when it allows it).
- * Health checks through the bind and a worker's checks of itself speak it.
+ * ALPN (`h2`, an `http2.createSecureServer()`, with HTTP/1.1 as its fallback when it allows it),
+ * or gRPC (`grpc`, a grpc-js server: HTTP/2, over TLS when `tls`). Health checks through the
+ * bind and a worker's checks of itself speak it (gRPC: the standard health service).
  */
-export const HTTP_PROTOCOLS = ['http/1.1', 'h2c', 'h2'] as const;
+export const HTTP_PROTOCOLS = ['http/1.1', 'h2c', 'h2', 'grpc'] as const;
 export type HttpProtocol = (typeof HTTP_PROTOCOLS)[number];
 
 /** Messages a worker sends its master, validated by the master as they arrive. */
 export const WorkerMessageSchema = v.variant('type', [
   v.object({
     type: v.literal('ready'),
-    /** The app's server is a `tls.Server`: whoever checks it through the bind speaks TLS. */
+    /** The app's server speaks TLS: whoever checks it through the bind speaks TLS. */
     tls: v.optional(v.boolean(), false),
     /** Optional: a worker of an older prefork speaks HTTP/1.1. */
     http: v.optional(v.picklist(HTTP_PROTOCOLS), 'http/1.1'),

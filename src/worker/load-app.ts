@@ -2,6 +2,7 @@ import type { RequestListener } from 'node:http';
 import http from 'node:http';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
+import { grpcFront, isGrpcServer } from './grpc-front.js';
 
 /** A loaded app: the server to listen with, and its optional `drain()` and `close()` hooks. */
 export interface LoadedApp {
@@ -58,9 +59,16 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * or async, taking no arguments) returning one of those. Framework objects are taken as they
  * are exported, so no example needs glue: a Koa app (`callback()`), a Fastify instance
  * (`server` + `ready()`, awaited), or anything with a Web-standard `fetch(request)` such as a
- * Hono app (served through @hono/node-server's adapter, loaded only then).
+ * Hono app (served through @hono/node-server's adapter, loaded only then). A grpc-js `Server`,
+ * exported unbound, is served through its connection injector (`grpc-front.ts`), with the
+ * module's named export `credentials` when it has one.
  */
-async function toServer(exported: unknown, entry: string, depth = 0): Promise<net.Server> {
+async function toServer(
+  exported: unknown,
+  entry: string,
+  mod: Record<string, unknown>,
+  depth = 0,
+): Promise<net.Server> {
   if (exported instanceof net.Server) {
     if (exported.listening) {
       throw new AppContractError(
@@ -71,12 +79,18 @@ async function toServer(exported: unknown, entry: string, depth = 0): Promise<ne
   }
   if (typeof exported === 'function') {
     if (exported.length >= 2) return http.createServer(exported as RequestListener);
-    if (depth === 0) return toServer(await (exported as () => unknown)(), entry, depth + 1);
+    if (depth === 0) return toServer(await (exported as () => unknown)(), entry, mod, depth + 1);
+  }
+  if (isGrpcServer(exported)) {
+    // A grpc-js Server, exported unbound: served through its connection injector.
+    return grpcFront(exported, entry, mod.credentials).catch((error: Error) => {
+      throw new AppContractError(error.message);
+    });
   }
   if (isObject(exported)) {
     if (exported.server instanceof net.Server) {
       if (typeof exported.ready === 'function') await (exported.ready as () => unknown)();
-      return toServer(exported.server, entry, depth + 1);
+      return toServer(exported.server, entry, mod, depth + 1);
     }
     if (typeof exported.callback === 'function') {
       return http.createServer((exported.callback as () => RequestListener)());
@@ -88,7 +102,7 @@ async function toServer(exported: unknown, entry: string, depth = 0): Promise<ne
     }
   }
   throw new AppContractError(
-    `${entry} must export (default or module.exports) a request listener (req, res), an unlistened http.Server, a Koa, Fastify or fetch-style (Hono) app, or a function returning one; it exports ${describe(exported)}`,
+    `${entry} must export (default or module.exports) a request listener (req, res), an unlistened http.Server or http2 server, a grpc-js Server, a Koa, Fastify or fetch-style (Hono) app, or a function returning one; it exports ${describe(exported)}`,
   );
 }
 
@@ -99,6 +113,6 @@ export async function loadApp(entry: string): Promise<LoadedApp> {
   // ESM: `export function close()`; CommonJS: `module.exports.close = ...` on the listener.
   const drain = namedHook<[object]>(mod, exported, 'drain');
   const close = namedHook<[]>(mod, exported, 'close');
-  const server = await toServer(exported, entry);
+  const server = await toServer(exported, entry, mod);
   return { server, drain, close };
 }

@@ -5,7 +5,6 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import type net from 'node:net';
-import tls from 'node:tls';
 import * as v from 'valibot';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
@@ -21,7 +20,7 @@ import { describeIssues } from '../protocol/issues.js';
 import { workerTitle } from '../protocol/titles.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
 import { drainConnections } from './drain/drain.js';
-import { httpProtocolOf } from './http-protocol.js';
+import { httpProtocolOf, isTls } from './http-protocol.js';
 import { type LoadedApp, loadApp } from './load-app.js';
 import { RequestRecorder } from './request-recorder.js';
 import { checkSelf } from './self-check.js';
@@ -267,4 +266,4 @@ try {
   send({ type: 'boot-error', message });
   process.exit(1);
 }
-send({ type: 'ready', tls: app.server instanceof tls.Server, http: httpProtocolOf(app.server) });
+send({ type: 'ready', tls: isTls(app.server), http: httpProtocolOf(app.server) });

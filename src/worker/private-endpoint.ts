@@ -6,9 +6,15 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import {
+  type GrpcHealthVerdict,
+  grpcHealthCall,
+  grpcVerdict,
+  healthService,
+} from '../grpc/grpc-health.js';
 import { h2Get, openH2 } from '../http2/h2-get.js';
 import type { HttpProtocol } from '../protocol/ipc.js';
-import { httpProtocolOf } from './http-protocol.js';
+import { httpProtocolOf, isTls } from './http-protocol.js';
 
 /** How {@link PrivateEndpoint.get} sends its request. */
 export interface GetOptions {
@@ -48,12 +54,7 @@ export class PrivateEndpoint {
   static async open(server: net.Server): Promise<PrivateEndpoint> {
     const dir = mkdtempSync(join(tmpdir(), 'prefork-self-'));
     const listener = net.createServer((socket) => server.emit('connection', socket));
-    const endpoint = new PrivateEndpoint(
-      dir,
-      listener,
-      server instanceof tls.Server,
-      httpProtocolOf(server),
-    );
+    const endpoint = new PrivateEndpoint(dir, listener, isTls(server), httpProtocolOf(server));
     try {
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
@@ -73,6 +74,7 @@ export class PrivateEndpoint {
    */
   get(path: string, options: GetOptions): Promise<number> {
     const { timeoutMs } = options;
+    if (this.http === 'grpc') return this.checkGrpc(path, options).then(({ status }) => status);
     if (this.http !== 'http/1.1') {
       const headers = { ...options.headers, 'user-agent': options.userAgent };
       return h2Get(this.session(), path, { headers, timeoutMs, signal: options.signal });
@@ -102,16 +104,27 @@ export class PrivateEndpoint {
     });
   }
 
+  /**
+   * A gRPC app's answer to the health check of the service `path` names (`healthService`),
+   * read as `grpcVerdict` does. Rejects as {@link get} does.
+   */
+  async checkGrpc(path: string, options: GetOptions): Promise<GrpcHealthVerdict> {
+    const service = healthService(path);
+    const headers = { ...options.headers, 'user-agent': options.userAgent };
+    const { timeoutMs, signal } = options;
+    const answer = await grpcHealthCall(this.session(), service, { headers, timeoutMs, signal });
+    return grpcVerdict(answer, service);
+  }
+
   /** The HTTP/2 session to the app, opened on first use (and again if it was closed). */
   private session(): ClientHttp2Session {
     if (this.h2 === undefined || this.h2.closed || this.h2.destroyed) {
       const path = this.socketPath;
-      this.h2 =
-        this.http === 'h2'
-          ? openH2('https://localhost', () =>
-              tls.connect({ path, ALPNProtocols: ['h2'], rejectUnauthorized: false }),
-            )
-          : openH2('http://localhost', () => net.connect(path));
+      this.h2 = this.secure
+        ? openH2('https://localhost', () =>
+            tls.connect({ path, ALPNProtocols: ['h2'], rejectUnauthorized: false }),
+          )
+        : openH2('http://localhost', () => net.connect(path));
     }
     return this.h2;
   }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import type { WorkerHealthReply, WorkerHealthRequest } from '../protocol/ipc.js';
-import { isHttp2 } from './http-protocol.js';
+import { httpProtocolOf, isHttp2 } from './http-protocol.js';
 import { PrivateEndpoint } from './private-endpoint.js';
 
 /** Header that marks the health request, so the app's server can be watched answering it. */
@@ -31,6 +31,7 @@ export async function checkSelf(
     status,
     error,
   });
+  if (httpProtocolOf(server) === 'grpc') return checkGrpcSelf(server, request, reply);
   const id = `${process.pid}-${request.id}`;
   const abort = new AbortController();
   let endpoint: PrivateEndpoint | undefined;
@@ -98,6 +99,32 @@ export async function checkSelf(
     if (onRequest) server.removeListener('request', onRequest);
     if (onStream) server.removeListener('stream', onStream);
     abort.abort();
+    endpoint?.close();
+  }
+}
+
+/**
+ * {@link checkSelf} for a grpc-js app, whose calls cannot be watched arriving (grpc-js keeps
+ * its HTTP/2 server to itself): one health check call, bounded by the time to reach the app
+ * and the time to answer together. The reply carries the status on the HTTP scale and, when
+ * unhealthy, what gRPC said.
+ */
+async function checkGrpcSelf(
+  server: net.Server,
+  request: WorkerHealthRequest,
+  reply: (status: number | null, error: string | null) => WorkerHealthReply,
+): Promise<WorkerHealthReply> {
+  let endpoint: PrivateEndpoint | undefined;
+  try {
+    endpoint = await PrivateEndpoint.open(server);
+    const verdict = await endpoint.checkGrpc(request.path, {
+      userAgent: 'prefork-health',
+      timeoutMs: request.reachMs + request.answerMs,
+    });
+    return reply(verdict.status, verdict.problem ?? null);
+  } catch (error) {
+    return reply(null, (error as Error).message);
+  } finally {
     endpoint?.close();
   }
 }

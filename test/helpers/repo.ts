@@ -19,3 +19,9 @@ export function repoRoot(from: string): string {
 
 /** The repository root (where bin/prefork and the bundled releases live). */
 export const REPO = repoRoot(import.meta.url);
+
+/** A self-signed certificate for localhost/127.0.0.1, valid until 2126: for the tests only. */
+export const TLS_DIR = join(REPO, 'test/fixtures/tls');
+
+/** `key: ..., cert: ...` reading the tests' key and certificate: for a release's source. */
+export const TLS_FILES_SOURCE = `key: require('node:fs').readFileSync(${JSON.stringify(join(TLS_DIR, 'key.pem'))}), cert: require('node:fs').readFileSync(${JSON.stringify(join(TLS_DIR, 'cert.pem'))})`;

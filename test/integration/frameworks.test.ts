@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
+import { installExample } from '../helpers/examples.js';
 import { startLoad } from '../helpers/load.js';
 import { getJson, startMaster } from '../helpers/master.js';
 import { killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
@@ -15,19 +14,7 @@ let root: AppRoot;
 
 // The examples' node_modules are installed here, by the test setup, from the npm registry.
 beforeAll(async () => {
-  await Promise.all(
-    FRAMEWORKS.map(async (name) => {
-      cpSync(join(REPO, 'docs/examples', name), join(installed, name), { recursive: true });
-      const install = () =>
-        promisify(execFile)(
-          'npm',
-          ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock'],
-          { cwd: join(installed, name) },
-        );
-      // One retry: the registry is the network, and the network has bad seconds.
-      await install().catch(install);
-    }),
-  );
+  await Promise.all(FRAMEWORKS.map((name) => installExample(name, join(installed, name))));
 }, 300_000);
 
 afterEach(() => {

@@ -1,14 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startH2Clients } from '../helpers/h2-clients.js';
 import { startLoad } from '../helpers/load.js';
 import { startMaster } from '../helpers/master.js';
 import { killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
-
-/** A self-signed certificate for localhost/127.0.0.1, valid until 2126: for these tests only. */
-const TLS_DIR = join(REPO, 'test/fixtures/tls');
+import { TLS_FILES_SOURCE } from '../helpers/repo.js';
 
 let root: AppRoot;
 
@@ -39,12 +36,10 @@ module.exports = server;
 
 /** An HTTP/2-over-TLS release (ALPN), in Node's compatibility API, with HTTP/1.1 as fallback. */
 function h2TlsRelease(name: string): Record<string, string | object> {
-  const file = (f: string) => JSON.stringify(join(TLS_DIR, f));
   return {
     'package.json': { name: `test-${name}`, version: '1.0.0', main: 'index.js' },
     'index.js': `const http2 = require('node:http2');
-const fs = require('node:fs');
-const options = { key: fs.readFileSync(${file('key.pem')}), cert: fs.readFileSync(${file('cert.pem')}), allowHTTP1: true };
+const options = { ${TLS_FILES_SOURCE}, allowHTTP1: true };
 module.exports = http2.createSecureServer(options, (req, res) => {
   if (req.url === '/health') return res.end('ok');
   res.setHeader('content-type', 'application/json');

@@ -1,12 +1,9 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startLoad } from '../helpers/load.js';
 import { startMaster } from '../helpers/master.js';
 import { killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
-
-/** A self-signed certificate for localhost/127.0.0.1, valid until 2126: for these tests only. */
-const TLS_DIR = join(REPO, 'test/fixtures/tls');
+import { TLS_FILES_SOURCE } from '../helpers/repo.js';
 
 let root: AppRoot;
 
@@ -17,12 +14,10 @@ afterEach(() => {
 
 /** A release exporting an unlistened `https.Server` (README, "Quick start") that answers `{ release, pid }`. */
 function httpsRelease(name: string): Record<string, string | object> {
-  const file = (f: string) => JSON.stringify(join(TLS_DIR, f));
   return {
     'package.json': { name: `test-${name}`, version: '1.0.0', main: 'index.js' },
     'index.js': `const https = require('node:https');
-const fs = require('node:fs');
-const options = { key: fs.readFileSync(${file('key.pem')}), cert: fs.readFileSync(${file('cert.pem')}) };
+const options = { ${TLS_FILES_SOURCE} };
 module.exports = https.createServer(options, (req, res) => {
   if (req.url === '/health') return res.end('ok');
   res.setHeader('content-type', 'application/json');

@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
+import { installExample } from '../helpers/examples.js';
 import { startLoad } from '../helpers/load.js';
 import {
   type ClientSet,
@@ -28,15 +27,7 @@ const clientSets: ClientSet[] = [];
 
 // The example's node_modules (ws) are installed here, by the test setup, from the npm registry.
 beforeAll(async () => {
-  cpSync(join(REPO, 'docs/examples/websocket'), installed, { recursive: true });
-  const install = () =>
-    promisify(execFile)(
-      'npm',
-      ['install', '--omit=dev', '--no-audit', '--no-fund', '--no-package-lock'],
-      { cwd: installed },
-    );
-  // One retry: the registry is the network, and the network has bad seconds.
-  await install().catch(install);
+  await installExample('websocket', installed);
 }, 300_000);
 
 afterEach(() => {

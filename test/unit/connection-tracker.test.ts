@@ -9,9 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectionTracker } from '../../src/worker/drain/connection-tracker.js';
 import { drainConnections } from '../../src/worker/drain/drain.js';
 import { waitFor } from '../helpers/processes.js';
-import { REPO } from '../helpers/repo.js';
+import { TLS_DIR } from '../helpers/repo.js';
 
-const TLS_DIR = join(REPO, 'test/fixtures/tls');
 const servers: net.Server[] = [];
 const sockets: net.Socket[] = [];
 

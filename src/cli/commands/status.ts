@@ -139,5 +139,6 @@ function protocolNote(workers: { tls: boolean; http: string }[]): string {
   const http = workers.find((w) => w.http !== 'http/1.1')?.http;
   if (http === 'h2c') return ' (HTTP/2, h2c)';
   if (http === 'h2') return ' (HTTP/2 over TLS)';
+  if (http === 'grpc') return workers.some((w) => w.tls) ? ' (gRPC over TLS)' : ' (gRPC)';
   return workers.some((w) => w.tls) ? ' (HTTPS)' : '';
 }

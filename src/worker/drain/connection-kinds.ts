@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Http2Session } from 'node:http2';
 
 /** The kinds of client connection a worker tells apart while it drains. */
-export type ConnectionKind = 'tls-handshake' | 'http1' | 'upgraded' | 'http2';
+export type ConnectionKind = 'tls-handshake' | 'http1' | 'upgraded' | 'http2' | 'grpc';
 
 /** What the tracker knows of one client connection. */
 export interface ConnectionState {
@@ -88,10 +88,23 @@ const http2Session: ConnectionStrategy = {
   onDrainStart: ({ session }) => session?.close(),
 };
 
+/**
+ * A connection handed to a grpc-js server, whose sessions and calls grpc-js keeps to itself:
+ * busy until it closes. The drain asks grpc-js to close its sessions by GOAWAY
+ * (`GrpcFront.drainSessions`), the way an HTTP/2 session is closed above; each connection
+ * closes once its calls in flight have finished.
+ */
+const grpc: ConnectionStrategy = {
+  isBusy: () => true,
+  closesWhenIdle: false,
+  onDrainStart: () => {},
+};
+
 /** Each kind's strategy. */
 export const STRATEGIES: Record<ConnectionKind, ConnectionStrategy> = {
   'tls-handshake': tlsHandshake,
   http1,
   upgraded,
   http2: http2Session,
+  grpc,
 };

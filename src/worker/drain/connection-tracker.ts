@@ -3,6 +3,7 @@ import type { Http2Session, ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
+import { GrpcFront } from '../grpc-front.js';
 import { isHttp2 } from '../http-protocol.js';
 import { type ConnectionState, STRATEGIES } from './connection-kinds.js';
 
@@ -39,6 +40,13 @@ export class ConnectionTracker {
     onRequest: () => void,
     public timing = false,
   ) {
+    if (server instanceof GrpcFront) {
+      // Its calls are grpc-js's own: only the connections are seen (no request count).
+      server.on('connection', (socket: net.Socket) => {
+        this.track(socket).kind = 'grpc';
+      });
+      return;
+    }
     const http2 = isHttp2(server);
     if (http2) this.trackHttp2(server, onRequest);
     if (server instanceof tls.Server) {

@@ -1,6 +1,7 @@
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import { pollUntil } from '../../wait/wait.js';
+import { GrpcFront } from '../grpc-front.js';
 import type { LoadedApp } from '../load-app.js';
 import { stopAccepting } from '../serve.js';
 import type { ConnectionTracker } from './connection-tracker.js';
@@ -42,6 +43,8 @@ export async function drainConnections(
   logger.info({ reason, connections: tracker.size, byKind: tracker.byKind() }, 'draining');
   stopAccepting(listeners);
   tracker.startDraining();
+  // A grpc-js server closes its own sessions; what is open at the deadline is closed below.
+  if (app.server instanceof GrpcFront) app.server.drainSessions(gracefulTimeoutMs);
   callDrainHook(app.drain, drainInfo(reason, deadline, goodbyeWindowMs, logger), logger);
   const drained = await pollUntil(
     () => {
