@@ -6,6 +6,7 @@
  * protocol is {@link CONTROL_PROTOCOL}'s predecessors, `versions.ts`).
  */
 import * as v from 'valibot';
+import { ConnectionCountsSchema } from '../protocol/connections.js';
 import { WORKER_EXIT_REASONS, type WorkerExitReason } from '../protocol/exits.js';
 import { FiguresSchema, HTTP_PROTOCOLS } from '../protocol/ipc.js';
 
@@ -65,6 +66,12 @@ export const WorkerStatusSchema = v.object({
   age: v.optional(v.number(), 0),
   /** An exec worker's last `STATUS=` text (sd_notify), when it sent one. */
   status: v.optional(v.string()),
+  /** A Node worker's open connections by kind (absent from an exec worker, or an older master). */
+  connections: v.optional(ConnectionCountsSchema),
+  /** While it drains: when the connections still open are closed (`Date.now()` ms). */
+  drainDeadline: v.optional(v.number()),
+  /** Connections it closed because they were still open at its drain's deadline. */
+  closedAtDeadline: v.optional(whole, 0),
 });
 export type WorkerStatus = v.InferOutput<typeof WorkerStatusSchema>;
 
@@ -93,6 +100,8 @@ export const MasterStatusSchema = v.pipe(
     version: v.optional(v.string(), '?'),
     releaseDir: v.string(),
     state: v.picklist(MASTER_STATES),
+    /** Connections its workers, alive and gone, closed at a drain's deadline (`ExitReport`). */
+    closedAtDeadline: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 0),
     workersStopped: v.optional(v.boolean(), false),
     desiredWorkers: atLeastOne,
     /**
@@ -159,6 +168,10 @@ export const ReleaseMetricsSchema = v.object({
    * (prefork is not in its data path) and when metrics are off.
    */
   figures: v.optional(FiguresSchema),
+  /** Its Node workers' open connections, summed (optional: older masters do not send them). */
+  connections: v.optional(ConnectionCountsSchema, { byKind: {}, streams: 0 }),
+  /** Connections its workers, alive and gone, closed at their drain's deadline. */
+  closedAtDeadline: v.optional(whole, 0),
 });
 export type ReleaseMetrics = v.InferOutput<typeof ReleaseMetricsSchema>;
 

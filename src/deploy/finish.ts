@@ -4,6 +4,8 @@ import { EXIT, messageOf, PreforkError } from '../errors/index.js';
 import { appendHistory, countOutcome, journalStep } from '../journal/journal.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { oldbinPath } from '../protocol/files.js';
+import { describeClosedAtDeadline } from '../report/connections.js';
+import { takeExitReport } from '../state/exit-report.js';
 import { PIDFILE_SETTLE_MS } from '../wait/timeouts.js';
 import { poll } from '../wait/wait.js';
 import { type DeployContext, newPidOf, step } from './context.js';
@@ -35,6 +37,7 @@ export async function finish(ctx: DeployContext): Promise<void> {
       () => new Error(`${oldbin} was left behind`),
     );
   });
+  reportDrain(ctx, old.pid);
   const serving = await queryMaster(config.root, newPid);
   ctx.preforkVersion = serving?.preforkVersion;
   if (serving?.canary === true) {
@@ -64,4 +67,20 @@ export async function finish(ctx: DeployContext): Promise<void> {
     // A counter for the dashboard: the deploy itself is done and recorded.
     ctx.reporter.info(`cannot count the deploy in .prefork/deploys.json: ${messageOf(error)}`);
   }
+}
+
+/**
+ * Tells what the old master's drain closed at the graceful timeout, from the report it left
+ * as it exited (none when it was killed: then its connections died with it, uncounted).
+ */
+function reportDrain(ctx: DeployContext, pid: number): void {
+  const report = takeExitReport(ctx.config.root, pid);
+  if (report === undefined) return;
+  // What it closed before this deploy began is not this deploy's.
+  const closed = Math.max(0, report.closedAtDeadline - (ctx.old.closedAtDeadline ?? 0));
+  ctx.reporter.info(
+    closed === 0
+      ? `old master ${pid}: every connection finished before the graceful timeout`
+      : `old master ${pid}: ${describeClosedAtDeadline(closed, report.gracefulTimeoutS)}`,
+  );
 }

@@ -3,13 +3,14 @@ import { messageOf } from '../errors/index.js';
 import { tellStderr } from '../log/logger.js';
 import { PREFORK_VERSION } from '../protocol/version.js';
 import { HANDOVER_PROTOCOL } from '../protocol/versions.js';
+import { writeExitReport } from '../state/exit-report.js';
 import { writePidfile } from '../state/pidfile.js';
 import { QUICK_KILL_MS } from '../wait/timeouts.js';
 import type { MasterEffects } from './effects.js';
 import { cleanUpAndExit } from './master-exit.js';
 import type { MasterParts } from './master-parts.js';
 import type { UpgradeState } from './upgrade-state.js';
-import type { PoolLimits, WorkerPool } from './worker-pool.js';
+import { closedAtDeadline, type PoolLimits, type WorkerPool } from './worker-pool.js';
 
 /** A master's life: booting until every worker is ready, running, then stopping. */
 export type MasterState = 'booting' | 'running' | 'stopping';
@@ -28,7 +29,7 @@ export class Lifecycle {
   constructor(
     private readonly parts: Pick<
       MasterParts,
-      'handover' | 'onBootFailure' | 'control' | 'notifyDir' | 'sockets' | 'metrics'
+      'handover' | 'onBootFailure' | 'control' | 'notifyDir' | 'sockets' | 'metrics' | 'config'
     >,
     private readonly pool: WorkerPool,
     private readonly upgrade: UpgradeState,
@@ -98,11 +99,22 @@ export class Lifecycle {
     this.killAllAt = undefined;
   }
 
-  /** Cleans up and exits (`master-exit.ts`), once. */
+  /** Cleans up and exits (`master-exit.ts`), once, leaving its exit report for the deploy. */
   exit(pidfile: string): void {
     if (this.exited) return;
     this.exited = true;
     const code = this.code;
+    const { root, gracefulTimeout } = this.parts.config;
+    try {
+      writeExitReport(root, {
+        pid: process.pid,
+        at: this.effects.now(),
+        closedAtDeadline: closedAtDeadline(this.pool),
+        gracefulTimeoutS: gracefulTimeout,
+      });
+    } catch (error) {
+      this.logger.warn({ err: error }, `cannot write the exit report: ${messageOf(error)}`);
+    }
     cleanUpAndExit(this.parts, pidfile, this.upgrade, this.logger, code, () =>
       this.effects.exit(code),
     );

@@ -5,6 +5,7 @@ import type { Generation } from './generations.js';
 import type { MasterParts } from './master-parts.js';
 import type { UpgradeState } from './upgrade-state.js';
 import type { WorkerPool } from './worker-pool.js';
+import { closedAtDeadline } from './worker-pool.js';
 
 /** What a master's reports are made of (a view of its state at the moment of asking). */
 export interface ReportSource {
@@ -47,6 +48,7 @@ export function statusReport(source: ReportSource): MasterStatus {
     workerIdentity: parts.identity ?? null,
     metrics: parts.metrics?.socket.address ?? null,
     traffic: pool.book.traffic(),
+    closedAtDeadline: closedAtDeadline(pool),
     protocol: CONTROL_PROTOCOL,
     workers: [...pool.all()].map((w) => ({
       pid: w.pid,
@@ -60,6 +62,9 @@ export function statusReport(source: ReportSource): MasterStatus {
       rss: w.rss,
       age: Math.round((now - w.bornAt) / 1000),
       ...(w.statusText === undefined ? {} : { status: w.statusText }),
+      ...(w.connections === undefined ? {} : { connections: w.connections }),
+      ...(w.drainDeadline === undefined ? {} : { drainDeadline: w.drainDeadline }),
+      closedAtDeadline: w.closedAtDeadline,
     })),
   };
 }

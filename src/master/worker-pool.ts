@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { WorkerHealth } from '../control/schema.js';
 import { isFigures } from '../figures/figures.js';
 import { ReleaseBook } from '../metrics/release-book.js';
+import { connectionTotal } from '../protocol/connections.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { MasterMessage, WorkerMessage } from '../protocol/ipc.js';
 import { WORKER_KILL_GRACE_MS } from '../wait/timeouts.js';
@@ -37,6 +38,14 @@ export interface ExitedWorker {
  * goes through each record's `kind`; the master decides how many workers of which generation
  * there should be, the pool carries it out.
  */
+/**
+ * Connections the pool's workers, alive and gone, closed at a drain's deadline (as the book
+ * keeps them: it forgets releases long gone, `ReleaseBook`).
+ */
+export function closedAtDeadline(pool: Pick<WorkerPool, 'book' | 'all'>): number {
+  return pool.book.releases(pool.all()).reduce((sum, r) => sum + r.closedAtDeadline, 0);
+}
+
 export class WorkerPool {
   private readonly workers = new Map<number, WorkerRecord>();
   private readonly healthChecks = new WorkerHealthChecks();
@@ -145,6 +154,9 @@ export class WorkerPool {
         worker.requests = message.requests;
         worker.rss = message.rss;
         if (isFigures(message.figures)) worker.figures = message.figures;
+        if (message.connections !== undefined) worker.connections = message.connections;
+        worker.drainDeadline = message.drainDeadline;
+        worker.closedAtDeadline = message.closedAtDeadline ?? 0;
         this.checkMemory(worker, limits);
         break;
       case 'boot-error':
@@ -235,6 +247,10 @@ export class WorkerPool {
       ) {
         this.kill(worker, silence.why, 'hung');
       } else if (worker.killAt !== undefined && now > worker.killAt) {
+        // Its connections (as its last heartbeat counted them) die with it: closed at the
+        // deadline too, by the master instead of the worker.
+        const left = worker.connections === undefined ? 0 : connectionTotal(worker.connections);
+        worker.closedAtDeadline = Math.max(worker.closedAtDeadline, left);
         this.kill(worker, 'still draining past the graceful timeout', 'killed');
       } else if (worker.state === 'ready' && worker.readyAt && now - worker.readyAt > healthyMs) {
         healthy.push(worker);

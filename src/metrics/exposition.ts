@@ -6,6 +6,7 @@ import {
 } from 'prom-client';
 import type { MasterMetrics } from '../control/schema.js';
 import { histogramOf } from '../figures/figures.js';
+import { CONNECTION_COUNT_KINDS } from '../protocol/connections.js';
 import { WORKER_EXIT_REASONS } from '../protocol/exits.js';
 import { STATUS_CLASSES } from '../protocol/figures.js';
 
@@ -59,8 +60,18 @@ export function masterSeries(master: MasterMetrics): Series[] {
   const workers: SeriesValue[] = [];
   const exits: SeriesValue[] = [];
   const memory: SeriesValue[] = [];
+  const connections: SeriesValue[] = [];
+  const streams: SeriesValue[] = [];
+  const closed: SeriesValue[] = [];
   for (const r of master.releases) {
     const release = r.release;
+    if (r.kind === 'node') {
+      for (const kind of CONNECTION_COUNT_KINDS) {
+        connections.push({ labels: { release, kind }, value: r.connections.byKind[kind] ?? 0 });
+      }
+      streams.push({ labels: { release }, value: r.connections.streams });
+      closed.push({ labels: { release }, value: r.closedAtDeadline });
+    }
     for (const state of ['booting', 'ready', 'draining'] as const) {
       workers.push({ labels: { release, state }, value: r.workers[state] });
     }
@@ -115,6 +126,24 @@ export function masterSeries(master: MasterMetrics): Series[] {
       "Workers' resident memory, summed by release.",
       'gauge',
       memory,
+    ),
+    series(
+      'prefork_connections',
+      "Node workers' open client connections, by release and kind (HTTP/1.1 busy or idle, upgraded, HTTP/2 sessions, gRPC, TLS handshakes).",
+      'gauge',
+      connections,
+    ),
+    series(
+      'prefork_http2_streams',
+      "Streams open on Node workers' HTTP/2 sessions, by release.",
+      'gauge',
+      streams,
+    ),
+    series(
+      'prefork_connections_closed_at_deadline_total',
+      'Connections draining Node workers closed because they were still open at the graceful timeout, by release.',
+      'counter',
+      closed,
     ),
   ];
 }

@@ -1,5 +1,6 @@
 import type { ReleaseMetrics, ReleaseTraffic, WorkerStatus } from '../control/schema.js';
 import { addFigures, emptyFigures, responsesIn } from '../figures/figures.js';
+import { addConnections, type ConnectionCounts, noConnections } from '../protocol/connections.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { RequestFigures } from '../protocol/figures.js';
 
@@ -10,6 +11,8 @@ export interface BookWorker {
   rss: number;
   requests: number;
   figures: RequestFigures | undefined;
+  connections: ConnectionCounts | undefined;
+  closedAtDeadline: number;
 }
 
 /** A release's workers that are gone: their last figures and how they went. */
@@ -18,6 +21,7 @@ interface GoneWorkers {
   kind: 'node' | 'exec';
   requests: number;
   figures: RequestFigures | undefined;
+  closedAtDeadline: number;
   exits: Partial<Record<WorkerExitReason, number>>;
   /** When the last of them exited (for pruning). */
   at: number;
@@ -55,10 +59,12 @@ export class ReleaseBook {
       kind,
       requests: 0,
       figures: undefined,
+      closedAtDeadline: 0,
       exits: {},
       at: now,
     };
     entry.requests += worker.requests;
+    entry.closedAtDeadline += worker.closedAtDeadline;
     if (worker.figures !== undefined) {
       entry.figures = addFigures(entry.figures ?? emptyFigures(), worker.figures);
     }
@@ -81,6 +87,8 @@ export class ReleaseBook {
           workers: { booting: 0, ready: 0, draining: 0 },
           rss: 0,
           exits: {},
+          connections: noConnections(),
+          closedAtDeadline: 0,
         };
         byRelease.set(name, entry);
       }
@@ -91,6 +99,10 @@ export class ReleaseBook {
       const entry = entryOf(name, version, kind);
       entry.workers[worker.state] += 1;
       entry.rss += worker.rss;
+      if (worker.connections !== undefined) {
+        entry.connections = addConnections(entry.connections, worker.connections);
+      }
+      entry.closedAtDeadline += worker.closedAtDeadline;
       if (worker.figures !== undefined) {
         entry.figures = addFigures(entry.figures ?? emptyFigures(), worker.figures);
       }
@@ -99,6 +111,7 @@ export class ReleaseBook {
     for (const [name, gone] of this.gone) {
       const entry = entryOf(name, gone.version, gone.kind);
       entry.exits = { ...gone.exits };
+      entry.closedAtDeadline += gone.closedAtDeadline;
       if (gone.figures !== undefined) {
         entry.figures = addFigures(entry.figures ?? emptyFigures(), gone.figures);
       }

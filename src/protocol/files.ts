@@ -36,6 +36,14 @@ export function controlSocketPid(name: string): number | undefined {
   return pid === undefined ? undefined : Number(pid);
 }
 
+/**
+ * Under {@link STATE_DIR}: what the master with this pid left when it exited (its drain's
+ * account, `exit-report.ts`), read and removed by the deploy that stopped it.
+ */
+export function exitReportName(pid: number): string {
+  return `master-${pid}.exit.json`;
+}
+
 /** Under {@link STATE_DIR}: the journal of the deploy in progress (or the last one). */
 export const JOURNAL_FILE = 'deploy.json';
 /** Under {@link STATE_DIR}: the successful deploys, oldest first. */

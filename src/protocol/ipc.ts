@@ -3,6 +3,7 @@
  * their channel (JSON serialization) each way.
  */
 import * as v from 'valibot';
+import { ConnectionCountsSchema } from './connections.js';
 import { LATENCY_BOUNDS, type RequestFigures, STATUS_CLASSES } from './figures.js';
 
 /** A count or a duration in ms: any number from 0 (a setting in seconds may give a fraction). */
@@ -89,6 +90,12 @@ export const WorkerMessageSchema = v.variant('type', [
     rss: v.number(),
     /** Present when the master asked for them ({@link WorkerOptions.metrics}). */
     figures: v.optional(FiguresSchema),
+    /** Its open connections (optional: a worker of an older prefork does not count them). */
+    connections: v.optional(ConnectionCountsSchema),
+    /** While it drains: when the connections still open will be closed (`Date.now()` ms). */
+    drainDeadline: v.optional(v.number()),
+    /** Connections it closed because they were still open at its drain's deadline. */
+    closedAtDeadline: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   }),
   /** An exec worker's `WATCHDOG=1` (sd_notify): alive, nothing else known. */
   v.object({ type: v.literal('watchdog') }),

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import type { ConnectionCounts } from '../protocol/connections.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { RequestFigures } from '../protocol/figures.js';
 import type { HttpProtocol, WorkerMessage, WorkerOptions } from '../protocol/ipc.js';
@@ -42,6 +43,12 @@ export interface WorkerRecord {
   rssAt: number;
   /** A Node worker's request figures, from its latest heartbeat (with metrics on). */
   figures: RequestFigures | undefined;
+  /** A Node worker's open connections by kind, from its latest heartbeat. */
+  connections: ConnectionCounts | undefined;
+  /** While a Node worker drains: when it closes the connections still open (`Date.now()` ms). */
+  drainDeadline: number | undefined;
+  /** Connections it closed because they were still open at its drain's deadline. */
+  closedAtDeadline: number;
   /** Why its exit is on the way, when the master decided it (killed, quick shutdown). */
   exitReason: WorkerExitReason | undefined;
 }
@@ -101,6 +108,9 @@ export function newWorkerRecord(
     lastOutput: undefined,
     rssAt: 0,
     figures: undefined,
+    connections: undefined,
+    drainDeadline: undefined,
+    closedAtDeadline: 0,
     exitReason: undefined,
   };
 }

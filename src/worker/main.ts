@@ -19,7 +19,7 @@ import {
 import { describeIssues } from '../protocol/issues.js';
 import { workerTitle } from '../protocol/titles.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
-import { drainConnections } from './drain/drain.js';
+import { type DrainProgress, drainConnections } from './drain/drain.js';
 import { httpProtocolOf, isTls } from './http-protocol.js';
 import { type LoadedApp, loadApp } from './load-app.js';
 import { RequestRecorder } from './request-recorder.js';
@@ -78,12 +78,18 @@ let warming = false;
 /** How long a draining worker waits for its last heartbeat to be handed to the master. */
 const LAST_HEARTBEAT_MS = 1000;
 
+/** Where this worker's drain is, once it began. */
+const drainProgress: DrainProgress = { deadline: undefined, closedAtDeadline: 0 };
+
 function heartbeatMessage(): WorkerMessage {
   return {
     type: 'heartbeat',
     requests: tracker?.requests ?? 0,
     rss,
     ...(recorder === undefined ? {} : { figures: recorder.figures }),
+    ...(tracker === undefined ? {} : { connections: tracker.counts() }),
+    ...(drainProgress.deadline === undefined ? {} : { drainDeadline: drainProgress.deadline }),
+    closedAtDeadline: drainProgress.closedAtDeadline,
   };
 }
 
@@ -115,7 +121,7 @@ async function drain(reason: string, code = 0): Promise<void> {
   if (draining) return;
   draining = true;
   if (!serving || tracker === undefined || app === undefined) exit(code, `${reason} before ready`);
-  await drainConnections({ app, listeners, tracker, logger }, options, reason);
+  await drainConnections({ app, listeners, tracker, logger }, options, reason, drainProgress);
   await sendLastHeartbeat();
   exit(code, reason);
 }

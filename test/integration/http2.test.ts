@@ -97,6 +97,16 @@ describe('an app that serves HTTP/2', () => {
 
     const pool = startH2Clients(url, { connections: 32, streams: 4 });
     await waitFor('traffic', () => (pool.result.byRelease['h2c-a'] ?? 0) > 200);
+    // Each worker counts its sessions and their open streams (status --json, from heartbeats).
+    await waitFor('the sessions counted', async () => {
+      const json = JSON.parse((await runPrefork(['status', '--json', '--root', root.dir])).stdout);
+      const workers = json.pidfiles[0].master.workers as {
+        connections?: { byKind: { http2?: number }; streams: number };
+      }[];
+      const sessions = workers.reduce((n, w) => n + (w.connections?.byKind.http2 ?? 0), 0);
+      const streams = workers.reduce((n, w) => n + (w.connections?.streams ?? 0), 0);
+      return sessions >= 32 && streams > 0;
+    });
     await deployAndRollBack('h2c-a', 'h2c-b', () => pool.result.byRelease);
     const result = await pool.stop();
     expect(result.failed, JSON.stringify(result)).toBe(0);

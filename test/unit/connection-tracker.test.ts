@@ -99,8 +99,8 @@ describe('the drain of an HTTPS worker', () => {
     await new Promise((resolve) => client.once('secureConnect', resolve));
     // Node names the socket a TLS socket wraps `_parent` (the tracker relies on it): after the
     // handshake the connection counts once, as a TLS connection.
-    await waitFor('the handshake on the server', () => tracker.byKind().http1 === 1);
-    expect(tracker.byKind()).toEqual({ http1: 1 });
+    await waitFor('the handshake on the server', () => tracker.counts().byKind.http1_idle === 1);
+    expect(tracker.counts()).toEqual({ byKind: { http1_idle: 1 }, streams: 0 });
     expect(tracker.size).toBe(1);
     client.destroy();
     await waitFor('the connection gone', () => tracker.size === 0);
@@ -113,7 +113,7 @@ describe('the drain of an HTTPS worker', () => {
     sockets.push(client);
     // TLS 1.3: the client has the server's whole flight; its Finished is held back.
     await new Promise((resolve) => client.once('secureConnect', resolve));
-    expect(tracker.byKind()).toEqual({ 'tls-handshake': 1 });
+    expect(tracker.counts()).toEqual({ byKind: { tls_handshake: 1 }, streams: 0 });
     let answer = '';
     client.on('data', (data) => {
       answer += data;

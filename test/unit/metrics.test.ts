@@ -40,6 +40,8 @@ function worker(
     rss: 1000,
     requests,
     figures: f,
+    connections: undefined,
+    closedAtDeadline: 0,
   };
 }
 
@@ -166,6 +168,8 @@ describe('the exposition of two masters', () => {
         rss: 2e6,
         exits: { drained: 3 },
         figures: figures(40, 2),
+        connections: { byKind: { http1_idle: 5, upgraded: 2 }, streams: 0 },
+        closedAtDeadline: 2,
       },
     ],
   };
@@ -183,6 +187,8 @@ describe('the exposition of two masters', () => {
         rss: 3e6,
         exits: {},
         figures: figures(7),
+        connections: { byKind: { http2: 3 }, streams: 4 },
+        closedAtDeadline: 0,
       },
       {
         release: 'v1',
@@ -192,6 +198,8 @@ describe('the exposition of two masters', () => {
         rss: 1e6,
         exits: { boot_failed: 1 },
         figures: figures(3, 1),
+        connections: { byKind: { http1_idle: 1 }, streams: 0 },
+        closedAtDeadline: 1,
       },
       {
         release: 'x1',
@@ -200,6 +208,8 @@ describe('the exposition of two masters', () => {
         workers: { booting: 0, ready: 1, draining: 0 },
         rss: 5e6,
         exits: {},
+        connections: { byKind: {}, streams: 0 },
+        closedAtDeadline: 0,
       },
     ],
   };
@@ -229,8 +239,16 @@ describe('the exposition of two masters', () => {
     expect(sample(text, 'prefork_worker_exits_total{release="v1",reason="boot_failed"}')).toBe(1);
     expect(sample(text, 'prefork_worker_exits_total{release="v2",reason="crashed"}')).toBe(0);
     expect(sample(text, 'prefork_worker_resident_memory_bytes{release="v1"}')).toBe(3e6);
+    // Open connections by kind (0 for a kind with none), and those closed at a deadline.
+    expect(sample(text, 'prefork_connections{release="v1",kind="http1_idle"}')).toBe(6);
+    expect(sample(text, 'prefork_connections{release="v1",kind="upgraded"}')).toBe(2);
+    expect(sample(text, 'prefork_connections{release="v1",kind="http1_busy"}')).toBe(0);
+    expect(sample(text, 'prefork_connections{release="v2",kind="http2"}')).toBe(3);
+    expect(sample(text, 'prefork_http2_streams{release="v2"}')).toBe(4);
+    expect(sample(text, 'prefork_connections_closed_at_deadline_total{release="v1"}')).toBe(3);
     // An exec release: workers and memory, no request series.
     expect(sample(text, 'prefork_workers{release="x1",state="ready"}')).toBe(1);
+    expect(text).not.toMatch(/prefork_connections\{release="x1"/);
     expect(text).not.toMatch(/prefork_http_requests_total\{release="x1"/);
     // The service: the running master's release, two masters, and the master's own process.
     expect(sample(text, 'prefork_release_info{release="v2",version="2.0.0"}')).toBe(1);

@@ -3,6 +3,8 @@ import { controlRequest, controlSocketPath } from '../../control/client.js';
 import { EXIT, PreforkError, UsageError } from '../../errors/index.js';
 import { sendSignal } from '../../process/alive.js';
 import { type StopStep, stopProcess } from '../../process/stop.js';
+import { describeClosedAtDeadline } from '../../report/connections.js';
+import { takeExitReport } from '../../state/exit-report.js';
 import { MASTER_QUIT_MARGIN_MS, MASTER_TERM_MS } from '../../wait/timeouts.js';
 import { resolveMaster } from '../master-target.js';
 import { addRootOptions } from '../options.js';
@@ -73,6 +75,13 @@ export function registerSignalCommands(program: Command): void {
         EXIT.failed,
       );
     }
-    process.stdout.write(`prefork: master ${master.pid} stopped\n`);
+    // What it closed at a deadline during the stop: its total at the end, less the one before.
+    const report = takeExitReport(config.root, master.pid);
+    const closed = (report?.closedAtDeadline ?? 0) - master.closedAtDeadline;
+    const note =
+      report === undefined || closed <= 0
+        ? ''
+        : `: ${describeClosedAtDeadline(closed, report.gracefulTimeoutS)}`;
+    process.stdout.write(`prefork: master ${master.pid} stopped${note}\n`);
   });
 }

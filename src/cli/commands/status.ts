@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
 import { ControlProtocolError, diagnoseNoAnswer, queryMaster } from '../../control/client.js';
-import type { MasterStatus } from '../../control/schema.js';
+import type { MasterStatus, WorkerStatus } from '../../control/schema.js';
 import { type Journal, readJournal } from '../../journal/journal.js';
 import { isAlive } from '../../process/alive.js';
+import { addConnections, noConnections } from '../../protocol/connections.js';
 import { readCurrentTarget } from '../../release/current-link.js';
+import { describeConnections } from '../../report/connections.js';
 import { readPidfilePair } from '../../state/pidfile.js';
 import { addRootOptions, configSources } from '../options.js';
 
@@ -51,9 +53,42 @@ function describeMaster(report: PidfileReport): string[] {
       `  traffic [${t.release}]: ${t.rate.toFixed(1)} req/s, ${share} (last ${t.windowS} s)`,
     );
   }
+  lines.push(...describeGenerations(m.workers));
   for (const w of m.workers) {
     lines.push(
       `  worker ${w.pid} [${w.release}] ${w.state.padEnd(8)} requests ${(w.kind === 'exec' ? '-' : String(w.requests)).padStart(7)}  rss ${megabytes(w.rss).padStart(9)}  age ${w.age}s${w.status === undefined ? '' : `  status: ${w.status}`}`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * Per release (a master's generation), its Node workers' open connections by kind; while some
+ * of them drain, what those hold, when it is closed, and what was closed at the deadline so far.
+ */
+function describeGenerations(workers: WorkerStatus[]): string[] {
+  const lines: string[] = [];
+  const counted = workers.filter((w) => w.connections !== undefined);
+  for (const release of new Set(counted.map((w) => w.release))) {
+    const own = counted.filter((w) => w.release === release);
+    const total = (list: WorkerStatus[]) =>
+      list.reduce(
+        (sum, w) => addConnections(sum, w.connections ?? noConnections()),
+        noConnections(),
+      );
+    lines.push(`  connections [${release}]: ${describeConnections(total(own))}`);
+    const draining = own.filter((w) => w.state === 'draining');
+    if (draining.length === 0) continue;
+    const deadlines = draining.flatMap((w) =>
+      w.drainDeadline === undefined ? [] : [w.drainDeadline],
+    );
+    const closeIn =
+      deadlines.length === 0
+        ? ''
+        : `, the rest closed in ${Math.max(0, Math.ceil((Math.max(...deadlines) - Date.now()) / 1000))}s`;
+    const closed = draining.reduce((sum, w) => sum + w.closedAtDeadline, 0);
+    lines.push(
+      `  draining [${release}]: ${draining.length} workers, ${describeConnections(total(draining))} left${closeIn}; ${closed} closed at the deadline`,
     );
   }
   return lines;

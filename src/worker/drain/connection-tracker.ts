@@ -3,6 +3,7 @@ import type { Http2Session, ServerHttp2Stream } from 'node:http2';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
+import type { ConnectionCountKind, ConnectionCounts } from '../../protocol/connections.js';
 import { GrpcFront } from '../grpc-front.js';
 import { isHttp2 } from '../http-protocol.js';
 import { type ConnectionState, STRATEGIES } from './connection-kinds.js';
@@ -167,11 +168,20 @@ export class ConnectionTracker {
     for (const state of this.connections.values()) STRATEGIES[state.kind].onDrainStart(state);
   }
 
-  /** Open connections of each kind (for the drain's log line). */
-  byKind(): Record<string, number> {
-    const counts: Record<string, number> = {};
-    for (const { kind } of this.connections.values()) counts[kind] = (counts[kind] ?? 0) + 1;
-    return counts;
+  /**
+   * Open connections by kind, HTTP/1.1 ones as busy (a response unfinished) or idle, with the
+   * streams open on HTTP/2 sessions: for heartbeats (once a heartbeat, so the request path
+   * pays nothing for it) and the drain's log lines.
+   */
+  counts(): ConnectionCounts {
+    const byKind: Partial<Record<ConnectionCountKind, number>> = {};
+    let streams = 0;
+    for (const state of this.connections.values()) {
+      const kind = COUNT_KIND[state.kind] ?? (isBusy(state) ? 'http1_busy' : 'http1_idle');
+      byKind[kind] = (byKind[kind] ?? 0) + 1;
+      streams += state.streams;
+    }
+    return { byKind, streams };
   }
 
   /**
@@ -194,11 +204,24 @@ export class ConnectionTracker {
     }
   }
 
-  /** Closes every connection, in flight or not (the graceful timeout has passed). */
-  destroyAll(): void {
+  /**
+   * Closes every connection, in flight or not (the graceful timeout has passed); returns how
+   * many there were.
+   */
+  destroyAll(): number {
+    const closed = this.connections.size;
     for (const socket of this.connections.keys()) socket.destroy();
+    return closed;
   }
 }
+
+/** How each kind is counted; HTTP/1.1 ones by whether they are busy. */
+const COUNT_KIND: Partial<Record<ConnectionState['kind'], ConnectionCountKind>> = {
+  'tls-handshake': 'tls_handshake',
+  upgraded: 'upgraded',
+  http2: 'http2',
+  grpc: 'grpc',
+};
 
 /** The drain must wait for the connection, as its kind's strategy says. */
 function isBusy(state: ConnectionState): boolean {

@@ -20,6 +20,14 @@ export interface DrainTarget {
   logger: Logger;
 }
 
+/** Where a drain is, for the worker's heartbeats. */
+export interface DrainProgress {
+  /** When the connections still open will be closed (`Date.now()` ms). */
+  deadline: number | undefined;
+  /** Connections closed because they were still open at the deadline. */
+  closedAtDeadline: number;
+}
+
 /** How long a drain may take and how its goodbyes are spread (`WorkerOptions`). */
 export interface DrainLimits {
   gracefulTimeoutMs: number;
@@ -37,10 +45,12 @@ export async function drainConnections(
   target: DrainTarget,
   { gracefulTimeoutMs, goodbyeWindowMs }: DrainLimits,
   reason: string,
+  progress: DrainProgress = { deadline: undefined, closedAtDeadline: 0 },
 ): Promise<void> {
   const { app, listeners, tracker, logger } = target;
   const deadline = Date.now() + gracefulTimeoutMs;
-  logger.info({ reason, connections: tracker.size, byKind: tracker.byKind() }, 'draining');
+  progress.deadline = deadline;
+  logger.info({ reason, connections: tracker.size, ...tracker.counts() }, 'draining');
   stopAccepting(listeners);
   tracker.startDraining();
   // A grpc-js server closes its own sessions; what is open at the deadline is closed below.
@@ -56,10 +66,10 @@ export async function drainConnections(
   );
   if (!drained) {
     logger.warn(
-      { connections: tracker.size, byKind: tracker.byKind() },
+      { connections: tracker.size, ...tracker.counts() },
       'graceful timeout reached: closing the remaining connections',
     );
-    tracker.destroyAll();
+    progress.closedAtDeadline += tracker.destroyAll();
   }
   if (app.close === undefined) return;
   const remaining = Math.max(0, deadline - Date.now());

@@ -1,0 +1,180 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
+import { startMaster } from '../helpers/master.js';
+import { freePort } from '../helpers/ports.js';
+import { killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
+
+/** The drain's deadline: short, so that the test sees what is closed at it. */
+const GRACEFUL_TIMEOUT_S = 3;
+
+let root: AppRoot;
+const sockets: net.Socket[] = [];
+
+afterEach(() => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  killAll();
+  root?.remove();
+});
+
+/**
+ * A release with a request it never answers (`/hang`) and an `upgrade` handler that keeps the
+ * connection: each kind of connection a worker tells apart, held open on purpose.
+ */
+const RELEASE = {
+  'package.json': { name: 'test-counts', version: '1.0.0', main: 'index.js' },
+  'index.js': `const http = require('node:http');
+const server = http.createServer((req, res) => {
+  if (req.url === '/hang') return;
+  res.end('ok');
+});
+server.on('upgrade', (req, socket) => {
+  socket.write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: test\\r\\nConnection: Upgrade\\r\\n\\r\\n');
+});
+module.exports = server;
+`,
+};
+
+/** A raw client connection that sends `request` and resolves once `expected` came back. */
+async function open(
+  port: number,
+  request: string,
+  expected: string | undefined,
+): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1');
+  sockets.push(socket);
+  socket.on('error', () => {});
+  let received = '';
+  socket.on('data', (data) => {
+    received += data;
+  });
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(request);
+  if (expected !== undefined)
+    await waitFor(`"${expected}" back`, () => received.includes(expected));
+  return socket;
+}
+
+interface CountedWorker {
+  pid: number;
+  state: string;
+  connections?: { byKind: Record<string, number>; streams: number };
+  drainDeadline?: number;
+  closedAtDeadline: number;
+}
+
+async function workersOf(dir: string): Promise<CountedWorker[]> {
+  const status = JSON.parse((await runPrefork(['status', '--json', '--root', dir])).stdout);
+  return status.pidfiles[0].master.workers as CountedWorker[];
+}
+
+describe('connections by kind (status, /metrics) and what a drain closes at its deadline', () => {
+  it('counts busy, idle and upgraded connections, shows the drain, and counts what it closed at the deadline', async () => {
+    root = makeAppRoot();
+    root.addRelease('counts', RELEASE);
+    const metricsPort = await freePort();
+    const master = await startMaster(
+      root.dir,
+      [
+        'releases/counts',
+        '--graceful-timeout',
+        String(GRACEFUL_TIMEOUT_S),
+        '--metrics-bind',
+        `127.0.0.1:${metricsPort}`,
+      ],
+      { workers: 1 },
+    );
+    const get = 'GET / HTTP/1.1\r\nHost: t\r\n\r\n';
+    for (let i = 0; i < 3; i += 1) await open(master.port, get, '\r\n\r\nok');
+    await open(master.port, 'GET /hang HTTP/1.1\r\nHost: t\r\n\r\n', undefined);
+    await open(
+      master.port,
+      'GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n',
+      ' 101 ',
+    );
+    const expected = { http1_idle: 3, http1_busy: 1, upgraded: 1 };
+    await waitFor('the connections in a heartbeat', async () => {
+      const [worker] = await workersOf(root.dir);
+      return JSON.stringify(worker?.connections?.byKind) === JSON.stringify(expected);
+    });
+    const status = await runPrefork(['status', '--root', root.dir]);
+    expect(status.stdout).toContain(
+      'connections [counts]: 5 (HTTP/1.1 busy 1, HTTP/1.1 idle 3, upgraded (WebSocket) 1)',
+    );
+    const metrics = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const scraped = await metrics();
+    expect(scraped).toContain('prefork_connections{release="counts",kind="http1_idle"} 3');
+    expect(scraped).toContain('prefork_connections{release="counts",kind="http1_busy"} 1');
+    expect(scraped).toContain('prefork_connections{release="counts",kind="upgraded"} 1');
+    expect(scraped).toContain('prefork_connections_closed_at_deadline_total{release="counts"} 0');
+
+    // HUP: a new worker, and the old one drains. Its idle connections close once quiet; the
+    // request never answered and the upgraded connection stay until the deadline.
+    const [old] = await workersOf(root.dir);
+    process.kill(master.pid, 'SIGHUP');
+    const draining = await waitFor('the old worker draining, idle connections closed', async () => {
+      const worker = (await workersOf(root.dir)).find((w) => w.pid === old?.pid);
+      const left = worker?.connections?.byKind;
+      return (
+        worker?.state === 'draining' &&
+        left?.http1_idle === undefined &&
+        left?.http1_busy === 1 &&
+        worker
+      );
+    });
+    expect(draining.drainDeadline).toBeGreaterThan(Date.now());
+    expect(draining.connections?.byKind).toEqual({ http1_busy: 1, upgraded: 1 });
+    const during = await runPrefork(['status', '--root', root.dir]);
+    expect(during.stdout).toMatch(
+      /draining \[counts\]: 1 workers, 2 \(HTTP\/1\.1 busy 1, upgraded \(WebSocket\) 1\) left, the rest closed in [0-3]s; 0 closed at the deadline/,
+    );
+    // At the deadline the two are closed, and counted for the release (the worker has gone).
+    await waitFor(
+      'the two counted as closed at the deadline',
+      async () =>
+        (await metrics()).includes(
+          'prefork_connections_closed_at_deadline_total{release="counts"} 2',
+        ),
+      (GRACEFUL_TIMEOUT_S + 20) * 1000,
+    );
+    await waitFor('the client sockets closed', () =>
+      sockets.every((socket) => socket.destroyed || socket.readableEnded),
+    );
+
+    // A deploy whose old master had to close a connection at the deadline says so, and so
+    // does a stop.
+    root.addRelease('counts-b', RELEASE);
+    await open(master.port, 'GET /hang HTTP/1.1\r\nHost: t\r\n\r\n', undefined);
+    await waitFor('the request in a heartbeat', async () => {
+      const [worker] = await workersOf(root.dir);
+      return worker?.connections?.byKind.http1_busy === 1;
+    });
+    const deployed = await runPrefork([
+      'deploy',
+      'releases/counts-b',
+      '--root',
+      root.dir,
+      '--verify-window',
+      '1',
+    ]);
+    expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
+    expect(deployed.stdout).toContain(
+      `old master ${master.pid}: 1 connection was still open at the graceful timeout (${GRACEFUL_TIMEOUT_S} s) and closed`,
+    );
+    const next = readPid(root.path('prefork.pid'));
+    track(next);
+    for (let i = 0; i < 2; i += 1)
+      await open(master.port, 'GET /hang HTTP/1.1\r\nHost: t\r\n\r\n', undefined);
+    await waitFor('the requests in a heartbeat', async () => {
+      const [worker] = await workersOf(root.dir);
+      return worker?.connections?.byKind.http1_busy === 2;
+    });
+    const stopped = await runPrefork(['stop', '--root', root.dir]);
+    expect(stopped.stdout).toBe(
+      `prefork: master ${next}: 2 connections were still open at the graceful timeout (${GRACEFUL_TIMEOUT_S} s) and closed\n`.replace(
+        `${next}:`,
+        `${next} stopped:`,
+      ),
+    );
+  });
+});
