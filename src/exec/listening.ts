@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { FIRST_LISTEN_FD } from '../protocol/env.js';
+import { FIRST_LISTEN_FD, LISTEN_BACKLOG } from '../protocol/env.js';
 
 /** How long the helper may take (one short-lived `node`). */
 const HELPER_MS = 30_000;
@@ -13,7 +13,7 @@ const HELPER_MS = 30_000;
 const HELPER = `
 const net = require('node:net');
 const count = Number(process.argv[1]);
-for (let i = 0; i < count; i += 1) net.createServer().listen({ fd: ${FIRST_LISTEN_FD} + i, backlog: 511 });
+for (let i = 0; i < count; i += 1) net.createServer().listen({ fd: ${FIRST_LISTEN_FD} + i }, ${LISTEN_BACKLOG});
 process.exit(0);
 `;
 

@@ -69,3 +69,12 @@ export const INTERNAL_ENV = [
 
 /** The first fd a passed listen socket occupies (after stdin, stdout, stderr). */
 export const FIRST_LISTEN_FD = 3;
+
+/**
+ * The listen backlog prefork's sockets are listened with (the kernel caps it at
+ * `net.core.somaxconn`, 4096 by default since Linux 5.4), as systemd's socket units do. Node's
+ * default, 511, overflowed under a reconnect storm of 2,000 WebSocket clients
+ * (`npm run bench:storm`: thousands of `ListenOverflows`). Node reads it only as `listen()`'s
+ * second argument when listening on an fd: `{ fd, backlog }` is ignored.
+ */
+export const LISTEN_BACKLOG = 4096;

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { FIRST_LISTEN_FD } from '../protocol/env.js';
+import { FIRST_LISTEN_FD, LISTEN_BACKLOG } from '../protocol/env.js';
 
 /**
  * Listens `server` on the inherited listen sockets at fd 3, 4, ... The app's own server takes
@@ -20,7 +20,7 @@ export async function listenOnInheritedSockets(
         new Promise<void>((resolve, reject) => {
           const onError = (error: Error) => reject(error);
           listener.once('error', onError);
-          listener.listen({ fd: FIRST_LISTEN_FD + i }, () => {
+          listener.listen({ fd: FIRST_LISTEN_FD + i }, LISTEN_BACKLOG, () => {
             listener.off('error', onError);
             resolve();
           });

@@ -10,33 +10,16 @@
  *
  * Prints a Markdown report; docs/benchmarks.md holds the last recorded run.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { autocannonLoad } from './load.js';
 import { PreforkRig } from './rigs/prefork-rig.js';
-import { footprint, freePort, median, sleep } from './rigs/rig.js';
+import { childrenCpuMs, footprint, freePort, median, sleep } from './rigs/rig.js';
 
 /** Rounds: each runs the load once against each master, in alternating order. */
 const ROUNDS = 12;
 const RUN_SECONDS = 5;
 /** How long a master idles (scraped, not loaded) before its memory is read. */
 const IDLE_MS = 15_000;
-
-/** CPU time (ms) the children of `pid` (a master's workers) have used so far. */
-function childrenCpuMs(pid: number): number {
-  let ticks = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // Fields after the command name (which may hold spaces): ppid is the 2nd, utime the 12th.
-      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      if (Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return ticks * (1000 / 100);
-}
 
 /**
  * How often the metrics master is scraped during the throughput runs: `SCRAPE_MS` (default

@@ -140,4 +140,55 @@ describe('an app that serves HTTP/2', () => {
       `h2: ${JSON.stringify(result)}; HTTP/1.1 fallback: ${fallback.responses} responses`,
     );
   });
+
+  it('h2c in a canary deploy: sessions are moved by GOAWAY so both releases are judged on their own streams, none failed', async () => {
+    root = makeAppRoot();
+    root.addRelease('h2c-a', h2cRelease('h2c-a'));
+    root.addRelease('h2c-b', h2cRelease('h2c-b'));
+    const master = await startMaster(root.dir, ['releases/h2c-a', '--graceful-timeout', '60'], {
+      workers: 4,
+    });
+    const pool = startH2Clients(`http://127.0.0.1:${master.port}`, { connections: 32, streams: 4 });
+    await waitFor('traffic', () => (pool.result.byRelease['h2c-a'] ?? 0) > 200);
+    const run = await runPrefork([
+      'deploy',
+      'releases/h2c-b',
+      '--root',
+      root.dir,
+      '--health-path',
+      '/health',
+      '--canary',
+      '--canary-window',
+      '2',
+      '--verify-window',
+      '1',
+      '--json',
+    ]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    track(readPid(root.path('prefork.pid')));
+    const steps = run.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            event: string;
+            verdict?: string;
+            new?: { requests: number };
+            old?: { requests: number };
+          },
+      )
+      .filter((event) => event.event === 'canary');
+    // Each step judged the new release on streams of its own: its clients came to it because
+    // the canary's GOAWAY made old sessions reconnect (the kernel spreads new connections).
+    expect(steps.map((step) => step.verdict)).toEqual(['pass', 'pass']);
+    for (const step of steps) {
+      expect(step.new?.requests ?? 0).toBeGreaterThanOrEqual(100);
+      expect(step.old?.requests ?? 0).toBeGreaterThanOrEqual(100);
+    }
+    await waitFor('traffic on h2c-b', () => (pool.result.byRelease['h2c-b'] ?? 0) > 200);
+    const result = await pool.stop();
+    expect(result.failed, JSON.stringify(result)).toBe(0);
+    console.log(`h2c canary: ${JSON.stringify(result)}`);
+  });
 });

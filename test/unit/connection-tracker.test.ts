@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -146,7 +147,34 @@ describe('the drain of an HTTPS worker', () => {
     const started = Date.now();
     await drainOf(server, tracker);
     await ended;
-    // Closed by the idle rule (250 ms), not held to the graceful timeout (10 s).
+    // Closed by the idle rule (2 s for a connection with no byte yet), not held to the
+    // graceful timeout (10 s).
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+describe('the drain of a connection whose first request is late', () => {
+  it('answers a request that comes 1 s after its connection, not closing it as idle at 250 ms', async () => {
+    const server = http.createServer((_req, res) => res.end('ok'));
+    const tracker = new ConnectionTracker(server, () => {});
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = net.connect(portOf(server), '127.0.0.1');
+    sockets.push(client);
+    let answer = '';
+    client.on('data', (data) => {
+      answer += data;
+    });
+    const closed = new Promise((resolve) => client.once('close', resolve));
+    await waitFor('the connection on the server', () => tracker.size === 1);
+    const drain = drainOf(server, tracker);
+    // A client slow to send what it connected for (a reconnect storm): well past the 250 ms
+    // after which a kept-alive connection counts as idle.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    client.write('GET / HTTP/1.1\r\nHost: t\r\n\r\n');
+    await closed;
+    await drain;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(answer).toMatch(/\r\nConnection: close\r\n/i);
   });
 });

@@ -111,7 +111,7 @@ export class ConnectionTracker {
           state.streams -= 1;
         });
         if (this.reconnectAfterMs > 0 && Date.now() - state.openedAt >= this.reconnectAfterMs) {
-          state.session?.close();
+          closeSessionSoon(state.session);
         }
       }
       this.requests += 1;
@@ -198,7 +198,7 @@ export class ConnectionTracker {
         state.idleRequests = busy ? -1 : state.requests;
         state.idleBytes = socket.bytesRead;
         state.idleAt = now;
-      } else if (now - state.idleAt >= idleMs) {
+      } else if (now - state.idleAt >= (socket.bytesRead === 0 ? FIRST_BYTES_MS : idleMs)) {
         closeIfStillIdle(socket, state, this.connections);
       }
     }
@@ -222,6 +222,29 @@ const COUNT_KIND: Partial<Record<ConnectionState['kind'], ConnectionCountKind>> 
   http2: 'http2',
   grpc: 'grpc',
 };
+
+/**
+ * Closes `session` (GOAWAY, its open streams finish) once the current nghttp2 callback has
+ * returned. Closing it from inside its own `stream` event corrupts the heap in Node 20's
+ * HTTP/2 code (`corrupted size vs. prev_size`, then SIGABRT), measured under a canary
+ * deploy's load (test/integration/http2.test.ts); a timer or an immediate is where grpc-js
+ * closes its sessions too.
+ */
+function closeSessionSoon(session: Http2Session | undefined): void {
+  if (session === undefined || session.closed) return;
+  setImmediate(() => {
+    if (!session.closed && !session.destroyed) session.close();
+  });
+}
+
+/**
+ * How long a drain waits for the first bytes of a connection on which none came yet, before
+ * closing it as idle. Its client connected to send a request, and under a reconnect storm it
+ * may be slow to send it: closing such connections after the usual idle time reset clients
+ * (`socket hang up`) whose request was on its way (`npm run bench:storm`, all at once). A
+ * connection opened and never used (a browser's preconnect) holds the drain this long.
+ */
+const FIRST_BYTES_MS = 2000;
 
 /** The drain must wait for the connection, as its kind's strategy says. */
 function isBusy(state: ConnectionState): boolean {

@@ -5,7 +5,7 @@
  * one with the load generator).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { poll } from '../../../src/wait/wait.js';
 
 /** A server under test. */
@@ -104,3 +104,19 @@ export function footprint(pid: number): { rssMb: number; anonMb: number; cpuMs: 
 }
 
 export { freePort } from '../../helpers/ports.js';
+
+/** CPU time (ms) the children of `pid` (a master's workers) have used so far. */
+export function childrenCpuMs(pid: number): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the command name (which may hold spaces): ppid is the 2nd, utime the 12th.
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      if (Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ticks * (1000 / 100);
+}
