@@ -5,6 +5,7 @@
  * is over.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type autocannonType from 'autocannon';
 
@@ -270,4 +271,53 @@ export function wrkLoad(url: string, options: LoadOptions): Promise<LoadFigures>
     child.on('error', reject);
     child.on('exit', () => resolve(parseWrk(output)));
   });
+}
+
+/** A {@link timedLoad}: each answer's [`performance.now()`, latency ms], and failures. */
+export interface TimedLoad {
+  timings: [number, number][];
+  failed(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Kept-alive HTTP/1.1 GETs of `/` on `connections` connections, one request at a time each
+ * (`gapMs` apart: 0 is back to back), timing every answer. Node's agent honours a server's
+ * `Connection: close`, so a drain's reconnects are not counted as late answers.
+ */
+export function timedLoad(port: number, connections: number, gapMs = 0): TimedLoad {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const timings: [number, number][] = [];
+  let failed = 0;
+  let stopped = false;
+  const lane = async () => {
+    while (!stopped) {
+      const started = performance.now();
+      await new Promise<void>((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            const now = performance.now();
+            timings.push([now, now - started]);
+            resolve();
+          });
+        });
+        req.on('error', () => {
+          failed += 1;
+          resolve();
+        });
+      });
+      if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
+    }
+  };
+  const lanes = Array.from({ length: connections }, lane);
+  return {
+    timings,
+    failed: () => failed,
+    stop: async () => {
+      stopped = true;
+      await Promise.all(lanes);
+      agent.destroy();
+    },
+  };
 }

@@ -8,7 +8,6 @@
  */
 import { fork } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,6 +16,7 @@ import { installExample } from '../helpers/examples.js';
 import { peakShare } from '../helpers/long-lived-clients.js';
 import { readPid } from '../helpers/processes.js';
 import { REPO } from '../helpers/repo.js';
+import { timedLoad } from './load.js';
 import { childrenCpuMs, freePort, median, must, sleep } from './rigs/rig.js';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 2000);
@@ -34,38 +34,6 @@ interface Report {
   errors: number;
   firstErrors?: string[];
   codes: Record<string, number>;
-}
-
-/** A light HTTP load that times every request: [when it was answered, latency ms]. */
-function probe(port: number): { samples: [number, number][]; stop(): Promise<void> } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: PROBE_CONNECTIONS });
-  const samples: [number, number][] = [];
-  let stopped = false;
-  const lane = async () => {
-    while (!stopped) {
-      const started = performance.now();
-      await new Promise<void>((resolve) => {
-        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            samples.push([performance.now(), performance.now() - started]);
-            resolve();
-          });
-        });
-        req.on('error', () => resolve());
-      });
-      await sleep(PROBE_GAP_MS);
-    }
-  };
-  const lanes = Array.from({ length: PROBE_CONNECTIONS }, lane);
-  return {
-    samples,
-    stop: async () => {
-      stopped = true;
-      await Promise.all(lanes);
-      agent.destroy();
-    },
-  };
 }
 
 /** The kernel's count of connections dropped because a listen queue was full (system-wide). */
@@ -133,7 +101,7 @@ async function round(installed: string, windowS: number): Promise<Round> {
       }
     };
     await until(() => report.onRelease['ws-a'] === CLIENTS, 120_000);
-    const load = probe(port);
+    const load = timedLoad(port, PROBE_CONNECTIONS, PROBE_GAP_MS);
     await sleep(STEADY_MS);
     const oldPid = readPid(join(root, 'prefork.pid'));
     const overflowsBefore = listenOverflows();
@@ -173,8 +141,8 @@ async function round(installed: string, windowS: number): Promise<Round> {
     if (errors > 0) process.stderr.write(`client errors: ${report.firstErrors?.join('; ')}\n`);
     await deploy;
     await load.stop();
-    const steady = load.samples.filter(([t]) => t > deployAt - STEADY_MS + 1000 && t < deployAt);
-    const storm = load.samples.filter(([t]) => t >= deployAt && t <= deployAt + backMs);
+    const steady = load.timings.filter(([t]) => t > deployAt - STEADY_MS + 1000 && t < deployAt);
+    const storm = load.timings.filter(([t]) => t >= deployAt && t <= deployAt + backMs);
     const p99 = (s: [number, number][]) =>
       quantile(
         s.map(([, ms]) => ms),

@@ -1,4 +1,5 @@
 import http2 from 'node:http2';
+import { performance } from 'node:perf_hooks';
 
 /** What an HTTP/2 client pool saw. */
 export interface H2Result {
@@ -13,6 +14,8 @@ export interface H2Result {
   errors: string[];
   /** Sessions opened. */
   sessions: number;
+  /** With `timed`: each answered stream's [`performance.now()` at its answer, latency ms]. */
+  timings: [number, number][];
 }
 
 export interface H2Pool {
@@ -30,6 +33,8 @@ export interface H2Options {
   streams: number;
   /** `https:` authorities: the certificate is not checked. */
   path?: string;
+  /** Record each answered stream's latency (`timings`). */
+  timed?: boolean;
 }
 
 /**
@@ -46,6 +51,7 @@ export function startH2Clients(authority: string, options: H2Options): H2Pool {
     failed: 0,
     errors: [],
     sessions: 0,
+    timings: [],
   };
   let stopped = false;
   const lanes: Promise<void>[] = [];
@@ -100,7 +106,12 @@ export function startH2Clients(authority: string, options: H2Options): H2Pool {
       while (!stopped) {
         if (!usable()) session = open();
         try {
+          const started = performance.now();
           const release = await once(session);
+          if (options.timed && release !== 'refused') {
+            const now = performance.now();
+            result.timings.push([now, now - started]);
+          }
           if (release === 'refused') result.refused += 1;
           else result.byRelease[release] = (result.byRelease[release] ?? 0) + 1;
         } catch (error) {
