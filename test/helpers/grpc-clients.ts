@@ -54,6 +54,7 @@ export function startGrpcClients(
   address: string,
   clients: number,
   credentials = grpc.credentials.createInsecure(),
+  channelOptions: Record<string, string | number> = {},
 ): GrpcPool {
   const definition = protoLoader.loadSync(PROTO);
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
@@ -107,6 +108,7 @@ export function startGrpcClients(
   const lane = async (index: number): Promise<void> => {
     const client = new loaded.echo.Echo(address, credentials, {
       'grpc.use_local_subchannel_pool': 1,
+      ...channelOptions,
     });
     try {
       for (let i = 0; !stopped; i += 1) {
