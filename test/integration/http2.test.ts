@@ -148,6 +148,14 @@ describe('an app that serves HTTP/2', () => {
       '--canary',
       '--canary-window',
       '2',
+      // What this test checks is that sessions move, each release is judged on its own streams
+      // and none fails; not the p99 verdict, which is off here (the HTTP/1.1 canary tests judge
+      // it). Under this saturating load the one new worker takes more than its share of the
+      // reconnecting sessions (37 % against 4 old workers in one full run), and its p99 for the
+      // same release was 1.57×, 1.64× and, with another test run beside it, 4.57× the old
+      // workers' (docs/canary.md).
+      '--canary-max-p99-ratio',
+      '1000',
       '--verify-window',
       '1',
       '--json',
