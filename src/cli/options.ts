@@ -101,6 +101,11 @@ export function addMasterOptions(command: Command): Command {
     .option('--log-file <file>', 'append logs to this file (USR1 reopens it) instead of stdout')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
+    .option(
+      '--move-connections',
+      'move idle HTTP/1.1 connections to the next generation when workers drain (experimental; default: off)',
+    )
+    .option('--no-move-connections', 'close idle connections when their worker drains (default)')
     .option('-u, --user <user>', 'run workers as this user (the master must run as root)')
     .option('-g, --group <group>', "run workers as this group (default: the user's primary group)")
     .option('-D, --daemon', 'detach: return once the master is ready, run it in the background');
@@ -119,6 +124,7 @@ const CONFIG_KEYS = [
   'logFile',
   'logLevel',
   'forceWinch',
+  'moveConnections',
   'daemon',
   'pid',
   'healthPath',

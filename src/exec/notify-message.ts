@@ -14,7 +14,7 @@ export function notifyMessages(datagram: string): WorkerMessage[] {
     const key = line.slice(0, eq);
     const value = line.slice(eq + 1);
     if (key === 'READY' && value === '1')
-      messages.push({ type: 'ready', tls: false, http: 'http/1.1' });
+      messages.push({ type: 'ready', tls: false, http: 'http/1.1', moves: false });
     else if (key === 'WATCHDOG' && value === '1') messages.push({ type: 'watchdog' });
     else if (key === 'STATUS') messages.push({ type: 'status', text: value.slice(0, 200) });
   }

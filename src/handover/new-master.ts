@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { messageOf } from '../errors/index.js';
 import { oldbinPath } from '../protocol/files.js';
 import type { ReadyMessage } from '../protocol/handover.js';
+import type { PeerHooks } from '../protocol/moves.js';
 import { movePidfileIfOurs, writePidfile } from '../state/pidfile.js';
 import type { ListenSocket } from './listen-sockets.js';
 import { type MasterCommand, spawnMaster } from './spawn-master.js';
@@ -44,6 +45,8 @@ export interface StartUpgradeOptions {
   interactive: boolean;
   /** A canary deploy's first step: the new master starts with this many workers. */
   canaryWorkers?: number | undefined;
+  /** The IPC channel to the new master, on which connections move. */
+  peer?: PeerHooks | undefined;
 }
 
 /** USR2 could not start an upgrade; nothing was changed. */
@@ -109,6 +112,7 @@ export class NewMaster {
       throw new UpgradeRefused('the new master could not be spawned');
     }
     const newMaster = new NewMaster(spawned.process, pid, options);
+    linkPeer(spawned.process, pid, options.peer);
     const reported = spawned.ready.then((message) => {
       if (message) options.onEvent({ kind: 'new-master-ready', pid, message });
     });
@@ -175,6 +179,21 @@ export class NewMaster {
     );
     return restorePidfile(this.options.pidfile, this.options.logger);
   }
+}
+
+/** Hooks `peer` to the IPC channel of the new master `child`. */
+function linkPeer(child: ChildProcess, pid: number, peer: PeerHooks | undefined): void {
+  if (peer === undefined || typeof child.send !== 'function') return;
+  child.on('message', (raw, handle) => peer.onMessage(raw, handle));
+  child.once('disconnect', () => peer.onGone());
+  peer.onLink({
+    pid,
+    send: (message, handle) => {
+      if (!child.connected) return false;
+      child.send(message, handle as never, {}, () => {});
+      return true;
+    },
+  });
 }
 
 /** Moves `.oldbin` back to `pidfile` (or writes it); returns the pidfile this master holds. */

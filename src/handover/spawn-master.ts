@@ -70,7 +70,17 @@ export function spawnMaster(
     cwd: command.cwd,
     env,
     detached: options.newSession,
-    stdio: ['ignore', options.stdout, options.stderr, ...fds, 'pipe'],
+    // USR2: an IPC channel after the ready pipe, on which the two masters move connections
+    // (docs/connection-moves.md); Node gives the child its fd in NODE_CHANNEL_FD.
+    stdio: [
+      'ignore',
+      options.stdout,
+      options.stderr,
+      ...fds,
+      'pipe',
+      ...(options.oldMasterPid === undefined ? [] : ['ipc' as const]),
+    ],
+    serialization: 'json',
   });
   child.on('error', () => {});
   const pipe = child.stdio[readyFd] as Readable | null | undefined;

@@ -10,6 +10,7 @@ import type { ListenSocket } from '../handover/listen-sockets.js';
 import { shareLogFile } from '../log/share-log-file.js';
 import { masterTitle } from '../protocol/titles.js';
 import type { Release } from '../release/read-release.js';
+import { type ConnectionRouter, linkParent, routerFor } from './connection-router.js';
 import { answerControl, type ControlTarget } from './control-answers.js';
 import { CRASH_HEALTHY_MS, SpawnPacing } from './crash-backoff.js';
 import { type MasterEffects, realEffects } from './effects.js';
@@ -46,6 +47,8 @@ export class Master implements ControlTarget {
   private readonly pool: WorkerPool;
   private readonly upgrade: UpgradeState;
   private readonly life: Lifecycle;
+  /** Moves idle connections of draining workers to serving ones (docs/connection-moves.md). */
+  private readonly router: ConnectionRouter;
   /** The sockets a new master inherits: the app's and the metrics socket. */
   private readonly handed: ListenSocket[];
   private workersStopped = false;
@@ -68,6 +71,7 @@ export class Master implements ControlTarget {
     this.logger = parts.log.logger;
     this.effects = parts.effects ?? realEffects;
     this.pool = new WorkerPool(this.effects, this.logger);
+    this.router = routerFor(this.pool, () => this.generations.current);
     this.upgrade = new UpgradeState(parts.config.pid, parts.handover.oldMaster);
     this.life = new Lifecycle(parts, this.pool, this.upgrade, this.effects, this.logger);
     this.startedAt = this.effects.now();
@@ -94,6 +98,7 @@ export class Master implements ControlTarget {
       process.on(signal, () => this.enqueue({ kind: 'signal', signal }));
     }
     this.tick = setInterval(() => this.enqueue({ kind: 'tick' }), TICK_MS);
+    linkParent(this.parts.handover.oldMaster?.pid, this.router.hooks('parent'));
     this.setTitle();
     logStart(this.logger, {
       release: this.release,
@@ -263,6 +268,7 @@ export class Master implements ControlTarget {
   }
 
   private onWorkerExit(pid: number, code: number | null, signal: NodeJS.Signals | null): void {
+    this.router.workerGone(pid);
     const exited = this.pool.onExit(pid, code, signal, this.state === 'stopping');
     if (exited === undefined || exited.expected) return;
     const { worker, reason } = exited;
@@ -295,6 +301,7 @@ export class Master implements ControlTarget {
     this.pool.spawn(
       workerSpawnOptions(current, this.parts, this.canary, {
         onMessage: (pid, message) => this.enqueue({ kind: 'worker-message', pid, message }),
+        onMove: (pid, message, handle) => this.router.onWorkerMessage(pid, message, handle),
         onExit: (pid, code, signal) => this.enqueue({ kind: 'worker-exit', pid, code, signal }),
         // The worker's own release: after a HUP, the current generation's is the next one.
         onOutput: (pid, stream, line) => this.logger.info({ worker: pid, release, stream }, line),
@@ -325,16 +332,7 @@ export class Master implements ControlTarget {
         for (let i = 0; i < count; i += 1) this.spawn();
         this.pacing.spawned(this.effects.now());
       }
-      const extra = current.length - desired;
-      if (extra > 0) {
-        const byPreference = current.sort(
-          (a, b) =>
-            Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
-        );
-        for (const worker of byPreference.slice(0, extra)) {
-          this.pool.drain(worker, 'TTOU', this.config);
-        }
-      }
+      this.pool.drainExtra(current, current.length - desired, this.config);
     }
     const ready = current.filter((w) => w.state === 'ready').length;
     if (ready < desired || this.workersStopped) return;
@@ -375,6 +373,7 @@ export class Master implements ControlTarget {
       onEvent: (event) => this.enqueue(event),
       canaryWorkers,
       interactive: this.parts.interactive,
+      peer: this.router.hooks('child'),
     });
     if (refused === undefined) this.setTitle();
     return refused;

@@ -52,6 +52,12 @@ export class WorkerPool {
   /** Each release's workers and figures, those gone included (metrics, `status`). */
   readonly book = new ReleaseBook();
 
+  /**
+   * Whether a worker about to drain may move its idle connections (the master has somewhere
+   * to put them); a worker that speaks the moves protocol is told so in its `drain` message.
+   */
+  canMove: (worker: WorkerRecord) => boolean = () => false;
+
   /** Logs a worker's stray IPC message, once per worker. */
   readonly strayMessage: (pid: number, problem: string) => void;
 
@@ -68,6 +74,10 @@ export class WorkerPool {
 
   all(): IterableIterator<WorkerRecord> {
     return this.workers.values();
+  }
+
+  get(pid: number): WorkerRecord | undefined {
+    return this.workers.get(pid);
   }
 
   /** Workers of `generation` that count toward its size: not retiring, not draining. */
@@ -91,8 +101,23 @@ export class WorkerPool {
     if (worker.state === 'draining') return;
     worker.state = 'draining';
     worker.killAt = this.effects.now() + limits.gracefulTimeout * 1000 + WORKER_KILL_GRACE_MS;
-    this.logger.info({ worker: worker.pid, reason }, `draining worker ${worker.pid} (${reason})`);
-    this.effects.signalWorker(worker, worker.kind.stopSignal(worker));
+    const move = worker.moves && this.canMove(worker);
+    this.logger.info(
+      { worker: worker.pid, reason, move },
+      `draining worker ${worker.pid} (${reason})`,
+    );
+    const told =
+      worker.moves && worker.kind.tell(worker, { type: 'drain', reason, move }, this.effects);
+    if (!told) this.effects.signalWorker(worker, worker.kind.stopSignal(worker));
+  }
+
+  /** TTOU: drains `extra` of `serving`, those not ready yet first, then the oldest. */
+  drainExtra(serving: WorkerRecord[], extra: number, limits: PoolLimits): void {
+    if (extra <= 0) return;
+    const byPreference = serving.sort(
+      (a, b) => Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
+    );
+    for (const worker of byPreference.slice(0, extra)) this.drain(worker, 'TTOU', limits);
   }
 
   /** Drains every worker that `which` picks. */
@@ -146,6 +171,7 @@ export class WorkerPool {
           worker.state = 'ready';
           worker.tls = message.tls === true;
           worker.http = message.http;
+          worker.moves = message.moves;
           worker.readyAt = this.effects.now();
           this.logger.debug({ worker: pid }, 'worker ready');
         }
@@ -157,6 +183,7 @@ export class WorkerPool {
         if (message.connections !== undefined) worker.connections = message.connections;
         worker.drainDeadline = message.drainDeadline;
         worker.closedAtDeadline = message.closedAtDeadline ?? 0;
+        if (message.moves !== undefined) worker.moveCounts = message.moves;
         this.checkMemory(worker, limits);
         break;
       case 'boot-error':
@@ -234,7 +261,11 @@ export class WorkerPool {
     for (const worker of this.workers.values()) {
       const news = worker.kind.onTick(worker, now, this.effects);
       if (news.ready)
-        this.onMessage(worker.pid, { type: 'ready', tls: false, http: 'http/1.1' }, limits);
+        this.onMessage(
+          worker.pid,
+          { type: 'ready', tls: false, http: 'http/1.1', moves: false },
+          limits,
+        );
       if (news.rssRead) this.checkMemory(worker, limits);
       const silence = worker.kind.silenceLimit(worker, limits.timeout);
       if (worker.state === 'booting' && now - worker.bornAt > limits.bootTimeout * 1000) {

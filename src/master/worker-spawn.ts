@@ -7,6 +7,7 @@ import { kindOf } from './worker-kinds.js';
 /** Where a spawned worker's messages, exit and output go (the master's queue and log). */
 export interface SpawnHooks {
   onMessage: (pid: number, message: WorkerMessage) => void;
+  onMove: SpawnWorkerOptions['onMove'];
   onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
   onOutput: (pid: number, stream: 'stdout' | 'stderr', line: string) => void;
   /** A message on a worker's IPC channel that is none of prefork's (`WorkerMessageSchema`). */
@@ -51,6 +52,7 @@ export function workerSpawnOptions(
       logFile: config.logFile,
       metrics: parts.metrics !== undefined,
       canary,
+      moveConnections: config.moveConnections,
     },
     notifyDir: parts.notifyDir,
     ...hooks,

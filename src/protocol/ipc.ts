@@ -5,6 +5,7 @@
 import * as v from 'valibot';
 import { ConnectionCountsSchema } from './connections.js';
 import { LATENCY_BOUNDS, type RequestFigures, STATUS_CLASSES } from './figures.js';
+import { ConnAnswerSchema, ConnMessageSchema, MoveCountsSchema } from './moves.js';
 
 /** A count or a duration in ms: any number from 0 (a setting in seconds may give a fraction). */
 const amount = v.pipe(v.number(), v.minValue(0));
@@ -39,6 +40,11 @@ export const WorkerOptionsSchema = v.object({
   metrics: v.optional(v.boolean(), false),
   /** A canary deploy is judging this master's release: see {@link CanaryMessage}. */
   canary: v.optional(v.boolean(), false),
+  /**
+   * Its idle HTTP/1.1 connections may be moved to the next generation when it drains, and it
+   * may be handed such connections (`--no-move-connections` turns it off; docs/connection-moves.md).
+   */
+  moveConnections: v.optional(v.boolean(), false),
 });
 export type WorkerOptions = v.InferOutput<typeof WorkerOptionsSchema>;
 
@@ -83,6 +89,11 @@ export const WorkerMessageSchema = v.variant('type', [
     tls: v.optional(v.boolean(), false),
     /** Optional: a worker of an older prefork speaks HTTP/1.1. */
     http: v.optional(v.picklist(HTTP_PROTOCOLS), 'http/1.1'),
+    /**
+     * It moves connections: it drains on a {@link DrainMessage}, offers its idle connections and
+     * takes those it is handed (absent: a worker of an older prefork, drained by its signal).
+     */
+    moves: v.optional(v.boolean(), false),
   }),
   v.object({
     type: v.literal('heartbeat'),
@@ -96,7 +107,11 @@ export const WorkerMessageSchema = v.variant('type', [
     drainDeadline: v.optional(v.number()),
     /** Connections it closed because they were still open at its drain's deadline. */
     closedAtDeadline: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+    /** What its drain did with its connections so far. */
+    moves: v.optional(MoveCountsSchema),
   }),
+  ConnMessageSchema,
+  ConnAnswerSchema,
   /** An exec worker's `WATCHDOG=1` (sd_notify): alive, nothing else known. */
   v.object({ type: v.literal('watchdog') }),
   /** An exec worker's `STATUS=` (sd_notify): free text for `prefork status`. */
@@ -139,6 +154,24 @@ const WorkerHealthRequestSchema = v.pipe(
 );
 export type WorkerHealthRequest = v.InferOutput<typeof WorkerHealthRequestSchema>;
 
+/**
+ * Drain (as QUIT does), and whether its idle HTTP/1.1 connections may be moved: the master has
+ * somewhere to put them (a serving worker, or the other master of an upgrade). Sent to a worker
+ * whose `ready` said `moves`, instead of its stop signal, so that it knows before it begins.
+ */
+const DrainMessageSchema = v.object({
+  type: v.literal('drain'),
+  reason: v.string(),
+  move: v.boolean(),
+});
+export type DrainMessage = v.InferOutput<typeof DrainMessageSchema>;
+
 /** Messages a master sends a worker, validated by the worker as they arrive. */
-export const MasterMessageSchema = v.union([WorkerHealthRequestSchema, CanaryMessageSchema]);
+export const MasterMessageSchema = v.union([
+  WorkerHealthRequestSchema,
+  CanaryMessageSchema,
+  DrainMessageSchema,
+  ConnMessageSchema,
+  ConnAnswerSchema,
+]);
 export type MasterMessage = v.InferOutput<typeof MasterMessageSchema>;

@@ -35,10 +35,13 @@ function spawnNodeWorker(options: SpawnWorkerOptions): WorkerRecord {
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn a worker process');
   // The app shares the channel (its own `process.send`): only prefork's messages count.
-  child.on('message', (raw) => {
+  child.on('message', (raw, handle) => {
     const message = v.safeParse(WorkerMessageSchema, raw);
-    if (message.success) options.onMessage(pid, message.output);
-    else options.onStrayMessage(pid, describeIssues(message.issues));
+    if (!message.success) options.onStrayMessage(pid, describeIssues(message.issues));
+    else if (message.output.type === 'conn' || message.output.type === 'conn-answer') {
+      // A connection moving (docs/connection-moves.md): at once, its fd with it.
+      options.onMove?.(pid, message.output, handle);
+    } else options.onMessage(pid, message.output);
   });
   child.on('exit', (code, signal) => options.onExit(pid, code, signal));
   // A send to a worker that just died fails asynchronously; its exit is handled above.

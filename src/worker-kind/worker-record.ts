@@ -3,6 +3,7 @@ import type { ConnectionCounts } from '../protocol/connections.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { RequestFigures } from '../protocol/figures.js';
 import type { HttpProtocol, WorkerMessage, WorkerOptions } from '../protocol/ipc.js';
+import type { ConnAnswer, ConnMessage, MoveCounts } from '../protocol/moves.js';
 import type { Release } from '../release/read-release.js';
 import type { WorkerIdentity } from './worker-identity.js';
 import type { WorkerKind } from './worker-kind.js';
@@ -22,6 +23,10 @@ export interface WorkerRecord {
   tls: boolean;
   /** What its app speaks (from its `ready` message). */
   http: HttpProtocol;
+  /** It speaks the moves protocol: drained by a `drain` message (from its `ready` message). */
+  moves: boolean;
+  /** What its drain did with its connections (moved, closed, ...), from its heartbeats. */
+  moveCounts: MoveCounts | undefined;
   bornAt: number;
   readyAt: number | undefined;
   lastBeat: number;
@@ -67,6 +72,8 @@ export interface SpawnWorkerOptions {
   nodePath: string;
   worker: Omit<WorkerOptions, 'releaseDir' | 'entry' | 'release'>;
   onMessage: (pid: number, message: WorkerMessage) => void;
+  /** A connection a Node worker offers, or its answer for one it was handed (with the fd). */
+  onMove?: ((pid: number, message: ConnMessage | ConnAnswer, handle: unknown) => void) | undefined;
   onExit: (pid: number, code: number | null, signal: NodeJS.Signals | null) => void;
   /** Where exec workers' notify sockets go (`.prefork/`, or a directory of the workers' user). */
   notifyDir: { path(): string };
@@ -95,6 +102,8 @@ export function newWorkerRecord(
     state: 'booting',
     tls: false,
     http: 'http/1.1',
+    moves: false,
+    moveCounts: undefined,
     bornAt: now,
     readyAt: undefined,
     lastBeat: now,

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import tls from 'node:tls';
@@ -36,4 +37,14 @@ export function isHttp2(server: net.Server): boolean {
 /** Whoever connects to `server` speaks TLS first. */
 export function isTls(server: net.Server): boolean {
   return server instanceof tls.Server || (server instanceof GrpcFront && server.secure);
+}
+
+/**
+ * `server`'s idle connections can be moved to another worker: it is Node's plain HTTP/1.1
+ * server (`http.Server`), whose connections carry no state outside the socket between two
+ * requests. A TLS connection's session keys live in this process; HTTP/2 sessions are drained
+ * by GOAWAY (docs/connection-moves.md).
+ */
+export function canMoveConnections(server: net.Server): boolean {
+  return server instanceof http.Server && !isTls(server) && httpProtocolOf(server) === 'http/1.1';
 }

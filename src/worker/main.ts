@@ -18,9 +18,10 @@ import {
 } from '../protocol/ipc.js';
 import { describeIssues } from '../protocol/issues.js';
 import { workerTitle } from '../protocol/titles.js';
+import { ConnectionMover, type TcpHandle } from './drain/connection-mover.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
 import { type DrainProgress, drainConnections } from './drain/drain.js';
-import { httpProtocolOf, isTls } from './http-protocol.js';
+import { canMoveConnections, httpProtocolOf, isTls } from './http-protocol.js';
 import { type LoadedApp, loadApp } from './load-app.js';
 import { RequestRecorder } from './request-recorder.js';
 import { checkSelf } from './self-check.js';
@@ -65,6 +66,8 @@ function send(message: WorkerMessage): void {
 let app: LoadedApp | undefined;
 let listeners: net.Server[] = [];
 let tracker: ConnectionTracker | undefined;
+/** Moves its idle connections away as it drains, and takes those handed to it (plain HTTP/1.1). */
+let mover: ConnectionMover | undefined;
 /** Counts responses by status and latency, when the master serves metrics. */
 let recorder: RequestRecorder | undefined;
 /** A canary deploy is judging this release (set at spawn, then by the master's messages). */
@@ -90,6 +93,17 @@ function heartbeatMessage(): WorkerMessage {
     ...(tracker === undefined ? {} : { connections: tracker.counts() }),
     ...(drainProgress.deadline === undefined ? {} : { drainDeadline: drainProgress.deadline }),
     closedAtDeadline: drainProgress.closedAtDeadline,
+    ...(tracker === undefined || drainProgress.deadline === undefined
+      ? {}
+      : {
+          moves: {
+            moved: mover?.outcomes.taken ?? 0,
+            refused: mover?.outcomes.refused ?? 0,
+            lost: mover?.outcomes.lost ?? 0,
+            closed: tracker.closedDraining,
+            reset: tracker.resetDraining,
+          },
+        }),
   };
 }
 
@@ -117,11 +131,15 @@ function exit(code: number, reason: string): never {
   }
 }
 
-async function drain(reason: string, code = 0): Promise<void> {
+/** Drains; `move`: the master has somewhere to move idle connections to (a `drain` message). */
+async function drain(reason: string, code = 0, move = false): Promise<void> {
   if (draining) return;
   draining = true;
   if (!serving || tracker === undefined || app === undefined) exit(code, `${reason} before ready`);
-  await drainConnections({ app, listeners, tracker, logger }, options, reason, drainProgress);
+  const target = { app, listeners, tracker, logger, mover: move ? mover : undefined };
+  await drainConnections(target, options, reason, drainProgress);
+  const { moves } = heartbeatMessage() as { moves?: unknown };
+  logger.info({ moves, closedAtDeadline: drainProgress.closedAtDeadline }, 'drained');
   await sendLastHeartbeat();
   exit(code, reason);
 }
@@ -167,11 +185,25 @@ function setCanary(on: boolean): void {
   }
 }
 
-// The master asks how this worker's app answers (a deploy verifying the new release).
-process.on('message', (raw: unknown) => {
+// The master asks how this worker's app answers (a deploy verifying the new release), tells it
+// to drain, or hands it a connection (or answers for one it offered).
+process.on('message', (raw: unknown, handle: unknown) => {
   const parsed = v.safeParse(MasterMessageSchema, raw);
   if (!parsed.success) return; // none of prefork's: nothing for the worker to do
   const message = parsed.output;
+  if (message.type === 'conn') {
+    if (mover !== undefined) mover.take(message, handle, serving && !draining);
+    else refuseConnection(message.id, handle);
+    return;
+  }
+  if (message.type === 'conn-answer') {
+    mover?.onAnswer(message);
+    return;
+  }
+  if (message.type === 'drain') {
+    void drain(message.reason, 0, message.move);
+    return;
+  }
   if (message.type === 'canary') {
     canary = message.on === true;
     setCanary(canary);
@@ -190,6 +222,12 @@ process.on('message', (raw: unknown) => {
   }
   void checkSelf(app.server, message).then(send);
 });
+/** A connection handed to a worker that cannot take any (still loading, or TLS): refused. */
+function refuseConnection(id: number, handle: unknown): void {
+  send({ type: 'conn-answer', id, outcome: 'refused' });
+  (handle as Partial<TcpHandle> | undefined)?.close?.();
+}
+
 // The master is gone (killed?): finish what we hold and leave, never linger as an orphan.
 process.on('disconnect', () => void drain('master disconnected'));
 // It may have gone while this process was still starting, before the listener above existed.
@@ -263,6 +301,16 @@ try {
       );
     }
   }
+  if (options.moveConnections && canMoveConnections(app.server)) {
+    mover = new ConnectionMover(
+      (message, handle) => {
+        if (!process.connected) return false;
+        process.send?.(message, handle as never, {}, () => {});
+        return true;
+      },
+      (socket, handedIn) => connections.adopt(socket, handedIn),
+    );
+  }
   listeners = await listenOnInheritedSockets(app.server, options.sockets.length);
   serving = true;
 } catch (error) {
@@ -272,4 +320,4 @@ try {
   send({ type: 'boot-error', message });
   process.exit(1);
 }
-send({ type: 'ready', tls: isTls(app.server), http: httpProtocolOf(app.server) });
+send({ type: 'ready', tls: isTls(app.server), http: httpProtocolOf(app.server), moves: true });

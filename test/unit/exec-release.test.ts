@@ -86,7 +86,7 @@ describe('sd_notify messages and fd names', () => {
   it('READY=1, WATCHDOG=1 and STATUS= mean something; the rest of systemd’s vocabulary is ignored', () => {
     expect(notifyMessages('READY=1\nSTATUS=listening on 2 sockets\nMAINPID=7\nWATCHDOG=1')).toEqual(
       [
-        { type: 'ready', tls: false, http: 'http/1.1' },
+        { type: 'ready', tls: false, http: 'http/1.1', moves: false },
         { type: 'status', text: 'listening on 2 sockets' },
         { type: 'watchdog' },
       ],

@@ -29,6 +29,8 @@ describe('worker IPC', () => {
       goodbyeWindowMs: 5000,
       metrics: false,
       canary: false,
+      // An older master moves no connection: its workers close them as they always did.
+      moveConnections: false,
     });
     const wrong = v.safeParse(WorkerOptionsSchema, { ...first, sockets: '127.0.0.1:8000' });
     expect(wrong.success).toBe(false);
@@ -50,11 +52,12 @@ describe('worker IPC', () => {
   });
 
   it("tells prefork's worker messages from an app's own", () => {
-    // A worker of an older prefork says neither: HTTP/1.1 without TLS.
+    // A worker of an older prefork says none: HTTP/1.1 without TLS, drained by its signal.
     expect(v.parse(WorkerMessageSchema, { type: 'ready' })).toEqual({
       type: 'ready',
       tls: false,
       http: 'http/1.1',
+      moves: false,
     });
     expect(v.parse(WorkerMessageSchema, { type: 'ready', tls: true, http: 'h2' }).type).toBe(
       'ready',

@@ -132,7 +132,7 @@ const signal = (name: 'SIGHUP' | 'SIGTTOU' | 'SIGWINCH' | 'SIGQUIT' | 'SIGUSR1')
 const ready = (pid: number): MasterEvent => ({
   kind: 'worker-message',
   pid,
-  message: { type: 'ready', tls: false, http: 'http/1.1' },
+  message: { type: 'ready', tls: false, http: 'http/1.1', moves: false },
 });
 const heartbeat = (pid: number): MasterEvent => ({
   kind: 'worker-message',

@@ -25,6 +25,13 @@ export interface ConnectionState {
   idleAt: number;
   idleRequests: number;
   idleBytes: number;
+  /**
+   * Never offered to another worker: it came back refused, and is served here until it closes
+   * (an HTTP/1.1 connection only; docs/connection-moves.md).
+   */
+  stays: boolean;
+  /** Handed to this worker by another and no request seen on it yet (its keep-alive timer runs). */
+  handedIn: boolean;
 }
 
 /**
@@ -37,16 +44,23 @@ export interface ConnectionStrategy {
   isBusy(state: ConnectionState): boolean;
   /** An idle connection of this kind may be closed once it has stayed quiet (HTTP/1.1 only). */
   closesWhenIdle: boolean;
-  /** The drain starts: what the connection is told now. */
-  onDrainStart(state: ConnectionState): void;
+  /**
+   * The drain starts: what the connection is told now. `moving`: its idle HTTP/1.1 connections
+   * will be moved, so those keep their keep-alive.
+   */
+  onDrainStart(state: ConnectionState, moving: boolean): void;
 }
 
-/** HTTP/1.1: busy while a response is unfinished; told `Connection: close` on every response. */
+/**
+ * HTTP/1.1: busy while a response is unfinished. Told `Connection: close` on every response,
+ * unless the connection will be moved once idle (it keeps its keep-alive then).
+ */
 const http1: ConnectionStrategy = {
   isBusy: (state) => state.current !== undefined && !state.current.writableFinished,
   closesWhenIdle: true,
   // In-flight responses whose headers are not sent yet say `Connection: close` too.
-  onDrainStart: ({ current }) => {
+  onDrainStart: ({ current }, moving) => {
+    if (moving) return;
     if (current !== undefined && !current.headersSent) current.setHeader('Connection', 'close');
   },
 };

@@ -7,6 +7,7 @@ import type { ConnectionCountKind, ConnectionCounts } from '../../protocol/conne
 import { GrpcFront } from '../grpc-front.js';
 import { isHttp2 } from '../http-protocol.js';
 import { type ConnectionState, STRATEGIES } from './connection-kinds.js';
+import type { ConnectionMover } from './connection-mover.js';
 
 /** A connection as the tracker holds it: its socket, or an HTTP/2 connection's session. */
 type Connection = net.Socket | Http2Session;
@@ -24,6 +25,11 @@ type Connection = net.Socket | Http2Session;
 export class ConnectionTracker {
   private readonly connections = new Map<Connection, ConnectionState>();
   private draining = false;
+  /** Draining, with idle HTTP/1.1 connections moved to the next generation rather than closed. */
+  private moving = false;
+  /** Connections that closed while draining: cleanly, and by an error (a reset). */
+  closedDraining = 0;
+  resetDraining = 0;
   /** Requests seen since the worker started. */
   requests = 0;
   /**
@@ -37,7 +43,7 @@ export class ConnectionTracker {
    * `timing` (settable later), the arrival of each request is noted for {@link startOf}.
    */
   constructor(
-    server: net.Server,
+    private readonly server: net.Server,
     onRequest: () => void,
     public timing = false,
   ) {
@@ -77,8 +83,9 @@ export class ConnectionTracker {
       state.requests += 1;
       if (this.timing) state.startedAt = performance.now();
       this.requests += 1;
+      if (state.handedIn) keepAliveOver(req.socket, state, server);
       if (
-        this.draining ||
+        (this.draining && (!this.moving || state.stays)) ||
         (this.reconnectAfterMs > 0 && Date.now() - state.openedAt >= this.reconnectAfterMs)
       ) {
         res.setHeader('Connection', 'close');
@@ -130,10 +137,61 @@ export class ConnectionTracker {
       idleAt: 0,
       idleRequests: -1,
       idleBytes: -1,
+      stays: false,
+      handedIn: false,
     };
     this.connections.set(socket, state);
-    socket.once('close', () => this.connections.delete(socket));
+    socket.once('close', (hadError: boolean) => {
+      // Gone from the map already: moved away, or closed at the deadline (counted there).
+      if (this.connections.get(socket) !== state) return;
+      this.connections.delete(socket);
+      if (!this.draining) return;
+      if (hadError) this.resetDraining += 1;
+      else this.closedDraining += 1;
+    });
     return state;
+  }
+
+  /**
+   * Serves `socket` on the app's server as if it had been accepted here: a connection handed
+   * in by another worker (`handedIn`: it gets the server's keep-alive time to send its next
+   * request), or one of this worker's that no worker took (it stays, and is closed as a
+   * drain closes connections).
+   */
+  adopt(socket: net.Socket, handedIn: boolean): void {
+    this.server.emit('connection', socket);
+    const state = this.connections.get(socket) ?? this.track(socket);
+    if (!handedIn) {
+      state.stays = true;
+      return;
+    }
+    state.handedIn = true;
+    const keepAliveMs = (this.server as { keepAliveTimeout?: number }).keepAliveTimeout ?? 5000;
+    if (keepAliveMs > 0) socket.setTimeout(keepAliveMs);
+  }
+
+  /**
+   * Offers every idle HTTP/1.1 connection to `mover` (those that stay aside), as many as it
+   * takes at once; returns how many were taken from this worker's server. Call it while
+   * draining, as connections turn idle and as offers are answered.
+   */
+  moveIdle(mover: ConnectionMover): number {
+    let offered = 0;
+    for (const [connection, state] of this.connections) {
+      if (state.kind !== 'http1' || state.stays || isBusy(state)) continue;
+      const socket = connection as net.Socket;
+      // Waiting its turn: the server's keep-alive timer must not close it meanwhile (that
+      // close would race the client's next request); the worker it moves to starts its own.
+      if (mover.full) {
+        socket.setTimeout(0);
+        continue;
+      }
+      if (mover.offer(socket)) {
+        this.connections.delete(connection);
+        offered += 1;
+      }
+    }
+    return offered;
   }
 
   /**
@@ -163,9 +221,12 @@ export class ConnectionTracker {
    * From now on every response says `Connection: close`, including in-flight ones whose
    * headers are not sent yet.
    */
-  startDraining(): void {
+  startDraining(moving = false): void {
     this.draining = true;
-    for (const state of this.connections.values()) STRATEGIES[state.kind].onDrainStart(state);
+    this.moving = moving;
+    for (const state of this.connections.values()) {
+      STRATEGIES[state.kind].onDrainStart(state, moving);
+    }
   }
 
   /**
@@ -192,6 +253,8 @@ export class ConnectionTracker {
   closeIdle(idleMs: number, now: number = Date.now()): void {
     for (const [connection, state] of this.connections) {
       if (!STRATEGIES[state.kind].closesWhenIdle) continue;
+      // Moving: an HTTP/1.1 connection is offered once idle (moveIdle), never closed as idle.
+      if (this.moving && state.kind === 'http1' && !state.stays) continue;
       const socket = connection as net.Socket; // only sockets close when idle
       const busy = isBusy(state);
       if (busy || state.requests !== state.idleRequests || socket.bytesRead !== state.idleBytes) {
@@ -209,10 +272,20 @@ export class ConnectionTracker {
    * many there were.
    */
   destroyAll(): number {
-    const closed = this.connections.size;
-    for (const socket of this.connections.keys()) socket.destroy();
-    return closed;
+    const open = [...this.connections.keys()];
+    this.connections.clear();
+    for (const socket of open) socket.destroy();
+    return open.length;
   }
+}
+
+/**
+ * The first request on a handed-in connection came: the keep-alive timer set when it arrived
+ * stops (the server's own timeout, if it has one, applies again), as Node's server does.
+ */
+function keepAliveOver(socket: net.Socket, state: ConnectionState, server: net.Server): void {
+  state.handedIn = false;
+  socket.setTimeout((server as { timeout?: number }).timeout ?? 0);
 }
 
 /** How each kind is counted; HTTP/1.1 ones by whether they are busy. */

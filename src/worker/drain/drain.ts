@@ -4,6 +4,7 @@ import { pollUntil } from '../../wait/wait.js';
 import { GrpcFront } from '../grpc-front.js';
 import type { LoadedApp } from '../load-app.js';
 import { stopAccepting } from '../serve.js';
+import type { ConnectionMover } from './connection-mover.js';
 import type { ConnectionTracker } from './connection-tracker.js';
 import { callDrainHook, drainInfo } from './drain-hook.js';
 
@@ -18,6 +19,11 @@ export interface DrainTarget {
   listeners: net.Server[];
   tracker: ConnectionTracker;
   logger: Logger;
+  /**
+   * Moves idle HTTP/1.1 connections to the next generation, when the master said there is one
+   * to take them (`DrainMessage.move`) and the app's server is one whose connections can move.
+   */
+  mover?: ConnectionMover | undefined;
 }
 
 /** Where a drain is, for the worker's heartbeats. */
@@ -47,19 +53,28 @@ export async function drainConnections(
   reason: string,
   progress: DrainProgress = { deadline: undefined, closedAtDeadline: 0 },
 ): Promise<void> {
-  const { app, listeners, tracker, logger } = target;
+  const { app, listeners, tracker, logger, mover } = target;
   const deadline = Date.now() + gracefulTimeoutMs;
   progress.deadline = deadline;
-  logger.info({ reason, connections: tracker.size, ...tracker.counts() }, 'draining');
+  logger.info(
+    { reason, connections: tracker.size, ...tracker.counts(), moving: mover !== undefined },
+    'draining',
+  );
   stopAccepting(listeners);
-  tracker.startDraining();
+  tracker.startDraining(mover !== undefined);
+  if (mover !== undefined) {
+    // Idle connections are offered in a stream: more as answers come (MAX_PENDING_OFFERS).
+    mover.onRoom = () => tracker.moveIdle(mover);
+    tracker.moveIdle(mover);
+  }
   // A grpc-js server closes its own sessions; what is open at the deadline is closed below.
   if (app.server instanceof GrpcFront) app.server.drainSessions(gracefulTimeoutMs);
   callDrainHook(app.drain, drainInfo(reason, deadline, goodbyeWindowMs, logger), logger);
   const drained = await pollUntil(
     () => {
+      if (mover !== undefined) tracker.moveIdle(mover);
       tracker.closeIdle(IDLE_CLOSE_MS);
-      return tracker.size === 0;
+      return tracker.size === 0 && (mover?.pending ?? 0) === 0;
     },
     gracefulTimeoutMs,
     { everyMs: DRAIN_POLL_MS },
@@ -69,6 +84,7 @@ export async function drainConnections(
       { connections: tracker.size, ...tracker.counts() },
       'graceful timeout reached: closing the remaining connections',
     );
+    mover?.abandon();
     progress.closedAtDeadline += tracker.destroyAll();
   }
   if (app.close === undefined) return;

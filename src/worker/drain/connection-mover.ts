@@ -1,0 +1,179 @@
+import net from 'node:net';
+import {
+  type ConnAnswer,
+  type ConnMessage,
+  MOVE_ANSWER_MARGIN_MS,
+  MOVE_EXPIRES_MS,
+  type MoveOutcome,
+} from '../../protocol/moves.js';
+
+/** A TCP socket's libuv handle, as Node's `net.Socket` holds it (`_handle`). */
+export interface TcpHandle {
+  readStop(): number;
+  readStart(): number;
+  close(callback?: () => void): void;
+  onread: unknown;
+}
+
+/** What Node's HTTP server hangs on a socket it serves (internals, checked by the unit test). */
+type ServedSocket = net.Socket & {
+  _handle: TcpHandle | null;
+  parser?: { finish(): unknown; unconsume(): void } | null;
+  _httpMessage?: unknown;
+};
+
+function noop(): void {}
+
+/**
+ * Takes the fd of `socket`, a connection Node's HTTP server serves, away from this process's
+ * HTTP server if the connection sits between two requests: no response unfinished or unflushed,
+ * no byte read that the parser holds (`parser.finish()`, llhttp's end-of-input check, fails
+ * mid-message and changes nothing), none buffered. Reading stops first, so nothing can be read
+ * after the check; bytes the client sends from here on wait in the kernel for whoever reads
+ * the fd next. Returns the handle (the socket object is closed without closing the fd), or
+ * undefined and changes nothing when the connection is not idle.
+ */
+export function detachIdle(socket: net.Socket): TcpHandle | undefined {
+  const served = socket as ServedSocket;
+  const handle = served._handle;
+  const parser = served.parser;
+  if (!handle || !parser || typeof handle.readStop !== 'function') return undefined;
+  if (served._httpMessage || socket.writableLength > 0 || socket.connecting) return undefined;
+  handle.readStop();
+  if (parser.finish() instanceof Error || socket.readableLength > 0) {
+    handle.readStart();
+    return undefined;
+  }
+  parser.unconsume();
+  handle.onread = noop;
+  served._handle = null;
+  socket.setTimeout(0);
+  socket.destroy();
+  return handle;
+}
+
+/**
+ * At most this many offers wait for an answer at once: a worker with thousands of idle
+ * connections offers them in a stream rather than all at once, so that no hop holds thousands
+ * of fds, and each offer's `expires` runs from when it can actually move.
+ */
+export const MAX_PENDING_OFFERS = 128;
+
+/** What an offered connection is waiting for. */
+interface Offer {
+  handle: TcpHandle;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * A worker's side of moving connections: offers its idle connections to its master while it
+ * drains, keeping each fd until the answer comes (taken: close it; refused: serve the
+ * connection again, never to be offered twice; no answer: close it), and takes the connections
+ * its master hands it. Counts what became of what it offered.
+ */
+export class ConnectionMover {
+  private nextId = 1;
+  private readonly offers = new Map<number, Offer>();
+  readonly outcomes: Record<MoveOutcome, number> = { taken: 0, refused: 0, lost: 0 };
+  /** Called (once per turn of the loop) when offers are answered: there is room for more. */
+  onRoom: (() => void) | undefined;
+  private roomSoon = false;
+
+  constructor(
+    /** Sends a message (with a handle) to the master; false when the channel is closed. */
+    private readonly send: (message: ConnMessage | ConnAnswer, handle?: TcpHandle) => boolean,
+    /** Serves a connection here (a refused one comes back, or one handed to this worker). */
+    private readonly serve: (socket: net.Socket, handedIn: boolean) => void,
+  ) {}
+
+  /** Connections offered and not answered yet. */
+  get pending(): number {
+    return this.offers.size;
+  }
+
+  /** As many offers as may wait at once are out: offer more once some are answered. */
+  get full(): boolean {
+    return this.offers.size >= MAX_PENDING_OFFERS;
+  }
+
+  /** Offers `socket` to the master if it is idle; true when it was taken from this server. */
+  offer(socket: net.Socket): boolean {
+    const handle = detachIdle(socket);
+    if (handle === undefined) return false;
+    const id = this.nextId;
+    this.nextId += 1;
+    const expires = Date.now() + MOVE_EXPIRES_MS;
+    // No answer by then: the master or a process after it is gone or stuck. Whoever took the
+    // connection keeps it; this copy is closed (serving it again could race the taker).
+    const timer = setTimeout(
+      () => this.settle(id, 'lost'),
+      MOVE_EXPIRES_MS + 2 * MOVE_ANSWER_MARGIN_MS,
+    );
+    timer.unref();
+    this.offers.set(id, { handle, timer });
+    if (!this.send({ type: 'conn', id, expires }, handle)) this.settle(id, 'refused');
+    return true;
+  }
+
+  /** The master's answer for an offer. */
+  onAnswer(answer: ConnAnswer): void {
+    this.settle(answer.id, answer.outcome);
+  }
+
+  private settle(id: number, outcome: MoveOutcome): void {
+    const offer = this.offers.get(id);
+    if (offer === undefined) return;
+    this.offers.delete(id);
+    clearTimeout(offer.timer);
+    this.outcomes[outcome] += 1;
+    if (!this.roomSoon && this.onRoom !== undefined) {
+      this.roomSoon = true;
+      setImmediate(() => {
+        this.roomSoon = false;
+        this.onRoom?.();
+      });
+    }
+    if (outcome === 'refused') {
+      this.serve(socketOf(offer.handle), false);
+    } else {
+      offer.handle.close();
+    }
+  }
+
+  /** The master is gone, or the deadline came: every offer still out is settled as lost. */
+  abandon(): void {
+    for (const id of [...this.offers.keys()]) this.settle(id, 'lost');
+  }
+
+  /**
+   * The master hands this worker connection `message.id`; `accept` says whether this worker
+   * may take it now (serving, not draining). Answers the master either way.
+   */
+  take(message: ConnMessage, handle: unknown, accept: boolean): void {
+    const usable = isTcpHandle(handle);
+    const outcome: MoveOutcome =
+      usable && accept && Date.now() <= message.expires ? 'taken' : 'refused';
+    // Answered before the connection is read: once the answer says taken, nothing else reads it.
+    this.send({ type: 'conn-answer', id: message.id, outcome });
+    if (!usable) return;
+    if (outcome === 'refused') {
+      handle.close();
+      return;
+    }
+    this.serve(socketOf(handle), true);
+  }
+}
+
+function isTcpHandle(handle: unknown): handle is TcpHandle {
+  return (
+    typeof handle === 'object' &&
+    handle !== null &&
+    typeof (handle as TcpHandle).readStart === 'function' &&
+    typeof (handle as TcpHandle).close === 'function'
+  );
+}
+
+/** A socket on `handle` (Node's own `handle` option, which its types leave out). */
+function socketOf(handle: TcpHandle): net.Socket {
+  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+}

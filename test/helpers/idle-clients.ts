@@ -1,0 +1,66 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { join } from 'node:path';
+import type { SwarmReport } from './idle-swarm.js';
+import { track, waitFor } from './processes.js';
+import { REPO } from './repo.js';
+
+export type { SwarmReport } from './idle-swarm.js';
+
+/** The swarm script, compiled by `npm run build:tools` (part of `npm test`). */
+const SWARM = join(REPO, 'test/.build/test/helpers/idle-swarm.js');
+
+/** A running swarm of mostly idle kept-alive clients (`idle-swarm.ts`), in its own process. */
+export interface IdleClients {
+  /** What it saw so far. */
+  report(): Promise<SwarmReport>;
+  /** Stops every client once its request in flight is answered; the final report. */
+  stop(): Promise<SwarmReport>;
+}
+
+/**
+ * Starts `count` clients against `url`, each waiting 0..`maxWaitMs` between its requests, and
+ * resolves once every client has had its first answer.
+ */
+export async function startIdleClients(
+  url: string,
+  count: number,
+  options: { maxWaitMs?: number; ca?: string } = {},
+): Promise<IdleClients> {
+  const args = [url, String(count), String(options.maxWaitMs ?? 3000)];
+  if (options.ca !== undefined) args.push(options.ca);
+  const child: ChildProcess = fork(SWARM, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  track(child.pid);
+  let last: SwarmReport | undefined;
+  let exited = false;
+  child.on('message', (message) => {
+    last = message as SwarmReport;
+  });
+  child.on('exit', () => {
+    exited = true;
+  });
+  const ask = async (): Promise<SwarmReport> => {
+    const before = last;
+    child.send('report');
+    await waitFor('a report from the client swarm', () => exited || last !== before, 30_000);
+    if (last === undefined) throw new Error('the client swarm exited without a report');
+    return last;
+  };
+  await waitFor(
+    `${count} clients connected`,
+    async () => {
+      const report = await ask();
+      return report.started === count && report.requests + report.failed >= count;
+    },
+    120_000,
+  );
+  return {
+    report: ask,
+    stop: async () => {
+      const before = last;
+      child.send('stop');
+      await waitFor('the client swarm to stop', () => exited && last !== before, 60_000);
+      if (last === undefined) throw new Error('the client swarm exited without a report');
+      return last;
+    },
+  };
+}
