@@ -54,7 +54,8 @@ export class WorkerPool {
 
   /**
    * Whether a worker about to drain may move its idle connections (the master has somewhere
-   * to put them); a worker that speaks the moves protocol is told so in its `drain` message.
+   * to put them); such a worker, if it speaks the moves protocol, is drained by a `drain`
+   * message instead of its stop signal.
    */
   canMove: (worker: WorkerRecord) => boolean = () => false;
 
@@ -106,8 +107,9 @@ export class WorkerPool {
       { worker: worker.pid, reason, move },
       `draining worker ${worker.pid} (${reason})`,
     );
-    const told =
-      worker.moves && worker.kind.tell(worker, { type: 'drain', reason, move }, this.effects);
+    // Only a drain that moves connections is told by IPC (it must know before it starts);
+    // every other drain is the worker's stop signal, as an app that traps QUIT expects.
+    const told = move && worker.kind.tell(worker, { type: 'drain', reason, move }, this.effects);
     if (!told) this.effects.signalWorker(worker, worker.kind.stopSignal(worker));
   }
 
