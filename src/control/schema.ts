@@ -9,6 +9,7 @@ import * as v from 'valibot';
 import { ConnectionCountsSchema } from '../protocol/connections.js';
 import { WORKER_EXIT_REASONS, type WorkerExitReason } from '../protocol/exits.js';
 import { FiguresSchema, HTTP_PROTOCOLS } from '../protocol/ipc.js';
+import { MoveCountsSchema, noMoves } from '../protocol/moves.js';
 
 export { WORKER_EXIT_REASONS, type WorkerExitReason } from '../protocol/exits.js';
 export { describeIssues } from '../protocol/issues.js';
@@ -72,6 +73,8 @@ export const WorkerStatusSchema = v.object({
   drainDeadline: v.optional(v.number()),
   /** Connections it closed because they were still open at its drain's deadline. */
   closedAtDeadline: v.optional(whole, 0),
+  /** While it drains: what became of its connections (moved, closed, reset, ...). */
+  drained: v.optional(MoveCountsSchema),
 });
 export type WorkerStatus = v.InferOutput<typeof WorkerStatusSchema>;
 
@@ -102,6 +105,8 @@ export const MasterStatusSchema = v.pipe(
     state: v.picklist(MASTER_STATES),
     /** Connections its workers, alive and gone, closed at a drain's deadline (`ExitReport`). */
     closedAtDeadline: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 0),
+    /** What its workers' drains, alive and gone, did with their connections (`ExitReport`). */
+    drained: v.optional(MoveCountsSchema, noMoves),
     workersStopped: v.optional(v.boolean(), false),
     desiredWorkers: atLeastOne,
     /**
@@ -172,6 +177,8 @@ export const ReleaseMetricsSchema = v.object({
   connections: v.optional(ConnectionCountsSchema, { byKind: {}, streams: 0 }),
   /** Connections its workers, alive and gone, closed at their drain's deadline. */
   closedAtDeadline: v.optional(whole, 0),
+  /** What its workers' drains, alive and gone, did with their connections. */
+  drained: v.optional(MoveCountsSchema, noMoves),
 });
 export type ReleaseMetrics = v.InferOutput<typeof ReleaseMetricsSchema>;
 

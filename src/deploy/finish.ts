@@ -4,7 +4,8 @@ import { EXIT, messageOf, PreforkError } from '../errors/index.js';
 import { appendHistory, countOutcome, journalStep } from '../journal/journal.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { oldbinPath } from '../protocol/files.js';
-import { describeClosedAtDeadline } from '../report/connections.js';
+import { movesSince } from '../protocol/moves.js';
+import { describeClosedAtDeadline, describeDrained } from '../report/connections.js';
 import { takeExitReport } from '../state/exit-report.js';
 import { PIDFILE_SETTLE_MS } from '../wait/timeouts.js';
 import { poll } from '../wait/wait.js';
@@ -70,14 +71,19 @@ export async function finish(ctx: DeployContext): Promise<void> {
 }
 
 /**
- * Tells what the old master's drain closed at the graceful timeout, from the report it left
- * as it exited (none when it was killed: then its connections died with it, uncounted).
+ * Tells what the old master's drains did with their connections (moved, closed, reset, ...)
+ * and what they closed at the graceful timeout, from the report it left as it exited (none
+ * when it was killed: then its connections died with it, uncounted).
  */
 function reportDrain(ctx: DeployContext, pid: number): void {
   const report = takeExitReport(ctx.config.root, pid);
   if (report === undefined) return;
   // What it closed before this deploy began is not this deploy's.
   const closed = Math.max(0, report.closedAtDeadline - (ctx.old.closedAtDeadline ?? 0));
+  if (report.drained !== undefined) {
+    const drained = describeDrained(movesSince(report.drained, ctx.old.drained));
+    if (drained !== '') ctx.reporter.info(`old master ${pid}: its connections: ${drained}`);
+  }
   ctx.reporter.info(
     closed === 0
       ? `old master ${pid}: every connection finished before the graceful timeout`

@@ -132,9 +132,13 @@ export class ConnectionRouter {
     }
     const fromPeer = 'peer' in origin;
     const exclude = 'worker' in origin ? origin.worker : 0;
-    const worker =
-      this.deps.enabled() && Date.now() < message.expires ? this.pick(exclude) : undefined;
-    const peer = worker === undefined && !fromPeer && this.deps.enabled() ? this.peer() : undefined;
+    const open = this.deps.enabled() && Date.now() < message.expires;
+    // The old master of an upgrade sends its workers' connections on to the new one at once:
+    // its own other workers are being replaced too (a deploy retires them one at a time), and
+    // each hop within it would be a move more.
+    const newer = open && !fromPeer ? this.newerPeer() : undefined;
+    const worker = open && newer === undefined ? this.pick(exclude) : undefined;
+    const peer = newer ?? (worker === undefined && !fromPeer && open ? this.peer() : undefined);
     const to = worker?.pid ?? peer;
     if (to === undefined || Date.now() >= message.expires) {
       raw.close();
@@ -190,6 +194,12 @@ export class ConnectionRouter {
     if (candidates.length === 0) return undefined;
     this.turn = (this.turn + 1) % candidates.length;
     return candidates[this.turn];
+  }
+
+  /** The new master of an upgrade this master started, once it said hello. */
+  private newerPeer(): PeerLink | undefined {
+    const { child } = this.peers;
+    return child !== undefined && this.hello.has(child) ? child : undefined;
   }
 
   /** The other master to move connections to: the newer one first, once it said hello. */

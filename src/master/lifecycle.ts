@@ -10,7 +10,12 @@ import type { MasterEffects } from './effects.js';
 import { cleanUpAndExit } from './master-exit.js';
 import type { MasterParts } from './master-parts.js';
 import type { UpgradeState } from './upgrade-state.js';
-import { closedAtDeadline, type PoolLimits, type WorkerPool } from './worker-pool.js';
+import {
+  closedAtDeadline,
+  drainedConnections,
+  type PoolLimits,
+  type WorkerPool,
+} from './worker-pool.js';
 
 /** A master's life: booting until every worker is ready, running, then stopping. */
 export type MasterState = 'booting' | 'running' | 'stopping';
@@ -110,6 +115,7 @@ export class Lifecycle {
         pid: process.pid,
         at: this.effects.now(),
         closedAtDeadline: closedAtDeadline(this.pool),
+        drained: drainedConnections(this.pool),
         gracefulTimeoutS: gracefulTimeout,
       });
     } catch (error) {

@@ -5,6 +5,7 @@ import { ReleaseBook } from '../metrics/release-book.js';
 import { connectionTotal } from '../protocol/connections.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { MasterMessage, WorkerMessage } from '../protocol/ipc.js';
+import { addMoves, type MoveCounts, noMoves } from '../protocol/moves.js';
 import { WORKER_KILL_GRACE_MS } from '../wait/timeouts.js';
 import type { SpawnWorkerOptions, WorkerRecord } from '../worker-kind/worker-record.js';
 import type { MasterEffects } from './effects.js';
@@ -44,6 +45,11 @@ export interface ExitedWorker {
  */
 export function closedAtDeadline(pool: Pick<WorkerPool, 'book' | 'all'>): number {
   return pool.book.releases(pool.all()).reduce((sum, r) => sum + r.closedAtDeadline, 0);
+}
+
+/** What the drains of the pool's workers, alive and gone, did with their connections. */
+export function drainedConnections(pool: Pick<WorkerPool, 'book' | 'all'>): MoveCounts {
+  return pool.book.releases(pool.all()).reduce((sum, r) => addMoves(sum, r.drained), noMoves());
 }
 
 export class WorkerPool {

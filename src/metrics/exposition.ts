@@ -9,6 +9,7 @@ import { histogramOf } from '../figures/figures.js';
 import { CONNECTION_COUNT_KINDS } from '../protocol/connections.js';
 import { WORKER_EXIT_REASONS } from '../protocol/exits.js';
 import { STATUS_CLASSES } from '../protocol/figures.js';
+import { MOVE_COUNT_OUTCOMES } from '../protocol/moves.js';
 
 /** A deploy, rollback or upgrade running now: the step it is at (from `.prefork/deploy.json`). */
 export interface DeployInFlight {
@@ -63,6 +64,7 @@ export function masterSeries(master: MasterMetrics): Series[] {
   const connections: SeriesValue[] = [];
   const streams: SeriesValue[] = [];
   const closed: SeriesValue[] = [];
+  const drained: SeriesValue[] = [];
   for (const r of master.releases) {
     const release = r.release;
     if (r.kind === 'node') {
@@ -71,6 +73,9 @@ export function masterSeries(master: MasterMetrics): Series[] {
       }
       streams.push({ labels: { release }, value: r.connections.streams });
       closed.push({ labels: { release }, value: r.closedAtDeadline });
+      for (const outcome of MOVE_COUNT_OUTCOMES) {
+        drained.push({ labels: { release, outcome }, value: r.drained[outcome] });
+      }
     }
     for (const state of ['booting', 'ready', 'draining'] as const) {
       workers.push({ labels: { release, state }, value: r.workers[state] });
@@ -144,6 +149,12 @@ export function masterSeries(master: MasterMetrics): Series[] {
       'Connections draining Node workers closed because they were still open at the graceful timeout, by release.',
       'counter',
       closed,
+    ),
+    series(
+      'prefork_connections_drained_total',
+      "What draining Node workers did with their connections, by release and outcome: moved to the next generation, refused (no worker took it: served again, then closed), lost (a process on the move's way died), closed cleanly, reset.",
+      'counter',
+      drained,
     ),
   ];
 }

@@ -3,6 +3,7 @@ import { addFigures, emptyFigures, responsesIn } from '../figures/figures.js';
 import { addConnections, type ConnectionCounts, noConnections } from '../protocol/connections.js';
 import type { WorkerExitReason } from '../protocol/exits.js';
 import type { RequestFigures } from '../protocol/figures.js';
+import { addMoves, type MoveCounts, noMoves } from '../protocol/moves.js';
 
 /** What the book needs of a worker: its release, state and latest heartbeat. */
 export interface BookWorker {
@@ -13,6 +14,8 @@ export interface BookWorker {
   figures: RequestFigures | undefined;
   connections: ConnectionCounts | undefined;
   closedAtDeadline: number;
+  /** What its drain did with its connections (moved, closed, reset...), once it drains. */
+  moveCounts: MoveCounts | undefined;
 }
 
 /** A release's workers that are gone: their last figures and how they went. */
@@ -22,6 +25,7 @@ interface GoneWorkers {
   requests: number;
   figures: RequestFigures | undefined;
   closedAtDeadline: number;
+  drained: MoveCounts;
   exits: Partial<Record<WorkerExitReason, number>>;
   /** When the last of them exited (for pruning). */
   at: number;
@@ -60,11 +64,13 @@ export class ReleaseBook {
       requests: 0,
       figures: undefined,
       closedAtDeadline: 0,
+      drained: noMoves(),
       exits: {},
       at: now,
     };
     entry.requests += worker.requests;
     entry.closedAtDeadline += worker.closedAtDeadline;
+    if (worker.moveCounts !== undefined) entry.drained = addMoves(entry.drained, worker.moveCounts);
     if (worker.figures !== undefined) {
       entry.figures = addFigures(entry.figures ?? emptyFigures(), worker.figures);
     }
@@ -89,6 +95,7 @@ export class ReleaseBook {
           exits: {},
           connections: noConnections(),
           closedAtDeadline: 0,
+          drained: noMoves(),
         };
         byRelease.set(name, entry);
       }
@@ -103,6 +110,9 @@ export class ReleaseBook {
         entry.connections = addConnections(entry.connections, worker.connections);
       }
       entry.closedAtDeadline += worker.closedAtDeadline;
+      if (worker.moveCounts !== undefined) {
+        entry.drained = addMoves(entry.drained, worker.moveCounts);
+      }
       if (worker.figures !== undefined) {
         entry.figures = addFigures(entry.figures ?? emptyFigures(), worker.figures);
       }
@@ -112,6 +122,7 @@ export class ReleaseBook {
       const entry = entryOf(name, gone.version, gone.kind);
       entry.exits = { ...gone.exits };
       entry.closedAtDeadline += gone.closedAtDeadline;
+      entry.drained = addMoves(entry.drained, gone.drained);
       if (gone.figures !== undefined) {
         entry.figures = addFigures(entry.figures ?? emptyFigures(), gone.figures);
       }

@@ -4,6 +4,7 @@
  * a reader skips a report of a version it does not know.
  */
 import * as v from 'valibot';
+import { MoveCountsSchema } from './moves.js';
 
 export const EXIT_REPORT_VERSION = 1;
 
@@ -20,6 +21,11 @@ export const ExitReportSchema = v.object({
    * what that closed).
    */
   closedAtDeadline: count,
+  /**
+   * What its workers' drains did with their connections (moved, closed, reset, ...): its
+   * status's `drained` at its end. Optional: reports of earlier masters lack it.
+   */
+  drained: v.optional(MoveCountsSchema),
   gracefulTimeoutS: v.number(),
 });
 export type ExitReport = v.InferOutput<typeof ExitReportSchema>;

@@ -94,9 +94,19 @@ export const MoveCountsSchema = v.object({
 });
 export type MoveCounts = v.InferOutput<typeof MoveCountsSchema>;
 
+/** The outcomes a drain counts (`MoveCounts`' keys, the `outcome` label of `/metrics`). */
+export const MOVE_COUNT_OUTCOMES = ['moved', 'refused', 'lost', 'closed', 'reset'] as const;
+
 /** No connection moved or closed yet. */
 export function noMoves(): MoveCounts {
   return { moved: 0, refused: 0, lost: 0, closed: 0, reset: 0 };
+}
+
+/** What `a` counts beyond `b` (each at least 0): a drain's counts since `b` was read. */
+export function movesSince(a: MoveCounts, b: MoveCounts): MoveCounts {
+  const since = noMoves();
+  for (const outcome of MOVE_COUNT_OUTCOMES) since[outcome] = Math.max(0, a[outcome] - b[outcome]);
+  return since;
 }
 
 /** `a` and `b` together. */

@@ -3,6 +3,7 @@ import {
   type ConnectionCounts,
   connectionTotal,
 } from '../protocol/connections.js';
+import type { MoveCounts } from '../protocol/moves.js';
 
 /** How each kind of connection is named for people. */
 const KIND_NAMES: Record<ConnectionCountKind, string> = {
@@ -34,4 +35,22 @@ export function describeConnections(counts: ConnectionCounts): string {
 export function describeClosedAtDeadline(closed: number, gracefulTimeoutS: number): string {
   const were = closed === 1 ? 'connection was' : 'connections were';
   return `${closed} ${were} still open at the graceful timeout (${gracefulTimeoutS} s) and closed`;
+}
+
+/**
+ * `1998 moved, 2 closed cleanly`: what drains did with their connections, each outcome that
+ * happened (docs/connection-moves.md); empty when none did.
+ */
+export function describeDrained(drained: MoveCounts): string {
+  const parts: [number, string][] = [
+    [drained.moved, 'moved'],
+    [drained.refused, 'refused by the next generation (closed here)'],
+    [drained.lost, 'lost on the way'],
+    [drained.closed, 'closed cleanly'],
+    [drained.reset, 'reset'],
+  ];
+  return parts
+    .filter(([n]) => n > 0)
+    .map(([n, what]) => `${n} ${what}`)
+    .join(', ');
 }

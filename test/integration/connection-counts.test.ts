@@ -126,7 +126,7 @@ describe('connections by kind (status, /metrics) and what a drain closes at its 
     expect(draining.connections?.byKind).toEqual({ http1_busy: 1, upgraded: 1 });
     const during = await runPrefork(['status', '--root', root.dir]);
     expect(during.stdout).toMatch(
-      /draining \[counts\]: 1 workers, 2 \(HTTP\/1\.1 busy 1, upgraded \(WebSocket\) 1\) left, the rest closed in [0-3]s; 0 closed at the deadline/,
+      /draining \[counts\]: 1 workers, 2 \(HTTP\/1\.1 busy 1, upgraded \(WebSocket\) 1\) left, the rest closed in [0-3]s; 3 closed cleanly, 0 closed at the deadline/,
     );
     // At the deadline the two are closed, and counted for the release (the worker has gone).
     await waitFor(
@@ -136,6 +136,17 @@ describe('connections by kind (status, /metrics) and what a drain closes at its 
           'prefork_connections_closed_at_deadline_total{release="counts"} 2',
         ),
       (GRACEFUL_TIMEOUT_S + 20) * 1000,
+    );
+    // The three idle ones closed once quiet, none reset; nothing moved (moving is off).
+    const drained = await metrics();
+    expect(drained).toContain(
+      'prefork_connections_drained_total{release="counts",outcome="closed"} 3',
+    );
+    expect(drained).toContain(
+      'prefork_connections_drained_total{release="counts",outcome="reset"} 0',
+    );
+    expect(drained).toContain(
+      'prefork_connections_drained_total{release="counts",outcome="moved"} 0',
     );
     await waitFor('the client sockets closed', () =>
       sockets.every((socket) => socket.destroyed || socket.readableEnded),

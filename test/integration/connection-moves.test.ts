@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startIdleClients } from '../helpers/idle-clients.js';
 import { createRunningMaster, startMaster } from '../helpers/master.js';
+import { freePort } from '../helpers/ports.js';
 import { alive, killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
 
 let root: AppRoot;
@@ -20,13 +21,29 @@ const CLIENTS = Number(process.env.PREFORK_MOVE_CLIENTS ?? 2000);
 describe('idle kept-alive connections move to the next generation (SPEC §16)', () => {
   it(`${CLIENTS} idle clients through a deploy, a rollback and a HUP: 0 failed, no reconnect`, async () => {
     root = makeAppRoot();
-    const master = await startMaster(root.dir, ['releases/v1', '--move-connections']);
+    const metricsPort = await freePort();
+    const master = await startMaster(root.dir, [
+      'releases/v1',
+      '--move-connections',
+      '--metrics-bind',
+      `127.0.0.1:${metricsPort}`,
+    ]);
+    const drainedOf = async (release: string, outcome: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const line = `prefork_connections_drained_total{release="${release}",outcome="${outcome}"} `;
+      const at = text.indexOf(line);
+      return at < 0 ? undefined : Number.parseInt(text.slice(at + line.length), 10);
+    };
     const clients = await startIdleClients(master.url, CLIENTS);
     const options = ['--root', root.dir, '--health-path', '/health', '--verify-window', '1'];
     const answeredBy = async (release: string) => (await clients.report()).byRelease[release] ?? 0;
 
     const deployed = await runPrefork(['deploy', 'releases/v2', ...options]);
     expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
+    // The deploy says what the old master's drains did: every connection moved, none closed.
+    expect(deployed.stdout).toMatch(
+      new RegExp(`old master \\d+: its connections: ${CLIENTS} moved\\n`),
+    );
     track(readPid(root.path('prefork.pid')));
     const onV2 = await answeredBy('v2');
     await waitFor('v2 answering', async () => (await answeredBy('v2')) > onV2 + CLIENTS, 60_000);
@@ -57,6 +74,11 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
       async () => (await clients.report()).requests > before + CLIENTS,
       60_000,
     );
+    // This master's metrics count its old workers' drains: every connection moved.
+    expect(await drainedOf('v1', 'moved')).toBe(CLIENTS);
+    for (const outcome of ['refused', 'lost', 'closed', 'reset']) {
+      expect(await drainedOf('v1', outcome), outcome).toBe(0);
+    }
 
     const result = await clients.stop();
     expect(result.failures, JSON.stringify(result)).toEqual([]);

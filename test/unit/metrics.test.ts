@@ -16,6 +16,7 @@ import {
   LATENCY_BOUNDS,
   type RequestFigures,
 } from '../../src/protocol/figures.js';
+import { noMoves } from '../../src/protocol/moves.js';
 
 // How a master adds up its workers' figures by release, and how the two masters of an upgrade
 // add up in one scrape: pure functions and prom-client, no process.
@@ -42,6 +43,7 @@ function worker(
     figures: f,
     connections: undefined,
     closedAtDeadline: 0,
+    moveCounts: undefined,
   };
 }
 
@@ -170,6 +172,7 @@ describe('the exposition of two masters', () => {
         figures: figures(40, 2),
         connections: { byKind: { http1_idle: 5, upgraded: 2 }, streams: 0 },
         closedAtDeadline: 2,
+        drained: { moved: 40, refused: 1, lost: 0, closed: 2, reset: 0 },
       },
     ],
   };
@@ -189,6 +192,7 @@ describe('the exposition of two masters', () => {
         figures: figures(7),
         connections: { byKind: { http2: 3 }, streams: 4 },
         closedAtDeadline: 0,
+        drained: noMoves(),
       },
       {
         release: 'v1',
@@ -200,6 +204,7 @@ describe('the exposition of two masters', () => {
         figures: figures(3, 1),
         connections: { byKind: { http1_idle: 1 }, streams: 0 },
         closedAtDeadline: 1,
+        drained: { moved: 3, refused: 0, lost: 1, closed: 0, reset: 1 },
       },
       {
         release: 'x1',
@@ -210,6 +215,7 @@ describe('the exposition of two masters', () => {
         exits: {},
         connections: { byKind: {}, streams: 0 },
         closedAtDeadline: 0,
+        drained: noMoves(),
       },
     ],
   };
@@ -246,6 +252,12 @@ describe('the exposition of two masters', () => {
     expect(sample(text, 'prefork_connections{release="v2",kind="http2"}')).toBe(3);
     expect(sample(text, 'prefork_http2_streams{release="v2"}')).toBe(4);
     expect(sample(text, 'prefork_connections_closed_at_deadline_total{release="v1"}')).toBe(3);
+    // What drains did with connections: summed over both masters, per outcome.
+    const drained = (outcome: string) =>
+      sample(text, `prefork_connections_drained_total{release="v1",outcome="${outcome}"}`);
+    expect([drained('moved'), drained('refused'), drained('lost')]).toEqual([43, 1, 1]);
+    expect([drained('closed'), drained('reset')]).toEqual([2, 1]);
+    expect(sample(text, 'prefork_connections_drained_total{release="v2",outcome="moved"}')).toBe(0);
     // An exec release: workers and memory, no request series.
     expect(sample(text, 'prefork_workers{release="x1",state="ready"}')).toBe(1);
     expect(text).not.toMatch(/prefork_connections\{release="x1"/);

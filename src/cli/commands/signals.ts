@@ -3,7 +3,8 @@ import { controlRequest, controlSocketPath } from '../../control/client.js';
 import { EXIT, PreforkError, UsageError } from '../../errors/index.js';
 import { sendSignal } from '../../process/alive.js';
 import { type StopStep, stopProcess } from '../../process/stop.js';
-import { describeClosedAtDeadline } from '../../report/connections.js';
+import { movesSince } from '../../protocol/moves.js';
+import { describeClosedAtDeadline, describeDrained } from '../../report/connections.js';
 import { takeExitReport } from '../../state/exit-report.js';
 import { MASTER_QUIT_MARGIN_MS, MASTER_TERM_MS } from '../../wait/timeouts.js';
 import { resolveMaster } from '../master-target.js';
@@ -82,6 +83,13 @@ export function registerSignalCommands(program: Command): void {
       report === undefined || closed <= 0
         ? ''
         : `: ${describeClosedAtDeadline(closed, report.gracefulTimeoutS)}`;
-    process.stdout.write(`prefork: master ${master.pid} stopped${note}\n`);
+    // A stop has no next generation: its drains close connections, and say how.
+    const drained =
+      report?.drained === undefined
+        ? ''
+        : describeDrained(movesSince(report.drained, master.drained));
+    process.stdout.write(
+      `prefork: master ${master.pid} stopped${note}${drained === '' ? '' : ` (connections: ${drained})`}\n`,
+    );
   });
 }

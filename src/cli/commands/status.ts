@@ -5,8 +5,9 @@ import type { MasterStatus, WorkerStatus } from '../../control/schema.js';
 import { type Journal, readJournal } from '../../journal/journal.js';
 import { isAlive } from '../../process/alive.js';
 import { addConnections, noConnections } from '../../protocol/connections.js';
+import { addMoves, noMoves } from '../../protocol/moves.js';
 import { readCurrentTarget } from '../../release/current-link.js';
-import { describeConnections } from '../../report/connections.js';
+import { describeConnections, describeDrained } from '../../report/connections.js';
 import { readPidfilePair } from '../../state/pidfile.js';
 import { addRootOptions, configSources } from '../options.js';
 
@@ -87,8 +88,11 @@ function describeGenerations(workers: WorkerStatus[]): string[] {
         ? ''
         : `, the rest closed in ${Math.max(0, Math.ceil((Math.max(...deadlines) - Date.now()) / 1000))}s`;
     const closed = draining.reduce((sum, w) => sum + w.closedAtDeadline, 0);
+    const drained = describeDrained(
+      draining.reduce((sum, w) => addMoves(sum, w.drained ?? noMoves()), noMoves()),
+    );
     lines.push(
-      `  draining [${release}]: ${draining.length} workers, ${describeConnections(total(draining))} left${closeIn}; ${closed} closed at the deadline`,
+      `  draining [${release}]: ${draining.length} workers, ${describeConnections(total(draining))} left${closeIn}; ${drained === '' ? '' : `${drained}, `}${closed} closed at the deadline`,
     );
   }
   return lines;

@@ -32,6 +32,11 @@ export interface ConnectionState {
   stays: boolean;
   /** Handed to this worker by another and no request seen on it yet (its keep-alive timer runs). */
   handedIn: boolean;
+  /**
+   * Waiting its turn to move, its keep-alive timer stopped when it had seen this many requests
+   * (-1: not parked). A request since re-arms the server's timer, so it is parked again.
+   */
+  parkedAt: number;
 }
 
 /**

@@ -139,6 +139,7 @@ export class ConnectionTracker {
       idleBytes: -1,
       stays: false,
       handedIn: false,
+      parkedAt: -1,
     };
     this.connections.set(socket, state);
     socket.once('close', (hadError: boolean) => {
@@ -171,19 +172,24 @@ export class ConnectionTracker {
   }
 
   /**
-   * Offers every idle HTTP/1.1 connection to `mover` (those that stay aside), as many as it
-   * takes at once; returns how many were taken from this worker's server. Call it while
-   * draining, as connections turn idle and as offers are answered.
+   * Offers idle HTTP/1.1 connections to `mover` (not those that stay), as many as it takes at
+   * once; returns how many were taken from this worker's server. Call it while draining, as
+   * offers are answered (it stops at the first it cannot offer: linear in the connections it
+   * passes, not in all), and with `park` every few tens of milliseconds, which looks at every
+   * connection: each idle one waiting its turn has the server's keep-alive timer stopped, as
+   * that close would race the client's next request (the worker it moves to starts its own).
    */
-  moveIdle(mover: ConnectionMover): number {
+  moveIdle(mover: ConnectionMover, park = false): number {
     let offered = 0;
     for (const [connection, state] of this.connections) {
       if (state.kind !== 'http1' || state.stays || isBusy(state)) continue;
       const socket = connection as net.Socket;
-      // Waiting its turn: the server's keep-alive timer must not close it meanwhile (that
-      // close would race the client's next request); the worker it moves to starts its own.
       if (mover.full) {
-        socket.setTimeout(0);
+        if (!park) break;
+        if (state.parkedAt !== state.requests) {
+          state.parkedAt = state.requests;
+          socket.setTimeout(0);
+        }
         continue;
       }
       if (mover.offer(socket)) {

@@ -65,14 +65,14 @@ export async function drainConnections(
   if (mover !== undefined) {
     // Idle connections are offered in a stream: more as answers come (MAX_PENDING_OFFERS).
     mover.onRoom = () => tracker.moveIdle(mover);
-    tracker.moveIdle(mover);
+    tracker.moveIdle(mover, true);
   }
   // A grpc-js server closes its own sessions; what is open at the deadline is closed below.
   if (app.server instanceof GrpcFront) app.server.drainSessions(gracefulTimeoutMs);
   callDrainHook(app.drain, drainInfo(reason, deadline, goodbyeWindowMs, logger), logger);
   const drained = await pollUntil(
     () => {
-      if (mover !== undefined) tracker.moveIdle(mover);
+      if (mover !== undefined) tracker.moveIdle(mover, true);
       tracker.closeIdle(IDLE_CLOSE_MS);
       return tracker.size === 0 && (mover?.pending ?? 0) === 0;
     },
