@@ -1,4 +1,6 @@
+import { readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { MoveCounts } from '../../src/protocol/moves.js';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startIdleClients } from '../helpers/idle-clients.js';
 import { createRunningMaster, startMaster } from '../helpers/master.js';
@@ -86,6 +88,81 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     // No client had to reconnect: each kept the one connection it opened, across 3 switches.
     expect(result.opened, JSON.stringify(result)).toBe(CLIENTS);
     expect(result.carriedOver).toBeGreaterThan(CLIENTS / 2);
+  }, 300_000);
+
+  it('10 HUPs in a row under 2,000 idle clients: each moves every connection once, the master holds no fd more; a new worker SIGKILLed mid-move is replaced', async () => {
+    const count = 2000;
+    const rounds = 10;
+    root = makeAppRoot();
+    const master = await startMaster(root.dir, ['releases/v1', '--move-connections']);
+    const clients = await startIdleClients(master.url, count);
+    const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+    const drained = async () => {
+      const status = JSON.parse(
+        (await runPrefork(['status', '--json', '--root', root.dir])).stdout,
+      );
+      return status.pidfiles[0].master.drained as MoveCounts;
+    };
+    const hup = async () => {
+      const old = master.workers();
+      process.kill(master.pid, 'SIGHUP');
+      await waitFor(
+        'the old workers replaced',
+        () => master.workers().length === 2 && old.every((w) => !alive(w)),
+        60_000,
+      );
+      return old;
+    };
+    await hup();
+    // The master's fds once it has moved connections (its router's channels are all open).
+    const baseline = fds(master.pid);
+    for (let i = 1; i < rounds; i += 1) await hup();
+    expect(fds(master.pid)).toBeLessThanOrEqual(baseline + 2);
+    const moved = await drained();
+    expect(moved).toEqual({ moved: rounds * count, refused: 0, lost: 0, closed: 0, reset: 0 });
+    const before = await clients.report();
+    expect(before.failures).toEqual([]);
+    expect(before.opened).toBe(count);
+
+    // A fault: one of the new workers killed while connections move to it. Whatever it had
+    // taken dies with it (its clients reconnect, a request in flight on one fails); the master
+    // counts what it sent there as lost, replaces it, and holds no fd of it.
+    const old = master.workers();
+    process.kill(master.pid, 'SIGHUP');
+    const victim = await waitFor(
+      'a new worker taking connections',
+      async () => {
+        const now = await drained();
+        const fresh = master.workers().filter((w) => !old.includes(w));
+        return now.moved > moved.moved && fresh[0];
+      },
+      60_000,
+    );
+    process.kill(victim, 'SIGKILL');
+    await waitFor(
+      'the workers replaced',
+      () =>
+        master.workers().length === 2 &&
+        old.every((w) => !alive(w)) &&
+        !master.workers().includes(victim),
+      60_000,
+    );
+    const after = await drained();
+    expect(after.moved + after.lost + after.refused + after.closed + after.reset).toBe(
+      (rounds + 1) * count,
+    );
+    await waitFor('the master back to its fds', () => fds(master.pid) <= baseline + 2, 30_000);
+    // Every client is answered again, on the connection it kept or on a new one.
+    const served = (await clients.report()).requests;
+    await waitFor(
+      'traffic after the fault',
+      async () => (await clients.report()).requests > served + count,
+      60_000,
+    );
+    const result = await clients.stop();
+    // Only connections the killed worker held can have failed: fewer than it took.
+    expect(result.failed).toBeLessThan(count);
+    expect(result.opened).toBeLessThan(2 * count);
   }, 300_000);
 
   it('without --move-connections a drain closes them, and clients reconnect', async () => {
