@@ -10,12 +10,7 @@ import type { MasterEffects } from './effects.js';
 import { cleanUpAndExit } from './master-exit.js';
 import type { MasterParts } from './master-parts.js';
 import type { UpgradeState } from './upgrade-state.js';
-import {
-  closedAtDeadline,
-  drainedConnections,
-  type PoolLimits,
-  type WorkerPool,
-} from './worker-pool.js';
+import { drainTotals, type PoolLimits, type WorkerPool } from './worker-pool.js';
 
 /** A master's life: booting until every worker is ready, running, then stopping. */
 export type MasterState = 'booting' | 'running' | 'stopping';
@@ -114,8 +109,7 @@ export class Lifecycle {
       writeExitReport(root, {
         pid: process.pid,
         at: this.effects.now(),
-        closedAtDeadline: closedAtDeadline(this.pool),
-        drained: drainedConnections(this.pool),
+        ...drainTotals(this.pool),
         gracefulTimeoutS: gracefulTimeout,
       });
     } catch (error) {

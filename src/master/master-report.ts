@@ -5,7 +5,7 @@ import type { Generation } from './generations.js';
 import type { MasterParts } from './master-parts.js';
 import type { UpgradeState } from './upgrade-state.js';
 import type { WorkerPool } from './worker-pool.js';
-import { closedAtDeadline, drainedConnections } from './worker-pool.js';
+import { drainTotals } from './worker-pool.js';
 
 /** What a master's reports are made of (a view of its state at the moment of asking). */
 export interface ReportSource {
@@ -48,8 +48,7 @@ export function statusReport(source: ReportSource): MasterStatus {
     workerIdentity: parts.identity ?? null,
     metrics: parts.metrics?.socket.address ?? null,
     traffic: pool.book.traffic(),
-    closedAtDeadline: closedAtDeadline(pool),
-    drained: drainedConnections(pool),
+    ...drainTotals(pool),
     protocol: CONTROL_PROTOCOL,
     workers: [...pool.all()].map((w) => ({
       pid: w.pid,

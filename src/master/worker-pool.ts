@@ -40,16 +40,21 @@ export interface ExitedWorker {
  * there should be, the pool carries it out.
  */
 /**
- * Connections the pool's workers, alive and gone, closed at a drain's deadline (as the book
- * keeps them: it forgets releases long gone, `ReleaseBook`).
+ * What the drains of the pool's workers, alive and gone, did with their connections, and how
+ * many they closed at a drain's deadline (as the book keeps them: it forgets releases long
+ * gone, `ReleaseBook`).
  */
-export function closedAtDeadline(pool: Pick<WorkerPool, 'book' | 'all'>): number {
-  return pool.book.releases(pool.all()).reduce((sum, r) => sum + r.closedAtDeadline, 0);
-}
-
-/** What the drains of the pool's workers, alive and gone, did with their connections. */
-export function drainedConnections(pool: Pick<WorkerPool, 'book' | 'all'>): MoveCounts {
-  return pool.book.releases(pool.all()).reduce((sum, r) => addMoves(sum, r.drained), noMoves());
+export function drainTotals(pool: Pick<WorkerPool, 'book' | 'all'>): {
+  closedAtDeadline: number;
+  drained: MoveCounts;
+} {
+  let closedAtDeadline = 0;
+  let drained = noMoves();
+  for (const release of pool.book.releases(pool.all())) {
+    closedAtDeadline += release.closedAtDeadline;
+    drained = addMoves(drained, release.drained);
+  }
+  return { closedAtDeadline, drained };
 }
 
 export class WorkerPool {

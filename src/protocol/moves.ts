@@ -111,11 +111,7 @@ export function movesSince(a: MoveCounts, b: MoveCounts): MoveCounts {
 
 /** `a` and `b` together. */
 export function addMoves(a: MoveCounts, b: MoveCounts): MoveCounts {
-  return {
-    moved: a.moved + b.moved,
-    refused: a.refused + b.refused,
-    lost: a.lost + b.lost,
-    closed: a.closed + b.closed,
-    reset: a.reset + b.reset,
-  };
+  const sum = noMoves();
+  for (const outcome of MOVE_COUNT_OUTCOMES) sum[outcome] = a[outcome] + b[outcome];
+  return sum;
 }

@@ -180,9 +180,15 @@ describe('connections by kind (status, /metrics) and what a drain closes at its 
       const [worker] = await workersOf(root.dir);
       return worker?.connections?.byKind.http1_busy === 2;
     });
+    // And an idle one, which the stop's drain closes once quiet: the stop says so.
+    await open(master.port, get, '\r\n\r\nok');
+    await waitFor('the idle one in a heartbeat', async () => {
+      const [worker] = await workersOf(root.dir);
+      return worker?.connections?.byKind.http1_idle === 1;
+    });
     const stopped = await runPrefork(['stop', '--root', root.dir]);
     expect(stopped.stdout).toBe(
-      `prefork: master ${next}: 2 connections were still open at the graceful timeout (${GRACEFUL_TIMEOUT_S} s) and closed\n`.replace(
+      `prefork: master ${next}: 2 connections were still open at the graceful timeout (${GRACEFUL_TIMEOUT_S} s) and closed (connections: 1 closed cleanly)\n`.replace(
         `${next}:`,
         `${next} stopped:`,
       ),
