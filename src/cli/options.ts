@@ -66,6 +66,11 @@ export function addMasterOptions(command: Command): Command {
       seconds,
     )
     .option(
+      '--keep-alive-min-timeout <seconds>',
+      'a draining worker closes an idle connection it cannot move only once it has been quiet this long (default: 0.25)',
+      seconds,
+    )
+    .option(
       '--boot-timeout <seconds>',
       'how long a new worker may take to become ready (default: 60)',
       seconds,
@@ -103,9 +108,12 @@ export function addMasterOptions(command: Command): Command {
     .option('--force-winch', 'honour WINCH even in the foreground of a terminal')
     .option(
       '--move-connections',
-      'move idle HTTP/1.1 connections to the next generation when workers drain (experimental; default: off)',
+      'move idle HTTP/1.1 connections to the next generation when workers drain (default)',
     )
-    .option('--no-move-connections', 'close idle connections when their worker drains (default)')
+    .option(
+      '--no-move-connections',
+      'close idle connections when their worker drains, after a response that says Connection: close or a quiet time',
+    )
     .option('-u, --user <user>', 'run workers as this user (the master must run as root)')
     .option('-g, --group <group>', "run workers as this group (default: the user's primary group)")
     .option('-D, --daemon', 'detach: return once the master is ready, run it in the background');
@@ -117,6 +125,7 @@ const CONFIG_KEYS = [
   'timeout',
   'gracefulTimeout',
   'goodbyeWindow',
+  'keepAliveMinTimeout',
   'bootTimeout',
   'maxRequests',
   'maxRequestsJitter',

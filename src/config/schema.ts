@@ -24,6 +24,7 @@ export const configSchema = v.partial(
     timeout: seconds,
     gracefulTimeout: seconds,
     goodbyeWindow: v.pipe(v.number(), v.minValue(0), v.maxValue(3600)),
+    keepAliveMinTimeout: v.pipe(v.number(), v.minValue(0), v.maxValue(3600)),
     bootTimeout: seconds,
     pid: text,
     logFile: text,
@@ -80,6 +81,12 @@ export interface Config {
   gracefulTimeout: number;
   /** Seconds a drain spreads the app's goodbyes over (at most half the graceful timeout). */
   goodbyeWindow: number;
+  /**
+   * Seconds an idle kept-alive connection that does not move must stay quiet before a drain
+   * closes it (nginx's `keepalive_min_timeout`): a client that sends within it is answered,
+   * with `Connection: close`.
+   */
+  keepAliveMinTimeout: number;
   bootTimeout: number;
   /** Absolute pidfile path. */
   pid: string;
@@ -93,8 +100,7 @@ export interface Config {
   forceWinch: boolean;
   /**
    * A drain moves idle HTTP/1.1 connections to the next generation's workers instead of
-   * closing them (docs/connection-moves.md). Off by default until it holds at 10,000
-   * connections on a 2-core machine (it does at 2,000).
+   * closing them (SPEC §16, docs/connection-moves.md). On by default.
    */
   moveConnections: boolean;
   /** Run workers as this user / group (the master must be root). */
@@ -152,6 +158,7 @@ export function defaults(): Omit<
     timeout: 30,
     gracefulTimeout: 30,
     goodbyeWindow: 5,
+    keepAliveMinTimeout: 0.25,
     bootTimeout: 60,
     logLevel: 'info',
     daemon: false,
@@ -159,7 +166,7 @@ export function defaults(): Omit<
     maxRequestsJitter: 0,
     maxMemory: 0,
     forceWinch: false,
-    moveConnections: false,
+    moveConnections: true,
     readyTimeout: 60,
     verifyWindow: 2,
     warmup: 0,

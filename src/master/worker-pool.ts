@@ -110,18 +110,7 @@ export class WorkerPool {
 
   /** Graceful stop of one worker: its kind's stop signal, and SIGKILL past the graceful timeout. */
   drain(worker: WorkerRecord, reason: string, limits: PoolLimits): void {
-    if (worker.state === 'draining') return;
-    worker.state = 'draining';
-    worker.killAt = this.effects.now() + limits.gracefulTimeout * 1000 + WORKER_KILL_GRACE_MS;
-    const move = worker.moves && this.canMove(worker);
-    this.logger.info(
-      { worker: worker.pid, reason, move },
-      `draining worker ${worker.pid} (${reason})`,
-    );
-    // Only a drain that moves connections is told by IPC (it must know before it starts);
-    // every other drain is the worker's stop signal, as an app that traps QUIT expects.
-    const told = move && worker.kind.tell(worker, { type: 'drain', reason, move }, this.effects);
-    if (!told) this.effects.signalWorker(worker, worker.kind.stopSignal(worker));
+    this.drainTogether([worker], reason, limits);
   }
 
   /** TTOU: drains `extra` of `serving`, those not ready yet first, then the oldest. */
@@ -130,13 +119,36 @@ export class WorkerPool {
     const byPreference = serving.sort(
       (a, b) => Number(a.state === 'ready') - Number(b.state === 'ready') || a.bornAt - b.bornAt,
     );
-    for (const worker of byPreference.slice(0, extra)) this.drain(worker, 'TTOU', limits);
+    this.drainTogether(byPreference.slice(0, extra), 'TTOU', limits);
   }
 
   /** Drains every worker that `which` picks. */
   drainWhere(which: (worker: WorkerRecord) => boolean, reason: string, limits: PoolLimits): void {
-    for (const worker of this.workers.values())
-      if (which(worker)) this.drain(worker, reason, limits);
+    this.drainTogether([...this.workers.values()].filter(which), reason, limits);
+  }
+
+  /**
+   * Drains `workers` as one step: all are marked draining before any is told, so none is taken
+   * for a successor to the others' connections (a QUIT drains every worker: their connections
+   * have nowhere to move within this master).
+   */
+  private drainTogether(workers: WorkerRecord[], reason: string, limits: PoolLimits): void {
+    const fresh = workers.filter((worker) => worker.state !== 'draining');
+    for (const worker of fresh) {
+      worker.state = 'draining';
+      worker.killAt = this.effects.now() + limits.gracefulTimeout * 1000 + WORKER_KILL_GRACE_MS;
+    }
+    for (const worker of fresh) {
+      const move = worker.moves && this.canMove(worker);
+      this.logger.info(
+        { worker: worker.pid, reason, move },
+        `draining worker ${worker.pid} (${reason})`,
+      );
+      // Only a drain that moves connections is told by IPC (it must know before it starts);
+      // every other drain is the worker's stop signal, as an app that traps QUIT expects.
+      const told = move && worker.kind.tell(worker, { type: 'drain', reason, move }, this.effects);
+      if (!told) this.effects.signalWorker(worker, worker.kind.stopSignal(worker));
+    }
   }
 
   kill(worker: WorkerRecord, reason: string, exitReason: WorkerExitReason): void {

@@ -42,6 +42,7 @@ export function workerSpawnOptions(
       sockets: sockets.map((s) => s.bind.name),
       gracefulTimeoutMs: config.gracefulTimeout * 1000,
       goodbyeWindowMs: config.goodbyeWindow * 1000,
+      keepAliveMinTimeoutMs: config.keepAliveMinTimeout * 1000,
       heartbeatMs: Math.max(50, Math.min(1000, (config.timeout * 1000) / 4)),
       maxRequests:
         config.maxRequests > 0 ? config.maxRequests + Math.floor(Math.random() * (jitter + 1)) : 0,

@@ -202,6 +202,9 @@ process.on('message', (raw: unknown, handle: unknown) => {
   }
   if (message.type === 'drain') {
     void drain(message.reason, 0, message.move);
+    // A drain asked for by message is the one SIGQUIT would have started: the app's own
+    // SIGQUIT listeners hear of it as they would of the signal (this worker's is a no-op now).
+    process.emit('SIGQUIT', 'SIGQUIT');
     return;
   }
   if (message.type === 'canary') {

@@ -26,6 +26,14 @@ export interface SwarmReport {
   /** Connections that answered for more than one release (moved without a reconnect). */
   carriedOver: number;
   inFlight: number;
+  /**
+   * The longest a client's connection sat between an answer and the next request, in ms: the
+   * swarm's own lag on top of its wait. Past the server's keep-alive timeout (Node's 5 s) the
+   * server closes the connection itself, and a request sent then may be reset: a lag of the
+   * clients, not of a drain. `late` counts the requests sent after 4.5 s.
+   */
+  maxGapMs: number;
+  late: number;
 }
 
 const [url = '', countArg = '0', waitArg = '3000', caFile] = process.argv.slice(2);
@@ -43,6 +51,10 @@ let failed = 0;
 let inFlight = 0;
 let carriedOver = 0;
 let stopping = false;
+let maxGapMs = 0;
+let late = 0;
+/** A gap this long nears the server's keep-alive timeout (5 s). */
+const LATE_MS = 4500;
 const failures: string[] = [];
 const byRelease: Record<string, number> = {};
 const releasesOf = new WeakMap<net.Socket, Set<string>>();
@@ -62,12 +74,15 @@ function newAgent(): http.Agent {
   return agent;
 }
 
-function fail(message: string): void {
+function failWith(message: string): void {
   failed += 1;
   if (failures.length < 20) failures.push(message);
 }
 
-function request(agent: http.Agent): Promise<void> {
+/** One request on `agent`'s connection, `gapMs` after its previous answer (0: the first). */
+function request(agent: http.Agent, gapMs: number): Promise<void> {
+  const fail = (message: string) =>
+    failWith(gapMs > 0 ? `${message} (sent ${gapMs} ms after the previous answer)` : message);
   inFlight += 1;
   return new Promise((resolve) => {
     const done = () => {
@@ -114,10 +129,15 @@ function request(agent: http.Agent): Promise<void> {
 
 async function run(): Promise<void> {
   const agent = newAgent();
+  let gapMs = 0;
   while (!stopping) {
-    await request(agent);
+    await request(agent, gapMs);
     if (stopping) return;
+    const answeredAt = Date.now();
     await new Promise((resolve) => setTimeout(resolve, Math.random() * maxWaitMs));
+    gapMs = Date.now() - answeredAt;
+    if (gapMs > maxGapMs) maxGapMs = gapMs;
+    if (gapMs >= LATE_MS) late += 1;
   }
 }
 
@@ -132,6 +152,8 @@ function report(): SwarmReport {
     byRelease,
     carriedOver,
     inFlight,
+    maxGapMs,
+    late,
   };
 }
 

@@ -79,6 +79,8 @@ describe('connections by kind (status, /metrics) and what a drain closes at its 
         'releases/counts',
         '--graceful-timeout',
         String(GRACEFUL_TIMEOUT_S),
+        // What a drain closes, counted: idle connections that would otherwise move.
+        '--no-move-connections',
         '--metrics-bind',
         `127.0.0.1:${metricsPort}`,
       ],
@@ -193,5 +195,42 @@ describe('connections by kind (status, /metrics) and what a drain closes at its 
         `${next} stopped:`,
       ),
     );
+  });
+});
+
+describe('--keep-alive-min-timeout: how long an idle connection that cannot move stays open in a drain', () => {
+  it('a quiet connection is closed only after it, and a request sent within it is answered with Connection: close', async () => {
+    root = makeAppRoot();
+    root.addRelease('counts', RELEASE);
+    const minTimeoutMs = 2000;
+    const master = await startMaster(
+      root.dir,
+      ['releases/counts', '--keep-alive-min-timeout', String(minTimeoutMs / 1000)],
+      { workers: 1 },
+    );
+    const get = 'GET / HTTP/1.1\r\nHost: t\r\n\r\n';
+    const quiet = await open(master.port, get, '\r\n\r\nok');
+    const asking = await open(master.port, get, '\r\n\r\nok');
+    let answer = '';
+    asking.on('data', (data) => {
+      answer += data;
+    });
+    const closedAt = (socket: net.Socket) =>
+      new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+    const quietClosed = closedAt(quiet);
+    const askingClosed = closedAt(asking);
+    // QUIT: a drain with no successor, so its idle connections cannot move.
+    process.kill(master.pid, 'SIGQUIT');
+    const draining = await master.proc.waitForLog(/^draining$/);
+    const drainStart = draining.time as number;
+    // The client's next request, half the minimum quiet time into the drain.
+    setTimeout(() => asking.write(get), minTimeoutMs / 2 - (Date.now() - drainStart));
+    expect((await askingClosed) - drainStart).toBeLessThan(minTimeoutMs);
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(answer.toLowerCase()).toContain('connection: close\r\n');
+    expect(answer).toMatch(/\r\n\r\nok$/);
+    // The quiet one: not before the minimum quiet time (the drain looks every 50 ms).
+    expect((await quietClosed) - drainStart).toBeGreaterThanOrEqual(minTimeoutMs);
+    expect((await master.proc.exited).code).toBe(0);
   });
 });

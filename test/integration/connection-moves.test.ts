@@ -15,8 +15,8 @@ afterEach(() => {
 });
 
 /**
- * Mostly idle kept-alive clients. 2,000 in every run; at 10,000 a race is still open (3 resets
- * and 150 reconnects in 1 of 4 runs, docs/connection-moves.md, "Where it stands"):
+ * Mostly idle kept-alive clients. 2,000 in every run; at 10,000 one clean-clone CI run saw 3
+ * resets and 150 reconnects (docs/connection-moves.md, "Where it stands"):
  * `PREFORK_MOVE_CLIENTS=10000` reruns it at 10,000.
  */
 const CLIENTS = Number(process.env.PREFORK_MOVE_CLIENTS ?? 2000);
@@ -25,9 +25,9 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
   it(`${CLIENTS} idle clients through a deploy, a rollback and a HUP: 0 failed, no reconnect`, async () => {
     root = makeAppRoot();
     const metricsPort = await freePort();
+    // Moving is on by default (SPEC §16): no option.
     const master = await startMaster(root.dir, [
       'releases/v1',
-      '--move-connections',
       '--metrics-bind',
       `127.0.0.1:${metricsPort}`,
     ]);
@@ -53,6 +53,9 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
 
     const rolled = await runPrefork(['rollback', ...options]);
     expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);
+    expect(rolled.stdout).toMatch(
+      new RegExp(`old master \\d+: its connections: ${CLIENTS} moved\\n`),
+    );
     const pid = readPid(root.path('prefork.pid'));
     track(pid);
     const onV1 = await answeredBy('v1');
@@ -84,6 +87,9 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     }
 
     const result = await clients.stop();
+    // A client that lagged (its own event loop) into the server's keep-alive timeout (5 s) has
+    // its connection closed by the server, not by a drain: this run proves nothing then.
+    expect(result.late, `clients too slow to test a drain: ${JSON.stringify(result)}`).toBe(0);
     expect(result.failures, JSON.stringify(result)).toEqual([]);
     expect(result.failed).toBe(0);
     // No client had to reconnect: each kept the one connection it opened, across 3 switches.
@@ -91,11 +97,11 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     expect(result.carriedOver).toBeGreaterThan(CLIENTS / 2);
   }, 300_000);
 
-  it('10 HUPs in a row under 2,000 idle clients: each moves every connection once, the master holds no fd more; a new worker SIGKILLed mid-move is replaced', async () => {
+  it('10 HUPs in a row under 2,000 idle clients: each moves every connection once, the master holds no fd more; a new worker SIGKILLed mid-move, and an old one as it starts to move, lose only their own connections', async () => {
     const count = 2000;
     const rounds = 10;
     root = makeAppRoot();
-    const master = await startMaster(root.dir, ['releases/v1', '--move-connections']);
+    const master = await startMaster(root.dir, ['releases/v1']);
     const clients = await startIdleClients(master.url, count);
     const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
     const drained = async () => {
@@ -160,15 +166,47 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
       async () => (await clients.report()).requests > served + count,
       60_000,
     );
-    const result = await clients.stop();
+    const afterFirst = await clients.report();
     // Only connections the killed worker held can have failed: fewer than it took.
-    expect(result.failed).toBeLessThan(count);
-    expect(result.opened).toBeLessThan(2 * count);
+    expect(afterFirst.failed).toBeLessThan(count);
+
+    // The other side: an old worker SIGKILLed as its drain starts to move its connections.
+    // The ones it still held die with it (their clients see a close and reconnect; a request
+    // in flight on one fails); the ones it had offered are in the master's hands and move on.
+    const older = master.workers();
+    process.kill(master.pid, 'SIGHUP');
+    const drainingLine = await waitFor(
+      'an old worker draining',
+      () =>
+        master.proc
+          .logs()
+          .find((line) => line.msg === 'draining' && older.includes(line.pid as number)),
+      60_000,
+    );
+    const dying = drainingLine.pid as number;
+    process.kill(dying, 'SIGKILL');
+    await waitFor(
+      'the old workers gone, two new ones serving',
+      () => master.workers().length === 2 && older.every((w) => !alive(w)),
+      60_000,
+    );
+    await waitFor('the master back to its fds', () => fds(master.pid) <= baseline + 2, 30_000);
+    const servedAgain = (await clients.report()).requests;
+    await waitFor(
+      'traffic after the old worker was killed',
+      async () => (await clients.report()).requests > servedAgain + count,
+      60_000,
+    );
+    const result = await clients.stop();
+    // Only the killed worker's connections were lost (in one run: 512 reconnected, 9 requests
+    // reset); the other old worker's all moved.
+    expect(result.opened - afterFirst.opened).toBeLessThan(count);
+    expect(result.failed - afterFirst.failed).toBeLessThan(count / 2);
   }, 300_000);
 
-  it('without --move-connections a drain closes them, and clients reconnect', async () => {
+  it('with --no-move-connections a drain closes them, and clients reconnect', async () => {
     root = makeAppRoot();
-    const master = await startMaster(root.dir, ['releases/v1']);
+    const master = await startMaster(root.dir, ['releases/v1', '--no-move-connections']);
     const clients = await startIdleClients(master.url, 200);
     process.kill(master.pid, 'SIGHUP');
     await waitFor(

@@ -1,13 +1,16 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
+import { startIdleClients } from '../helpers/idle-clients.js';
 import { startLoad } from '../helpers/load.js';
 import { startMaster } from '../helpers/master.js';
 import { killAll, readPid, runPrefork, track } from '../helpers/processes.js';
 
 // `npm run soak` (not part of npm test): SOAK_CYCLES deploy/rollback cycles back to back under
-// keep-alive and Connection: close load. Results: docs/reliability.md.
+// keep-alive and Connection: close load, and SOAK_IDLE mostly idle kept-alive clients whose
+// connections move at every switch. Results: docs/reliability.md.
 const CYCLES = Number(process.env.SOAK_CYCLES ?? 100);
+const IDLE = Number(process.env.SOAK_IDLE ?? 1000);
 let root: AppRoot;
 
 afterAll(() => {
@@ -27,13 +30,14 @@ function rssKb(pid: number): number {
 }
 
 describe('soak', () => {
-  it(`${CYCLES} deploy/rollback cycles: 0 failed requests, no fd or memory growth in the masters`, async () => {
+  it(`${CYCLES} deploy/rollback cycles: 0 failed requests, ${IDLE} idle connections moved at each switch, no fd or memory growth in the masters`, async () => {
     root = makeAppRoot();
     const master = await startMaster(root.dir, ['releases/v1']);
     const loads = [
       startLoad(master.url, { connections: 8, durationSec: 3600 }),
       startLoad(master.url, { connections: 2, durationSec: 3600, close: true }),
     ];
+    const idle = await startIdleClients(master.url, IDLE);
     const samples: { cycle: number; pid: number; fds: number; rssKb: number }[] = [];
     const started = Date.now();
     for (let cycle = 1; cycle <= CYCLES; cycle += 1) {
@@ -57,6 +61,7 @@ describe('soak', () => {
       samples.push({ cycle, pid, fds: fdCount(pid), rssKb: rssKb(pid) });
     }
     const results = await Promise.all(loads.map((l) => l.stop()));
+    const idleResult = await idle.stop();
     const sent = results.reduce((n, r) => n + r.responses + r.errors, 0);
     const failed = results.reduce((n, r) => n + r.failed, 0);
     const first = samples[0];
@@ -68,9 +73,19 @@ describe('soak', () => {
       failed,
       first,
       last,
+      idle: {
+        clients: IDLE,
+        opened: idleResult.opened,
+        requests: idleResult.requests,
+        failed: idleResult.failed,
+        maxGapMs: idleResult.maxGapMs,
+      },
     };
     console.log(`soak: ${JSON.stringify(summary)}`);
     expect(failed).toBe(0);
+    expect(idleResult.failures).toEqual([]);
+    // Every idle connection moved at every switch: none closed, so no client reconnected.
+    expect(idleResult.opened).toBe(IDLE);
     // Each master is a fresh process: the 100th must look like the first.
     expect(last?.fds).toBeLessThanOrEqual((first?.fds ?? 0) + 2);
     expect(last?.rssKb).toBeLessThan((first?.rssKb ?? 0) * 1.25);

@@ -83,7 +83,7 @@ function drainOf(server: net.Server, tracker: ConnectionTracker): Promise<void> 
       tracker,
       logger: pino({ level: 'silent' }),
     },
-    { gracefulTimeoutMs: 10_000, goodbyeWindowMs: 0 },
+    { gracefulTimeoutMs: 10_000, goodbyeWindowMs: 0, keepAliveMinTimeoutMs: 250 },
     'test',
   );
 }

@@ -27,6 +27,8 @@ describe('worker IPC', () => {
       ...first,
       // The goodbye window's default: a master that does not send it has no such setting.
       goodbyeWindowMs: 5000,
+      // The quiet time a drain always waited before closing an idle connection.
+      keepAliveMinTimeoutMs: 250,
       metrics: false,
       canary: false,
       // An older master moves no connection: its workers close them as they always did.

@@ -13,6 +13,9 @@ export interface TcpHandle {
   readStart(): number;
   close(callback?: () => void): void;
   onread: unknown;
+  /** Node's own flags: a socket has started reading it; an HTTP parser consumes it. */
+  reading?: boolean;
+  _consumed?: boolean;
 }
 
 /** What Node's HTTP server hangs on a socket it serves (internals, checked by the unit test). */
@@ -46,6 +49,12 @@ export function detachIdle(socket: net.Socket): TcpHandle | undefined {
   }
   parser.unconsume();
   handle.onread = noop;
+  // Node's flags on the handle say a socket reads it and a parser consumes it: cleared, so that
+  // a socket made on it again here (a refused move) starts reading, and its parser consumes it.
+  // Left set, that socket never read: its client's next request waited unread until the drain
+  // closed the connection as idle, and the client got a reset.
+  handle.reading = false;
+  handle._consumed = false;
   served._handle = null;
   socket.setTimeout(0);
   socket.destroy();

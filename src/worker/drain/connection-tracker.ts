@@ -267,7 +267,10 @@ export class ConnectionTracker {
         state.idleRequests = busy ? -1 : state.requests;
         state.idleBytes = socket.bytesRead;
         state.idleAt = now;
-      } else if (now - state.idleAt >= (socket.bytesRead === 0 ? FIRST_BYTES_MS : idleMs)) {
+      } else if (
+        now - state.idleAt >=
+        (socket.bytesRead === 0 ? Math.max(FIRST_BYTES_MS, idleMs) : idleMs)
+      ) {
         closeIfStillIdle(socket, state, this.connections);
       }
     }

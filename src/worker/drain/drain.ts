@@ -8,8 +8,6 @@ import type { ConnectionMover } from './connection-mover.js';
 import type { ConnectionTracker } from './connection-tracker.js';
 import { callDrainHook, drainInfo } from './drain-hook.js';
 
-/** A drained HTTP/1.1 connection is closed once it has been idle this long (see ConnectionTracker). */
-const IDLE_CLOSE_MS = 250;
 /** How often a drain looks for idle connections to close. */
 const DRAIN_POLL_MS = 50;
 
@@ -34,10 +32,12 @@ export interface DrainProgress {
   closedAtDeadline: number;
 }
 
-/** How long a drain may take and how its goodbyes are spread (`WorkerOptions`). */
+/** How long a drain may take, how its goodbyes are spread, how long idle means (`WorkerOptions`). */
 export interface DrainLimits {
   gracefulTimeoutMs: number;
   goodbyeWindowMs: number;
+  /** A drained HTTP/1.1 connection that does not move is closed once quiet this long. */
+  keepAliveMinTimeoutMs: number;
 }
 
 /**
@@ -49,7 +49,7 @@ export interface DrainLimits {
  */
 export async function drainConnections(
   target: DrainTarget,
-  { gracefulTimeoutMs, goodbyeWindowMs }: DrainLimits,
+  { gracefulTimeoutMs, goodbyeWindowMs, keepAliveMinTimeoutMs }: DrainLimits,
   reason: string,
   progress: DrainProgress = { deadline: undefined, closedAtDeadline: 0 },
 ): Promise<void> {
@@ -73,7 +73,7 @@ export async function drainConnections(
   const drained = await pollUntil(
     () => {
       if (mover !== undefined) tracker.moveIdle(mover, true);
-      tracker.closeIdle(IDLE_CLOSE_MS);
+      tracker.closeIdle(keepAliveMinTimeoutMs);
       return tracker.size === 0 && (mover?.pending ?? 0) === 0;
     },
     gracefulTimeoutMs,
