@@ -81,8 +81,14 @@ function reportDrain(ctx: DeployContext, pid: number): void {
   // What it closed before this deploy began is not this deploy's.
   const closed = Math.max(0, report.closedAtDeadline - (ctx.old.closedAtDeadline ?? 0));
   if (report.drained !== undefined) {
-    const drained = describeDrained(movesSince(report.drained, ctx.old.drained));
-    if (drained !== '') ctx.reporter.info(`old master ${pid}: its connections: ${drained}`);
+    const counts = movesSince(report.drained, ctx.old.drained);
+    const drained = describeDrained(counts);
+    // With --json, the counts as a field of the event too (`drained`: moved, refused, ...).
+    if (drained !== '')
+      ctx.reporter.info(`old master ${pid}: its connections: ${drained}`, {
+        oldMaster: pid,
+        drained: counts,
+      });
   }
   ctx.reporter.info(
     closed === 0

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { MoveCounts } from '../../src/protocol/moves.js';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { startLoadProcess } from '../helpers/load.js';
 import { startMaster } from '../helpers/master.js';
@@ -57,6 +58,15 @@ describe('deploy on a saturated machine', () => {
     const result = await load.stop();
     expect(result.failed, JSON.stringify(result)).toBe(0);
     expect(result.responses).toBeGreaterThan(1000);
+    // The NDJSON event of what the old master's drains did: its busy connections, each idle for
+    // an instant between two requests, moved; none reset.
+    const drained = deployed.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { oldMaster?: number; drained?: MoveCounts })
+      .find((event) => event.oldMaster === master.pid)?.drained;
+    expect(drained?.moved, deployed.stdout).toBeGreaterThan(0);
+    expect(drained?.reset).toBe(0);
   });
 
   it('a release whose workers are alive but slow (each loop turn takes 1.5 s): verify waits for their answers, deployed', async () => {
