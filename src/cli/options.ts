@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { ConfigSources } from '../config/load.js';
 import type { PartialConfig } from '../config/schema.js';
-import { LOG_LEVELS } from '../config/schema.js';
+import { LOG_LEVELS, STOP_MODES } from '../config/schema.js';
 
 /** Parses a whole number option value. */
 export function integer(value: string): number {
@@ -116,7 +116,18 @@ export function addMasterOptions(command: Command): Command {
     )
     .option('-u, --user <user>', 'run workers as this user (the master must run as root)')
     .option('-g, --group <group>', "run workers as this group (default: the user's primary group)")
-    .option('-D, --daemon', 'detach: return once the master is ready, run it in the background');
+    .option('-D, --daemon', 'detach: return once the master is ready, run it in the background')
+    .option(
+      '--init',
+      "stay as the supervisor's main process, parent of every master generation (default when PID 1, as in a container)",
+    )
+    .option('--no-init', 'be the master even as PID 1 (a deploy then ends a container)')
+    .addOption(
+      new Option(
+        '--stop-mode <mode>',
+        'what TERM to that init does: drain (graceful, QUIT) or stop at once (quick, TERM) (default: graceful)',
+      ).choices(STOP_MODES),
+    );
 }
 
 const CONFIG_KEYS = [
@@ -134,6 +145,8 @@ const CONFIG_KEYS = [
   'logLevel',
   'forceWinch',
   'moveConnections',
+  'init',
+  'stopMode',
   'daemon',
   'pid',
   'healthPath',

@@ -123,6 +123,7 @@ export function loadConfig(sources: ConfigSources): Config {
     group: merged.group,
     warmupPath: merged.warmupPath,
     metricsBind: merged.metricsBind,
+    init: merged.init,
     node: merged.node === undefined ? undefined : inRoot(merged.node),
   };
 }

@@ -11,6 +11,9 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 /** `--canary-steps`: worker counts (`2`) or shares of the full count (`50%`), comma-separated. */
 export const CANARY_STEPS_PATTERN = /^\s*(?:[1-9]\d*%?)(?:\s*,\s*[1-9]\d*%?)*\s*$/;
 
+/** What TERM to the container's init does (docs/containers.md). */
+export const STOP_MODES = ['graceful', 'quick'] as const;
+
 /**
  * Every setting, as `prefork.config.json` spells it (camelCase). Command-line options use the
  * same names in kebab-case and win over the file. Unknown keys are errors. Validated by
@@ -35,6 +38,8 @@ export const configSchema = v.partial(
     maxMemory: v.pipe(v.number(), v.minValue(0)),
     forceWinch: v.boolean(),
     moveConnections: v.boolean(),
+    init: v.boolean(),
+    stopMode: v.picklist(STOP_MODES),
     user: text,
     group: text,
     healthPath: v.pipe(v.string(), v.startsWith('/')),
@@ -103,6 +108,13 @@ export interface Config {
    * closing them (SPEC §16, docs/connection-moves.md). On by default.
    */
   moveConnections: boolean;
+  /**
+   * `start` becomes the container's init, parent of every master generation (SPEC §17,
+   * docs/containers.md); unset: when it is PID 1.
+   */
+  init: boolean | undefined;
+  /** What TERM (docker stop, Kubernetes) to that init does: QUIT (graceful) or TERM (quick). */
+  stopMode: (typeof STOP_MODES)[number];
   /** Run workers as this user / group (the master must be root). */
   user: string | undefined;
   group: string | undefined;
@@ -151,6 +163,7 @@ export function defaults(): Omit<
   | 'warmupPath'
   | 'metricsBind'
   | 'node'
+  | 'init'
 > {
   return {
     bind: ['127.0.0.1:8000'],
@@ -167,6 +180,7 @@ export function defaults(): Omit<
     maxMemory: 0,
     forceWinch: false,
     moveConnections: true,
+    stopMode: 'graceful',
     readyTimeout: 60,
     verifyWindow: 2,
     warmup: 0,

@@ -15,7 +15,7 @@ export interface LogOptions {
   /** Append to this file instead of stdout. */
   file?: string | undefined;
   /** Bound into every line: `master` or `worker`. */
-  role: 'master' | 'worker' | 'cli';
+  role: 'master' | 'worker' | 'cli' | 'init';
   /** Human-readable lines; defaults to stdout being a TTY (and no file). */
   pretty?: boolean;
 }

@@ -38,6 +38,15 @@ export class Lifecycle {
   ) {}
 
   /**
+   * The service takes traffic, as the metrics bind's `/ready` says: this master runs, or the
+   * other master of an upgrade serves while this one boots or retires. False once a stop began
+   * with no other master (docs/containers.md).
+   */
+  takesTraffic(): boolean {
+    return this.state === 'running' || this.upgrade.peerPid() !== undefined;
+  }
+
+  /**
    * All workers ready for the first time: write the pidfile, tell whoever waits (with the
    * binds it serves), log it.
    */

@@ -46,7 +46,8 @@ export class Master implements ControlTarget {
   private readonly generations: Generations;
   private readonly pool: WorkerPool;
   private readonly upgrade: UpgradeState;
-  private readonly life: Lifecycle;
+  /** Its life from boot to exit (also what the metrics bind's `/ready` says). */
+  readonly life: Lifecycle;
   /** Moves idle connections of draining workers to serving ones (docs/connection-moves.md). */
   private readonly router: ConnectionRouter;
   /** The sockets a new master inherits: the app's and the metrics socket. */

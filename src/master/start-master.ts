@@ -89,6 +89,7 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
           return master.metricsShare();
         },
         peerPid: () => master?.peerPid(),
+        ready: () => master?.life.takesTraffic() ?? false,
       },
       log.logger,
     );

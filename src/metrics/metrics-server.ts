@@ -17,6 +17,11 @@ export interface MetricsSource {
   own(): MasterMetrics;
   /** The other master of an upgrade in flight (its new or its old master), if one runs. */
   peerPid(): number | undefined;
+  /**
+   * The service takes traffic: this master serves, or the other master of an upgrade does (a
+   * booting new master, an old one retiring). False once a stop began with no other master.
+   */
+  ready(): boolean;
 }
 
 /** How long a stopping master waits for the scrapes it accepted before it closes them. */
@@ -72,8 +77,18 @@ export class MetricsServer {
   private async answer(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     res.setHeader('Connection', 'close');
     const path = (req.url ?? '').split('?')[0];
+    if (path === '/live' || path === '/ready') {
+      // Kubernetes' probes (docs/containers.md): live while a master answers; ready until a
+      // stop begins (then 503, so a load balancer stops routing before the drain ends).
+      const ok = path === '/live' || this.source.ready();
+      res.writeHead(ok ? 200 : 503, { 'Content-Type': 'text/plain' });
+      res.end(ok ? 'ok\n' : 'stopping\n');
+      return;
+    }
     if (path !== '/metrics') {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('prefork serves GET /metrics\n');
+      res
+        .writeHead(404, { 'Content-Type': 'text/plain' })
+        .end('prefork serves GET /metrics, /ready and /live\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -83,9 +83,22 @@ export class PreforkProcess {
 
   constructor(
     args: string[],
-    options: { cwd?: string; env?: NodeJS.ProcessEnv; bin?: string; detached?: boolean } = {},
+    options: {
+      cwd?: string;
+      env?: NodeJS.ProcessEnv;
+      bin?: string;
+      detached?: boolean;
+      /** A command that runs prefork (`unshare ...`, `nsenter ...`, as a container runtime does). */
+      wrapper?: string[];
+    } = {},
   ) {
-    this.child = spawn(process.execPath, [options.bin ?? PREFORK_BIN, ...args], {
+    const [command, ...wrapperArgs] = [
+      ...(options.wrapper ?? []),
+      process.execPath,
+      options.bin ?? PREFORK_BIN,
+      ...args,
+    ] as [string, ...string[]];
+    this.child = spawn(command, wrapperArgs, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -134,7 +147,7 @@ export class PreforkProcess {
 /** Runs a prefork command to completion. */
 export async function runPrefork(
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; bin?: string } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; bin?: string; wrapper?: string[] } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = new PreforkProcess(args, options);
   const { code } = await run.exited;

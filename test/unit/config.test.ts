@@ -56,6 +56,19 @@ describe('loadConfig', () => {
     );
   });
 
+  it('takes the container init settings: init unset means "when PID 1", stopMode graceful', () => {
+    writeFileSync(join(root, 'init.json'), JSON.stringify({ init: true, stopMode: 'quick' }));
+    expect(loadConfig({ root, cli: {} })).toMatchObject({ init: undefined, stopMode: 'graceful' });
+    expect(loadConfig({ root, configFile: 'init.json', cli: {} })).toMatchObject({
+      init: true,
+      stopMode: 'quick',
+    });
+    writeFileSync(join(root, 'bad-init.json'), JSON.stringify({ init: 'yes', stopMode: 'soft' }));
+    expect(() => loadConfig({ root, configFile: 'bad-init.json', cli: {} })).toThrow(
+      /"init": Invalid type: Expected boolean but received "yes"; "stopMode": Invalid type: Expected \("graceful" \| "quick"\)/,
+    );
+  });
+
   it('refuses a bad bind in the file before anything starts', () => {
     writeFileSync(join(root, 'bind.json'), JSON.stringify({ bind: ['127.0.0.1'] }));
     expect(() => loadConfig({ root, configFile: 'bind.json', cli: {} })).toThrow(

@@ -89,6 +89,9 @@ export function registerStart(program: Command): void {
     // A master spawned by prefork (USR2's new master, or the detached half of --daemon) takes
     // over from whoever spawned it: it neither refuses because of the pidfile nor detaches.
     const { spawnedByPrefork } = Handover.take();
+    // Named a master from the start, before its release is known: the container's init counts
+    // masters by title, also one whose old master exits while it boots.
+    if (spawnedByPrefork) process.title = 'prefork: master';
     const sources = configSources(options);
     const { root } = sources;
     const config = loadConfig(sources);
@@ -138,6 +141,26 @@ export function registerStart(program: Command): void {
     try {
       const identity = resolveWorkerIdentity(config.user, config.group);
       assertWorkersCanRead(identity, current, workersUserLabel(config.user, config.group));
+      // PID 1 (a container's entrypoint) or --init: stay as the parent of every master
+      // generation, which a deploy's USR2 replaces (SPEC §17).
+      if (!spawnedByPrefork && (config.init ?? process.pid === 1)) {
+        if (config.daemon) {
+          throw new UsageError(
+            '--daemon and --init contradict: the init stays in the foreground as the main process of its supervisor or container; drop one',
+          );
+        }
+        // Loaded only here: a master never holds the init's code.
+        const { startInit } = await import('../../init/start-init.js');
+        await startInit({
+          command: masterCommand,
+          pidfile: config.pid,
+          stopMode: config.stopMode,
+          logLevel: config.logLevel,
+          logFile: config.logFile,
+          onBootFailure: restoreCurrent,
+        });
+        return;
+      }
       if (config.daemon && !spawnedByPrefork) {
         await daemonize(masterCommand, config.logFile);
         return;
