@@ -7,7 +7,8 @@
 # exec server); Go (golang-go) builds the Go exec server (docs/examples/go); a real Prometheus
 # with promtool (prometheus) for the metrics tests; ansible-playbook (ansible-core) and an sshd
 # (openssh-server) for the fleet tests, which start their own sshd on loopback; Gunicorn,
-# Uvicorn and Puma (with ruby-sd-notify, for its READY=1) for the servers no one here wrote.
+# Uvicorn and Puma (with ruby-sd-notify, for its READY=1) for the servers no one here wrote;
+# crun, a real OCI runtime, and unshare/nsenter (util-linux) for prefork as a container's PID 1.
 set -euo pipefail
 # A second Node line (the active LTS, 26) for the test that moves a master between Node majors:
 # from the npm registry, like everything npm installs.
@@ -25,6 +26,8 @@ command -v ansible-playbook >/dev/null || lean+=(ansible-core)
 command -v gunicorn >/dev/null || lean+=(gunicorn)
 /usr/bin/python3 -c 'import uvicorn' 2>/dev/null || lean+=(python3-uvicorn)
 command -v puma >/dev/null || lean+=(puma)
+command -v crun >/dev/null || lean+=(crun)
+{ command -v unshare >/dev/null && command -v nsenter >/dev/null; } || plain+=(util-linux)
 ruby -e 'require "sd_notify"' 2>/dev/null || lean+=(ruby-sd-notify)
 missing=("${plain[@]}" "${lean[@]}")
 [ "${#missing[@]}" -eq 0 ] && exit 0

@@ -90,14 +90,17 @@ export class PreforkProcess {
       detached?: boolean;
       /** A command that runs prefork (`unshare ...`, `nsenter ...`, as a container runtime does). */
       wrapper?: string[];
+      /** The wrapper starts prefork itself (`crun run` of a bundle): `args` go to it as they are. */
+      wrapperStartsPrefork?: boolean;
     } = {},
   ) {
-    const [command, ...wrapperArgs] = [
-      ...(options.wrapper ?? []),
-      process.execPath,
-      options.bin ?? PREFORK_BIN,
-      ...args,
-    ] as [string, ...string[]];
+    const prefork = options.wrapperStartsPrefork
+      ? []
+      : [process.execPath, options.bin ?? PREFORK_BIN];
+    const [command, ...wrapperArgs] = [...(options.wrapper ?? []), ...prefork, ...args] as [
+      string,
+      ...string[],
+    ];
     this.child = spawn(command, wrapperArgs, {
       cwd: options.cwd,
       env: { ...process.env, ...options.env },
