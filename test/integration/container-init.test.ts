@@ -10,6 +10,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, listenerRelease, makeAppRoot, REPO } from '../helpers/app-root.js';
+import { startIdleClients } from '../helpers/idle-clients.js';
 import { startClientLoad } from '../helpers/load.js';
 import { freePort } from '../helpers/ports.js';
 import {
@@ -28,6 +29,9 @@ import {
 // Before the init, the deploy's "QUIT old master" ended PID 1 and with it the namespace.
 
 let root: AppRoot;
+
+/** Mostly idle kept-alive clients through the deploys in a container. */
+const IDLE_CLIENTS = 1000;
 
 /** Another Node line than this test's, for `upgrade` to move the service to (as node-lines.test.ts). */
 const OTHER_NODE =
@@ -148,11 +152,14 @@ describe('prefork as PID 1 of a container (SPEC §17)', () => {
     ]);
     expect(unshare.logs().find((l) => /^init: started master/.test(l.msg))?.pid).toBe(1);
 
+    // 16 busy clients and 1,000 mostly idle kept-alive ones (an upstream pool), whose
+    // connections move to each new generation without a reconnect.
     const load = startClientLoad(`http://127.0.0.1:${port}/`, {
       connections: 16,
       durationSec: 120,
       pauseMs: 5,
     });
+    const idle = await startIdleClients(`http://127.0.0.1:${port}/`, IDLE_CLIENTS);
     // Kubernetes' probes, every 50 ms through the deploys: ready and live all along.
     const probes = { ready: 0, live: 0, bad: [] as string[] };
     let probing = true;
@@ -205,9 +212,12 @@ describe('prefork as PID 1 of a container (SPEC §17)', () => {
     await unshare.waitForLog(/^init: SIGHUP passed to master \d+$/);
     await unshare.waitForLog(/^reload complete: new workers ready$/);
     const result = await load.stop();
+    const swarm = await idle.stop();
     probing = false;
     await probing$;
     expect(result.failed, JSON.stringify(result.firstErrors)).toBe(0);
+    expect(swarm.failed, JSON.stringify(swarm.failures)).toBe(0);
+    expect(swarm.opened).toBe(IDLE_CLIENTS);
     expect(probes.bad).toEqual([]);
     expect(probes.ready).toBeGreaterThan(20);
     expect(result.byRelease.v3).toBeGreaterThan(0);
