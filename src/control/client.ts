@@ -107,6 +107,14 @@ export async function queryMaster(root: string, pid: number): Promise<MasterStat
 }
 
 /**
+ * {@link queryMaster} for a command a person waits on: a master stopped by SIGSTOP or a
+ * debugger (state T) cannot answer, so it is told at once, not after the control timeout.
+ */
+export async function queryMasterNow(root: string, pid: number): Promise<MasterStatus | undefined> {
+  return processState(pid) === 'T' ? undefined : queryMaster(root, pid);
+}
+
+/**
  * The master a pidfile names, verified to be a prefork master of `root` before anyone
  * signals it. Throws a {@link UsageError} saying why not, otherwise.
  */
@@ -121,7 +129,7 @@ export async function findMaster(root: string, pidfile: string): Promise<MasterS
       `no master is running: ${pidfile} is missing or holds no pid (start one with "prefork start")`,
     );
   }
-  const status = await queryMaster(root, pid);
+  const status = await queryMasterNow(root, pid);
   if (status === undefined) {
     const { why, fix } = diagnoseNoAnswer(root, pid, pidfile);
     throw new UsageError(`${why}: nothing was signalled; ${fix}`);

@@ -1,4 +1,4 @@
-import { existsSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startLoad } from '../helpers/load.js';
@@ -64,7 +64,7 @@ describe('faults: the deploy process SIGKILLed at every journaled step', () => {
       const status = await runPrefork(['status', '--root', root.dir]);
       expect(status.stdout).toMatch(
         new RegExp(
-          `step ${journal.step}, running — its process ${deploy.pid} is gone: run "prefork rollback"`,
+          `last deploy: v2 \\(2\\.0\\.0\\) from v1, .*step ${journal.step}, running — its process ${deploy.pid} is gone: run "prefork rollback"`,
         ),
       );
 
@@ -87,6 +87,14 @@ describe('faults: the deploy process SIGKILLed at every journaled step', () => {
       for (const result of [await load.stop(), await close.stop()]) {
         expect(result.failed, JSON.stringify(result)).toBe(0);
       }
+      // Killed once the old master was told to quit, rollback redeploys v1 (a deploy of its own).
+      const redeployed = journal.step === 'quit-old';
+      expect(JSON.parse(readFileSync(root.path('.prefork/deploy.json'), 'utf8')).outcome).toBe(
+        redeployed ? 'done' : 'rolled-back',
+      );
+      expect(rolled.stdout).toMatch(
+        redeployed ? /rolled back to v1 \(1\.0\.0\): master \d+ serves/ : /rolled back: v1 serves/,
+      );
     },
   );
 });

@@ -195,8 +195,11 @@ describe('bad input: a clear one-line error, a non-zero exit, nothing left behin
     process.kill(master.pid, 'SIGSTOP');
     try {
       for (const command of [['deploy', 'releases/v2'], ['stop'], ['reload']]) {
+        const asked = Date.now();
         const result = await runPrefork([...command, '--root', root.dir]);
         expect(result.code, result.stderr).toBe(2);
+        // Told at once: a stopped master cannot answer, so no control timeout (5 s) is sat out.
+        expect(Date.now() - asked).toBeLessThan(4000);
         expect(result.stderr).toContain(
           `pid ${master.pid} in ${root.path('prefork.pid')} is a prefork master of ${root.dir} ("prefork: master [v1]") that is stopped (state T: SIGSTOP or a debugger): nothing was signalled; do not remove the pidfile: that master still owns the listen sockets. Check it with "ps -o pid,stat,cmd -p ${master.pid}": state T means stopped, resume it with "kill -CONT ${master.pid}"`,
         );

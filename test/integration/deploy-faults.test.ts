@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
 import { startLoad } from '../helpers/load.js';
@@ -54,48 +54,6 @@ describe('deploy faults', () => {
     track(pid);
     expectClean('v2', pid);
   });
-
-  it.each([
-    ['after USR2', 'wait-ready'],
-    ['after WINCH', 'verify-window'],
-  ])(
-    'the deploy process SIGKILLed %s: status tells, rollback restores one clean master, 0 failed',
-    async (_when, stepId) => {
-      root = makeAppRoot();
-      const master = await startMaster(root.dir, ['releases/v1']);
-      const load = startLoad(master.url, { connections: 8, durationSec: 120 });
-      const close = startLoad(master.url, { connections: 4, durationSec: 120, close: true });
-      await waitFor('traffic', () => load.count() > 100);
-      const deploy = await deployUntil('releases/v2', stepId, ['--verify-window', '5']);
-      deploy.child.kill('SIGKILL');
-      await deploy.exited;
-      const status = await runPrefork(['status', '--root', root.dir]);
-      expect(status.stdout).toMatch(
-        new RegExp(
-          `last deploy: v2 \\(2\\.0\\.0\\) from v1, .*step ${stepId}, running — its process ${deploy.pid} is gone: run "prefork rollback"`,
-        ),
-      );
-      const json = JSON.parse((await runPrefork(['status', '--json', '--root', root.dir])).stdout);
-      expect(json.deploy.step).toBe(stepId);
-      const newPid = json.deploy.newPid as number;
-      track(newPid);
-
-      const rolled = await runPrefork(['rollback', '--root', root.dir]);
-      expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);
-      expect(rolled.stdout).toMatch(/rolled back: v1 serves/);
-      await waitFor('the new master gone', () => !alive(newPid));
-      expectClean('v1', master.pid);
-      await waitFor('2 workers', () => master.workers().length === 2);
-      const seen = load.count();
-      await waitFor('traffic after', () => load.count() > seen + 100);
-      for (const result of [await load.stop(), await close.stop()]) {
-        expect(result.failed, JSON.stringify(result)).toBe(0);
-      }
-      expect(JSON.parse(readFileSync(root.path('.prefork/deploy.json'), 'utf8')).outcome).toBe(
-        'rolled-back',
-      );
-    },
-  );
 
   it('Ctrl-C during a deploy rolls back cleanly (exit 1)', async () => {
     root = makeAppRoot();

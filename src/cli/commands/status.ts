@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/load.js';
-import { ControlProtocolError, diagnoseNoAnswer, queryMaster } from '../../control/client.js';
+import { ControlProtocolError, diagnoseNoAnswer, queryMasterNow } from '../../control/client.js';
 import type { MasterStatus, WorkerStatus } from '../../control/schema.js';
 import { type Journal, readJournal } from '../../journal/journal.js';
 import { isAlive } from '../../process/alive.js';
@@ -117,7 +117,7 @@ async function reportOn(
 ): Promise<PidfileReport> {
   if (pid === undefined) return { pidfile, pid, master: undefined, problem: undefined };
   try {
-    const master = await queryMaster(root, pid);
+    const master = await queryMasterNow(root, pid);
     const problem = master === undefined ? diagnoseNoAnswer(root, pid, pidfile).why : undefined;
     return { pidfile, pid, master, problem };
   } catch (error) {
