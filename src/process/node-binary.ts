@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import semver from 'semver';
+import semverSatisfies from 'semver/functions/satisfies.js';
+import semverValid from 'semver/functions/valid.js';
 import { UsageError } from '../errors/index.js';
 import { PREFORK_NODE_RANGE } from '../protocol/version.js';
 
@@ -23,11 +24,11 @@ export function checkNode(path: string): string {
     throw new UsageError(`node ${path} cannot be run (${code}): ${fix}`);
   }
   const version = (result.stdout ?? '').trim();
-  if (result.status !== 0 || semver.valid(version) === null) {
+  if (result.status !== 0 || semverValid(version) === null) {
     const said = (result.stderr ?? '').trim().split('\n')[0] || version || `exit ${result.status}`;
     throw new UsageError(`node ${path} did not say its version (${said}): ${fix}`);
   }
-  if (!semver.satisfies(version, PREFORK_NODE_RANGE)) {
+  if (!semverSatisfies(version, PREFORK_NODE_RANGE)) {
     throw new UsageError(
       `node ${path} is ${version}, but prefork needs Node ${PREFORK_NODE_RANGE}: ${fix} that satisfies it`,
     );

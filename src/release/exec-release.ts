@@ -1,7 +1,7 @@
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
-import semver from 'semver';
+import semverValid from 'semver/functions/valid.js';
 import * as v from 'valibot';
 import { describeIssues } from '../config/load.js';
 import { UsageError } from '../errors/index.js';
@@ -96,7 +96,7 @@ export function readExecSpec(
       watchdogSec: watchdogSec ?? 0,
       env,
     },
-    version: version !== undefined && semver.valid(version) ? version : undefined,
+    version: version !== undefined && semverValid(version) ? version : undefined,
   };
 }
 

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
-import semver from 'semver';
+import semverSatisfies from 'semver/functions/satisfies.js';
+import semverValid from 'semver/functions/valid.js';
+import semverValidRange from 'semver/ranges/valid.js';
 import { UsageError } from '../errors/index.js';
 import { EXEC_RELEASE_FILE, RELEASES_DIR } from '../protocol/files.js';
 import { type ExecSpec, readExecSpec } from './exec-release.js';
@@ -79,7 +81,7 @@ export function readRelease(dir: string, nodeVersion: string = process.version):
     });
   }
   const name = basename(real);
-  const version = typeof pkg.version === 'string' && semver.valid(pkg.version) ? pkg.version : name;
+  const version = typeof pkg.version === 'string' && semverValid(pkg.version) ? pkg.version : name;
   const declared =
     typeof pkg.prefork?.app === 'string'
       ? pkg.prefork.app
@@ -97,10 +99,10 @@ export function readRelease(dir: string, nodeVersion: string = process.version):
   }
   const range = typeof pkg.engines?.node === 'string' ? pkg.engines.node : undefined;
   if (range !== undefined) {
-    if (semver.validRange(range) === null) {
+    if (semverValidRange(range) === null) {
       throw new UsageError(`release ${dir}: engines.node "${range}" is not a valid semver range`);
     }
-    if (!semver.satisfies(nodeVersion, range)) {
+    if (!semverSatisfies(nodeVersion, range)) {
       throw new UsageError(
         `release ${dir} needs Node ${range} (engines.node) but this Node is ${nodeVersion}: run it with a Node that satisfies the range, or change engines.node`,
       );

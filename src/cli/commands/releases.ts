@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import semver from 'semver';
+import semverCompare from 'semver/functions/compare.js';
+import semverValid from 'semver/functions/valid.js';
 import { loadConfig } from '../../config/load.js';
 import { messageOf, UsageError } from '../../errors/index.js';
 import { readHistory } from '../../journal/journal.js';
@@ -45,9 +46,9 @@ export function registerReleases(program: Command): void {
       return { name, version, current: name === current, deployed: last?.at ?? null, problem };
     });
     rows.sort((a, b) => {
-      const va = semver.valid(a.version ?? '');
-      const vb = semver.valid(b.version ?? '');
-      if (va && vb && va !== vb) return semver.compare(va, vb);
+      const va = semverValid(a.version ?? '');
+      const vb = semverValid(b.version ?? '');
+      if (va && vb && va !== vb) return semverCompare(va, vb);
       return a.name.localeCompare(b.name);
     });
     if (options.json) {

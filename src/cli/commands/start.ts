@@ -6,7 +6,6 @@ import { queryMaster } from '../../control/client.js';
 import { EXIT, PreforkError, UsageError } from '../../errors/index.js';
 import { Handover } from '../../handover/handover.js';
 import { type MasterCommand, spawnMaster } from '../../handover/spawn-master.js';
-import { startMaster } from '../../master/start-master.js';
 import { checkNode } from '../../process/node-binary.js';
 import { INTERNAL_ENV } from '../../protocol/env.js';
 import {
@@ -165,6 +164,9 @@ export function registerStart(program: Command): void {
         await daemonize(masterCommand, config.logFile);
         return;
       }
+      // The master's code, loaded only by the process that becomes a master: every other
+      // command (status, deploy, ...) starts without it.
+      const { startMaster } = await import('../../master/start-master.js');
       await startMaster({
         config,
         configSources: sources,
