@@ -9,7 +9,7 @@ import { type DeployLock, takeDeployLock } from '../journal/lock.js';
 import { healthTarget } from '../probes/health.js';
 import { newMasterReady, type VerifyPlan, verifyNewMaster } from '../probes/verify.js';
 import { setWorkerCount } from '../probes/worker-count.js';
-import { sendSignal } from '../process/alive.js';
+import { isAlive, sendSignal } from '../process/alive.js';
 import { checkNode } from '../process/node-binary.js';
 import { checkSyntax } from '../release/check-syntax.js';
 import { pointCurrent } from '../release/current-link.js';
@@ -186,13 +186,32 @@ async function upgrade(ctx: DeployContext): Promise<void> {
       },
     });
   }
-  const retiring = (await queryMaster(config.root, old.pid))?.desiredWorkers ?? 1;
-  if (config.retireWindow > 0 && retiring > 1) {
+  const oldStatus = await queryMaster(config.root, old.pid);
+  const retiring = oldStatus?.desiredWorkers ?? 1;
+  // HTTP/2 and gRPC clients an old worker's drain tells GOAWAY reconnect, some to an old worker
+  // still accepting, whose drain tells them again: a call refused by both has used its one
+  // transparent retry (gRPC A6) and fails. Their old workers stop all at once, at WINCH.
+  const sessions = oldStatus?.workers.some((w) => w.http !== 'http/1.1') ?? false;
+  // An old master that dies from here on (killed) leaves the switch made: only the new release
+  // accepts, as after WINCH. The deploy goes on to verify it alone (its orphaned workers finish
+  // and leave; the connections they were moving died with it or moved).
+  let told = false;
+  const oldGone = () => {
+    if (isAlive(old.pid)) return false;
+    if (!told)
+      ctx.reporter.info(`old master ${old.pid} is gone (killed?): only ${release.name} accepts`);
+    told = true;
+    return true;
+  };
+  if (config.retireWindow > 0 && retiring > 1 && !sessions) {
     await step(
       ctx,
       'retire-old',
       `retire old master ${old.pid}'s workers one at a time over ${config.retireWindow} s`,
-      () => retireOldWorkers(ctx, retiring),
+      () =>
+        retireOldWorkers(ctx, retiring).catch((error: unknown) => {
+          if (!oldGone()) throw error;
+        }),
     );
   }
   await step(
@@ -200,9 +219,15 @@ async function upgrade(ctx: DeployContext): Promise<void> {
     'winch',
     `WINCH old master ${old.pid}: only ${release.name} accepts`,
     async () => {
-      if (!sendSignal(old.pid, 'SIGWINCH')) throw new Error(`old master ${old.pid} is gone`);
+      if (!isAlive(old.pid) || !sendSignal(old.pid, 'SIGWINCH')) {
+        if (oldGone()) return;
+        throw new Error(`old master ${old.pid} is gone`);
+      }
       await poll(
-        async () => ((await queryMaster(config.root, old.pid))?.workersStopped ? true : undefined),
+        async () =>
+          (await queryMaster(config.root, old.pid))?.workersStopped || !isAlive(old.pid)
+            ? true
+            : undefined,
         WINCH_ACK_MS,
         () =>
           new Error(

@@ -27,17 +27,18 @@ export interface StopOptions {
 
 /**
  * Stops `pid` by the plan: each step's signal, then up to its wait for the exit; the next step
- * only if it still runs. Resolves with the signal that stopped it (the last one sent), or
- * undefined when it survived every step.
+ * only if it still runs. Resolves with the signal that stopped it (the last one sent), `gone`
+ * when it had exited before the first (killed by someone else), or undefined when it survived
+ * every step.
  */
 export async function stopProcess(
   pid: number,
   plan: readonly StopStep[],
   options: StopOptions = {},
-): Promise<NodeJS.Signals | undefined> {
+): Promise<NodeJS.Signals | 'gone' | undefined> {
   let previous: StopStep | undefined;
   for (const step of plan) {
-    if (!isAlive(pid)) return previous?.signal;
+    if (!isAlive(pid)) return previous?.signal ?? 'gone';
     if (previous !== undefined) options.onEscalate?.(step, previous);
     if (!sendSignal(pid, step.signal)) return step.signal;
     if (await waitForExit(pid, { timeoutMs: step.waitMs })) return step.signal;

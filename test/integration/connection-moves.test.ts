@@ -1,11 +1,19 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MoveCounts } from '../../src/protocol/moves.js';
 import { type AppRoot, listenerRelease, makeAppRoot } from '../helpers/app-root.js';
 import { startIdleClients } from '../helpers/idle-clients.js';
 import { createRunningMaster, startMaster } from '../helpers/master.js';
 import { freePort } from '../helpers/ports.js';
-import { alive, killAll, readPid, runPrefork, track, waitFor } from '../helpers/processes.js';
+import {
+  alive,
+  killAll,
+  PreforkProcess,
+  readPid,
+  runPrefork,
+  track,
+  waitFor,
+} from '../helpers/processes.js';
 
 let root: AppRoot;
 
@@ -203,6 +211,63 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     // reset); the other old worker's all moved.
     expect(result.opened - afterFirst.opened).toBeLessThan(count);
     expect(result.failed - afterFirst.failed).toBeLessThan(count / 2);
+  }, 300_000);
+
+  it('the old master SIGKILLed while its connections move to the new one: the deploy completes, the new master serves every client again and holds no fd more', async () => {
+    const count = 2000;
+    root = makeAppRoot();
+    const master = await startMaster(root.dir, ['releases/v1']);
+    const clients = await startIdleClients(master.url, count);
+    const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+    const oldWorkers = master.workers();
+    const deploy = new PreforkProcess([
+      'deploy',
+      'releases/v2',
+      '--root',
+      root.dir,
+      '--json',
+      '--verify-window',
+      '1',
+    ]);
+    // The old workers' connections move as they stop: one by TTOU (retire-old), the other by
+    // WINCH.
+    await waitFor(
+      'the deploy to retire the old workers',
+      () => deploy.stdout.includes('"step":"retire-old","status":"start"'),
+      60_000,
+    );
+    const newPid = readPid(root.path('prefork.pid')) as number;
+    track(newPid);
+    const newBaseline = fds(newPid);
+    const oldBaseline = fds(master.pid);
+    // Connections on their way hold an fd in the old master until the new one answers.
+    await waitFor(
+      'connections crossing the old master',
+      () => fds(master.pid) > oldBaseline + 20,
+      30_000,
+    );
+    const served = (await clients.report()).requests;
+    process.kill(master.pid, 'SIGKILL');
+    const exit = await deploy.exited;
+    expect(exit.code, deploy.stdout + deploy.stderr).toBe(0);
+    await waitFor('the old workers gone', () => oldWorkers.every((w) => !alive(w)), 60_000);
+    expect(readPid(root.path('prefork.pid'))).toBe(newPid);
+    await waitFor('no .oldbin', () => !existsSync(root.path('prefork.pid.oldbin')));
+    // What crossed the dead master was settled: the new master holds no fd of it.
+    await waitFor('the new master back to its fds', () => fds(newPid) <= newBaseline + 2, 30_000);
+    await waitFor(
+      'every client served again',
+      async () => (await clients.report()).requests > served + count,
+      60_000,
+    );
+    const result = await clients.stop();
+    // Only connections the dead master or its orphaned workers still held could fail or
+    // reconnect; the rest had moved.
+    expect(result.failed, JSON.stringify(result)).toBeLessThan(count / 2);
+    expect(result.opened - count, JSON.stringify(result)).toBeLessThan(count);
+    console.log(
+      `old master killed mid-move: ${result.opened - count} of ${count} clients reconnected, ${result.failed} requests failed`,
+    );
   }, 300_000);
 
   it.each([
