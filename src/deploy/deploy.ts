@@ -194,15 +194,7 @@ async function upgrade(ctx: DeployContext): Promise<void> {
   const sessions = oldStatus?.workers.some((w) => w.http !== 'http/1.1') ?? false;
   // An old master that dies from here on (killed) leaves the switch made: only the new release
   // accepts, as after WINCH. The deploy goes on to verify it alone (its orphaned workers finish
-  // and leave; the connections they were moving died with it or moved).
-  let told = false;
-  const oldGone = () => {
-    if (isAlive(old.pid)) return false;
-    if (!told)
-      ctx.reporter.info(`old master ${old.pid} is gone (killed?): only ${release.name} accepts`);
-    told = true;
-    return true;
-  };
+  // and leave; the connections they were moving died with it or moved). WINCH says so.
   if (config.retireWindow > 0 && retiring > 1 && !sessions) {
     await step(
       ctx,
@@ -210,7 +202,7 @@ async function upgrade(ctx: DeployContext): Promise<void> {
       `retire old master ${old.pid}'s workers one at a time over ${config.retireWindow} s`,
       () =>
         retireOldWorkers(ctx, retiring).catch((error: unknown) => {
-          if (!oldGone()) throw error;
+          if (isAlive(old.pid)) throw error;
         }),
     );
   }
@@ -220,8 +212,8 @@ async function upgrade(ctx: DeployContext): Promise<void> {
     `WINCH old master ${old.pid}: only ${release.name} accepts`,
     async () => {
       if (!isAlive(old.pid) || !sendSignal(old.pid, 'SIGWINCH')) {
-        if (oldGone()) return;
-        throw new Error(`old master ${old.pid} is gone`);
+        ctx.reporter.info(`old master ${old.pid} is gone (killed?): only ${release.name} accepts`);
+        return;
       }
       await poll(
         async () =>

@@ -250,6 +250,7 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     process.kill(master.pid, 'SIGKILL');
     const exit = await deploy.exited;
     expect(exit.code, deploy.stdout + deploy.stderr).toBe(0);
+    expect(deploy.stdout).toContain(`old master ${master.pid} is gone (killed?): only v2 accepts`);
     await waitFor('the old workers gone', () => oldWorkers.every((w) => !alive(w)), 60_000);
     expect(readPid(root.path('prefork.pid'))).toBe(newPid);
     await waitFor('no .oldbin', () => !existsSync(root.path('prefork.pid.oldbin')));
