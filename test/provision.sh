@@ -8,7 +8,9 @@
 # with promtool (prometheus) for the metrics tests; ansible-playbook (ansible-core) and an sshd
 # (openssh-server) for the fleet tests, which start their own sshd on loopback; Gunicorn,
 # Uvicorn and Puma (with ruby-sd-notify, for its READY=1) for the servers no one here wrote;
-# crun, a real OCI runtime, and unshare/nsenter (util-linux) for prefork as a container's PID 1.
+# crun, a real OCI runtime, and unshare/nsenter (util-linux) for prefork as a container's PID 1;
+# tmux (a terminal to drive `prefork top` in) and chromium (a real browser for the live page,
+# driven by playwright-core) for the live-view test.
 set -euo pipefail
 # A second Node line (the active LTS, 26) for the test that moves a master between Node majors:
 # from the npm registry, like everything npm installs.
@@ -29,6 +31,8 @@ command -v puma >/dev/null || lean+=(puma)
 command -v crun >/dev/null || lean+=(crun)
 { command -v unshare >/dev/null && command -v nsenter >/dev/null; } || plain+=(util-linux)
 ruby -e 'require "sd_notify"' 2>/dev/null || lean+=(ruby-sd-notify)
+command -v tmux >/dev/null || lean+=(tmux)
+[ -x /usr/bin/chromium ] || lean+=(chromium)
 missing=("${plain[@]}" "${lean[@]}")
 [ "${#missing[@]}" -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

@@ -13,6 +13,7 @@ import { registerReleases } from './commands/releases.js';
 import { registerSignalCommands } from './commands/signals.js';
 import { registerStart } from './commands/start.js';
 import { registerStatus } from './commands/status.js';
+import { registerTop } from './commands/top.js';
 
 const program = new Command('prefork')
   .description('zero-downtime prefork master and release upgrades for Node.js services')
@@ -27,6 +28,7 @@ const program = new Command('prefork')
 registerStart(program);
 registerDeploy(program);
 registerStatus(program);
+registerTop(program);
 registerReleases(program);
 registerInstall(program);
 registerFleet(program);

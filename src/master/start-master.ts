@@ -88,6 +88,10 @@ export async function startMaster(options: StartMasterOptions): Promise<void> {
           if (master === undefined) throw new Error('the master is starting');
           return master.metricsShare();
         },
+        status: () => {
+          if (master === undefined) throw new Error('the master is starting');
+          return master.status();
+        },
         peerPid: () => master?.peerPid(),
         ready: () => master?.life.takesTraffic() ?? false,
       },

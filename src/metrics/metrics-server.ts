@@ -2,11 +2,12 @@ import { unlinkSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import type { Logger } from 'pino';
-import type { MasterMetrics } from '../control/schema.js';
+import type { MasterMetrics, MasterStatus } from '../control/schema.js';
 import { messageOf } from '../errors/index.js';
 import type { ListenSocket } from '../handover/listen-sockets.js';
 import { readDeployFigures } from './deploy-figures.js';
 import { Exposition } from './exposition.js';
+import { LiveView } from './live-view.js';
 import { PeerMetrics } from './peer-metrics.js';
 
 /** What a scrape asks of the master. */
@@ -15,6 +16,8 @@ export interface MetricsSource {
   root: string;
   /** This master's own share. */
   own(): MasterMetrics;
+  /** This master's status (for the live page). */
+  status(): MasterStatus;
   /** The other master of an upgrade in flight (its new or its old master), if one runs. */
   peerPid(): number | undefined;
   /**
@@ -43,6 +46,7 @@ export class MetricsServer {
   private readonly connections = new Set<net.Socket>();
   private readonly exposition = new Exposition();
   private readonly peers: PeerMetrics;
+  private readonly live: LiveView;
 
   constructor(
     readonly socket: ListenSocket,
@@ -50,6 +54,14 @@ export class MetricsServer {
     private readonly logger: Logger,
   ) {
     this.peers = new PeerMetrics(source.root);
+    this.live = new LiveView(
+      {
+        root: source.root,
+        own: () => ({ status: source.status(), metrics: source.own() }),
+        peerPid: () => source.peerPid(),
+      },
+      this.peers,
+    );
     this.server = http.createServer({ requestTimeout: IDLE_MS }, (req, res) => {
       void this.answer(req, res);
     });
@@ -76,7 +88,7 @@ export class MetricsServer {
 
   private async answer(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     res.setHeader('Connection', 'close');
-    const path = (req.url ?? '').split('?')[0];
+    const path = (req.url ?? '').split('?')[0] ?? '';
     if (path === '/live' || path === '/ready') {
       // Kubernetes' probes (docs/containers.md): live while a master answers; ready until a
       // stop begins (then 503, so a load balancer stops routing before the drain ends).
@@ -85,17 +97,24 @@ export class MetricsServer {
       res.end(ok ? 'ok\n' : 'stopping\n');
       return;
     }
-    if (path !== '/metrics') {
-      res
-        .writeHead(404, { 'Content-Type': 'text/plain' })
-        .end('prefork serves GET /metrics, /ready and /live\n');
-      return;
-    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end();
       return;
     }
     try {
+      if (path !== '/metrics') {
+        // The live page (docs/live-view.md): `/`, `/view.json` and its files under `/ui/`.
+        const page = await this.live.answer(path);
+        if (page === undefined) {
+          res
+            .writeHead(404, { 'Content-Type': 'text/plain' })
+            .end('prefork serves GET /metrics, /ready, /live, and a live page at /\n');
+          return;
+        }
+        res.writeHead(200, { 'Content-Type': page.type, 'Cache-Control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : page.body);
+        return;
+      }
       const own = this.source.own();
       const peerPid = this.source.peerPid();
       const peer = peerPid === undefined ? undefined : await this.peers.fetch(peerPid);

@@ -1,17 +1,18 @@
 import { controlRequest, controlSocketPath } from '../control/client.js';
-import type { MasterMetrics } from '../control/schema.js';
+import type { MasterMetrics, MasterStatus } from '../control/schema.js';
 
 /** How long a scrape waits for the other master's share before it uses the last one it got. */
 export const PEER_ANSWER_MS = 500;
 
 /**
- * The other master of an upgrade's share of the metrics, asked on its control socket at each
- * scrape. When it does not answer in time, its last answer stands in (a busy master's figures
- * a second old, rather than its releases missing from one scrape); a master that never
- * answered adds nothing.
+ * The other master of an upgrade's answers, asked on its control socket at each scrape (its
+ * share of the metrics) and each look of the live page (its status too). When it does not
+ * answer in time, its last answer stands in (a busy master's figures a second old, rather than
+ * its releases missing from one scrape); a master that never answered adds nothing.
  */
 export class PeerMetrics {
   private last: MasterMetrics | undefined;
+  private lastStatus: MasterStatus | undefined;
 
   constructor(private readonly root: string) {}
 
@@ -30,5 +31,21 @@ export class PeerMetrics {
       // starting, stopping or busy: the last answer stands in
     }
     return this.last;
+  }
+
+  /** The status of the master with `pid`, as {@link fetch} gets its share. */
+  async fetchStatus(pid: number): Promise<MasterStatus | undefined> {
+    if (this.lastStatus?.pid !== pid) this.lastStatus = undefined;
+    try {
+      const answer = await controlRequest(
+        controlSocketPath(this.root, pid),
+        { cmd: 'status' },
+        PEER_ANSWER_MS,
+      );
+      if (answer.pid === pid && answer.root === this.root) this.lastStatus = answer;
+    } catch {
+      // as in fetch()
+    }
+    return this.lastStatus;
   }
 }

@@ -89,6 +89,8 @@ describe('prefork deploy --canary under load', () => {
     });
     const traffic = startTraffic(master.url);
     await waitFor('traffic', () => (traffic.loads[0]?.count() ?? 0) > 200);
+    // prefork top watches the deploy (docs/live-view.md): plain looks, its output not a terminal.
+    const top = new PreforkProcess(['top', '--root', root.dir, '--interval', '0.5']);
     const run = await runPrefork([
       'deploy',
       'v3',
@@ -106,6 +108,17 @@ describe('prefork deploy --canary under load', () => {
       [1, 2, 'pass', 1],
       [2, 2, 'pass', 2],
     ]);
+    top.child.kill('SIGTERM');
+    expect((await top.exited).code, top.stderr).toBe(0);
+    // Each step's figures as they formed, both releases counted, then each verdict once judged.
+    const forming = (step: number) =>
+      new RegExp(
+        `canary step ${step}(/2)? forming: (v1|v3) [1-9]\\d* responses.*; (v1|v3) [1-9]\\d* responses`,
+      );
+    expect(top.stdout).toMatch(forming(1));
+    expect(top.stdout).toMatch(forming(2));
+    expect(top.stdout).toMatch(/canary step 1\/2: pass \(v3 p99 [\d.]+ ms/);
+    expect(top.stdout).toMatch(/canary step 2\/2: pass/);
     for (const s of steps) {
       expect(s.new.release).toBe('v3');
       expect(s.old.release).toBe('v1');

@@ -215,8 +215,14 @@ describe('metrics (--metrics-bind)', () => {
     expect(value(text, 'prefork_workers{release="v2",state="ready"}')).toBe(2);
     expect(text).not.toMatch(/prefork_workers\{release="v1"/);
     expect(mastersIn(root.dir)).toEqual([fresh.pid]);
-    // Anything but GET /metrics is turned away.
-    expect((await scrape(socketPath, '/')).status).toBe(404);
+    // A path the bind does not serve is turned away; `/` is the live page (live-view.test.ts),
+    // and no file outside its own is served under /ui/.
+    expect((await scrape(socketPath, '/nothing')).status).toBe(404);
+    expect((await scrape(socketPath, '/ui/../../package.json')).status).toBe(404);
+    expect((await scrape(socketPath, '/ui/control/client.js')).status).toBe(404);
+    const page = await scrape(socketPath, '/');
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<script type="module" src="/ui/view/web/page.js">');
     // The last master to stop removes the socket file.
     process.kill(fresh.pid, 'SIGTERM');
     await waitFor('the master to exit', () => !alive(fresh.pid));
