@@ -151,7 +151,21 @@ describe('a live view of a deploy', () => {
     expect(pageErrors).toEqual([]);
     await page.screenshot({ path: process.env.PREFORK_SCREENSHOT ?? join(root.dir, 'live.png') });
 
-    // q leaves top, and the terminal keeps its last screen.
+    // Colours, as a terminal shows them (capture-pane -e keeps the escape codes)...
+    expect(tmux('capture-pane', '-p', '-e', '-t', 'top')).toMatch(
+      new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*3[1-3]m`),
+    );
+    // ...p pauses (the look stays, marked PAUSED), p again goes on with new looks...
+    tmux('send-keys', '-t', 'top', 'p');
+    await waitFor('top to pause', () => screen().includes('PAUSED'), 10_000);
+    const pausedAt = /(\d\d:\d\d:\d\d)/.exec(screen())?.[1];
+    tmux('send-keys', '-t', 'top', 'p');
+    await waitFor(
+      'top to go on',
+      () => !screen().includes('PAUSED') && /(\d\d:\d\d:\d\d)/.exec(screen())?.[1] !== pausedAt,
+      10_000,
+    );
+    // ...and q leaves it.
     tmux('send-keys', '-t', 'top', 'q');
     await waitFor(
       'top to exit on q',
@@ -180,6 +194,18 @@ describe('a live view of a deploy', () => {
     expect(result.stdout).not.toContain('\x1b');
     expect(result.stdout.match(/^prefork top /gm)?.length).toBe(2);
     expect(result.stdout).toMatch(/master \d+ running \[v1\] 1\.0\.0/);
+    // On a terminal (a pseudo-terminal of util-linux's script) with NO_COLOR: the alternate
+    // screen, and no colour.
+    const esc = String.fromCharCode(27);
+    const onTty = spawnSync(
+      'script',
+      ['-qec', `${process.execPath} ${PREFORK_BIN} top --root ${root.dir} --count 1`, '/dev/null'],
+      { encoding: 'utf8', timeout: 20_000, env: { ...process.env, NO_COLOR: '1' } },
+    );
+    expect(onTty.status, onTty.stderr).toBe(0);
+    expect(onTty.stdout).toContain(`${esc}[?1049h`);
+    expect(onTty.stdout).toMatch(/master \d+ running \[v1\]/);
+    expect(onTty.stdout).not.toMatch(new RegExp(`${esc}\\[[0-9;]*m`));
     const bad = await runPrefork(['top', '--root', root.dir, '--count', '0']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('expected a whole number of at least 1');

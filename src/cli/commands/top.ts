@@ -58,7 +58,8 @@ export function registerTop(program: Command): void {
 
     const draw = (lines: string[]) => {
       if (tty) {
-        const rows = process.stdout.rows ?? lines.length;
+        // A terminal that tells no size (0: a bare pseudo-terminal) gets every line, 80 wide.
+        const rows = process.stdout.rows || lines.length;
         process.stdout.write(
           `\x1b[H${lines
             .slice(0, rows)
@@ -74,7 +75,7 @@ export function registerTop(program: Command): void {
         snapshot,
         rates,
         canary: tally.sides(),
-        width: tty ? (process.stdout.columns ?? 80) : 200,
+        width: tty ? process.stdout.columns || 80 : Number.POSITIVE_INFINITY,
         color,
         paused,
         keys: keys ? 'q quit, p pause' : '',
