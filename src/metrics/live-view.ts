@@ -33,12 +33,16 @@ const ASSETS: Record<string, { path: () => string; type: string }> = {
     type: 'text/css; charset=utf-8',
   },
   ...Object.fromEntries(
-    ['view/web/page.js', 'view/rates.js', 'figures/figures.js', 'protocol/figures.js'].map(
-      (file) => [
-        `/ui/${file}`,
-        { path: () => fromDist(`../${file}`), type: 'text/javascript; charset=utf-8' },
-      ],
-    ),
+    [
+      'view/web/page.js',
+      'view/rates.js',
+      'view/snapshot.js',
+      'figures/figures.js',
+      'protocol/figures.js',
+    ].map((file) => [
+      `/ui/${file}`,
+      { path: () => fromDist(`../${file}`), type: 'text/javascript; charset=utf-8' },
+    ]),
   ),
 };
 

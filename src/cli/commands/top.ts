@@ -94,6 +94,12 @@ export function registerTop(program: Command): void {
       if (last !== undefined) draw(frame(last.snapshot, last.rates));
     };
     const onSignal = () => stop.abort();
+    // A reader that went away (`prefork top | head`) ends the watch, quietly.
+    const onOutputError = (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      stop.abort();
+    };
+    process.stdout.on('error', onOutputError);
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     if (tty) {
@@ -123,6 +129,7 @@ export function registerTop(program: Command): void {
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.stdout.off('error', onOutputError);
       if (keys) {
         process.stdin.off('data', onKey);
         process.stdin.setRawMode(false);

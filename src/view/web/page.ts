@@ -14,13 +14,11 @@ import {
   ratesBetween,
   releasesOf,
 } from '../rates.js';
-import type { ViewDeploy, ViewMaster, ViewSnapshot } from '../snapshot.js';
+import { VIEW_FORMAT, type ViewDeploy, type ViewMaster, type ViewSnapshot } from '../snapshot.js';
 
 const POLL_MS = 1000;
 /** Seconds of history the charts keep. */
 const KEEP_S = 300;
-/** The snapshot shape this page reads (`VIEW_FORMAT`). */
-const FORMAT = 1;
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2'];
 
 /** Points in time and, per series, a value (or null: no such series then) at each. */
@@ -248,9 +246,9 @@ async function look(): Promise<void> {
     const response = await fetch('/view.json', { cache: 'no-store' });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const snapshot = (await response.json()) as ViewSnapshot;
-    if (snapshot.format !== FORMAT) {
+    if (snapshot.format !== VIEW_FORMAT) {
       throw new Error(
-        `this page reads view format ${FORMAT}, the master sent ${snapshot.format}: reload the page`,
+        `this page reads view format ${VIEW_FORMAT}, the master sent ${snapshot.format}: reload the page`,
       );
     }
     show(snapshot);
