@@ -13,7 +13,7 @@
 import os from 'node:os';
 import { autocannonLoad } from './load.js';
 import { PreforkRig } from './rigs/prefork-rig.js';
-import { childrenCpuMs, footprint, freePort, median, sleep } from './rigs/rig.js';
+import { childrenCpuMs, footprint, freePort, getEvery, median, sleep } from './rigs/rig.js';
 
 /** Rounds: each runs the load once against each master, in alternating order. */
 const ROUNDS = 12;
@@ -27,31 +27,6 @@ const IDLE_MS = 15_000;
  */
 const SCRAPE_MS = Number(process.env.SCRAPE_MS ?? 1000);
 
-/** Scrapes `url` every `everyMs` until stopped; counts the scrapes that failed. */
-function scrapeEvery(url: string, everyMs: number): { stop(): Promise<number> } {
-  let stopped = false;
-  let failed = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      try {
-        const response = await fetch(url);
-        await response.text();
-        if (response.status !== 200) failed += 1;
-      } catch {
-        failed += 1;
-      }
-      await sleep(everyMs);
-    }
-  })();
-  return {
-    async stop() {
-      stopped = true;
-      await loop;
-      return failed;
-    },
-  };
-}
-
 async function main(): Promise<void> {
   const workers = os.availableParallelism();
   const out: string[] = [
@@ -64,7 +39,7 @@ async function main(): Promise<void> {
   const rigs = [on, off];
   try {
     for (const rig of rigs) await rig.start(workers);
-    const scrapes = scrapeEvery(`http://127.0.0.1:${metricsPort}/metrics`, SCRAPE_MS);
+    const scrapes = getEvery(`http://127.0.0.1:${metricsPort}/metrics`, SCRAPE_MS);
     // A first run each, not counted: fresh workers answer slower until V8 has compiled them.
     for (const rig of rigs) await autocannonLoad(rig.url, { seconds: RUN_SECONDS });
     const onRuns: number[] = [];
@@ -137,7 +112,7 @@ async function main(): Promise<void> {
     try {
       await rig.start(4);
       const scrapes =
-        label === 'off' ? undefined : scrapeEvery(`http://127.0.0.1:${memoryPort}/metrics`, 1000);
+        label === 'off' ? undefined : getEvery(`http://127.0.0.1:${memoryPort}/metrics`, 1000);
       await sleep(IDLE_MS);
       const { rssMb, anonMb } = footprint(rig.supervisorPid());
       await scrapes?.stop();

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { REPO } from '../helpers/repo.js';
 import { autocannonLoad } from './load.js';
 import { PreforkRig } from './rigs/prefork-rig.js';
-import { footprint, freePort, median, sleep } from './rigs/rig.js';
+import { footprint, freePort, getEvery, median, sleep } from './rigs/rig.js';
 
 const ROUNDS = 4;
 const WINDOW_S = 15;
@@ -21,32 +21,6 @@ const WINDOW_S = 15;
 const RATE = 200;
 
 type Viewer = 'none' | 'page' | 'top';
-
-/** Asks `/view.json` once a second, as the page does, until stopped. */
-function pageTraffic(metricsUrl: string): { stop(): Promise<number> } {
-  let stopped = false;
-  let failed = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      const started = Date.now();
-      try {
-        const response = await fetch(`${metricsUrl}/view.json`);
-        await response.text();
-        if (response.status !== 200) failed += 1;
-      } catch {
-        failed += 1;
-      }
-      await sleep(Math.max(100, 1000 - (Date.now() - started)));
-    }
-  })();
-  return {
-    async stop() {
-      stopped = true;
-      await loop;
-      return failed;
-    },
-  };
-}
 
 async function main(): Promise<void> {
   const metricsPort = await freePort();
@@ -64,7 +38,10 @@ async function main(): Promise<void> {
       );
       for (const viewer of order) {
         let top: ChildProcess | undefined;
-        const page = viewer === 'page' ? pageTraffic(`http://127.0.0.1:${metricsPort}`) : undefined;
+        const page = // What an open page asks: `/view.json` once a second.
+          viewer === 'page'
+            ? getEvery(`http://127.0.0.1:${metricsPort}/view.json`, 1000)
+            : undefined;
         if (viewer === 'top') {
           top = spawn(
             process.execPath,

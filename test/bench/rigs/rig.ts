@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { poll } from '../../../src/wait/wait.js';
+import { poll, sleep } from '../../../src/wait/wait.js';
 
 /** A server under test. */
 export interface Rig {
@@ -119,4 +119,33 @@ export function childrenCpuMs(pid: number): number {
     }
   }
   return ticks * (1000 / 100);
+}
+
+/**
+ * GETs `url` every `everyMs` (start to start; a slow answer delays the next) until stopped, as
+ * a scraper or an open page does; `stop()` resolves with the requests that failed.
+ */
+export function getEvery(url: string, everyMs: number): { stop(): Promise<number> } {
+  let stopped = false;
+  let failed = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const started = Date.now();
+      try {
+        const response = await fetch(url);
+        await response.text();
+        if (response.status !== 200) failed += 1;
+      } catch {
+        failed += 1;
+      }
+      await sleep(Math.max(0, everyMs - (Date.now() - started)));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return failed;
+    },
+  };
 }
