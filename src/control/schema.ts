@@ -133,6 +133,11 @@ export const MasterStatusSchema = v.pipe(
     pidfile: v.optional(v.string(), ''),
     /** Seconds a worker may go without a heartbeat before it is killed (`--timeout`). */
     heartbeatTimeout: v.optional(v.number(), 30),
+    /**
+     * Seconds its draining workers may take (`--graceful-timeout`): what a QUIT to it waits for
+     * (absent from masters before it: the waiter's own setting stands in).
+     */
+    gracefulTimeout: v.optional(v.number()),
     /** The prefork version this master runs (absent from masters that predate it). */
     preforkVersion: v.optional(v.string()),
     node: v.optional(v.object({ version: v.string(), path: v.string() })),

@@ -20,7 +20,9 @@ export async function finish(ctx: DeployContext): Promise<void> {
   const { config, old } = ctx;
   const newPid = newPidOf(ctx);
   await step(ctx, 'quit-old', `QUIT old master ${old.pid}`, async () => {
-    const stoppedBy = await stopProcess(old.pid, masterStopPlan(config.gracefulTimeout), {
+    // Its workers drain by its own graceful timeout, whatever this command's setting says.
+    const graceS = old.gracefulTimeout ?? config.gracefulTimeout;
+    const stoppedBy = await stopProcess(old.pid, masterStopPlan(graceS), {
       onEscalate: (next) =>
         ctx.reporter.info(`old master ${old.pid} still running: sending ${next.signal}`),
     });

@@ -50,6 +50,9 @@ export async function undoUpgrade(
   const { oldPid, newPid } = upgrade;
   // No signal: an undo is not interrupted, whatever the deploy was told.
   const options = {};
+  // The new master was started with the old one's settings: its workers drain by the old
+  // master's graceful timeout (as it reports it), whatever this command's setting says.
+  let graceS = config.gracefulTimeout;
   await reporter.step('restore-current', 'point current back at the old release', async () => {
     pointCurrent(config.root, upgrade.oldReleaseDir);
   });
@@ -62,6 +65,7 @@ export async function undoUpgrade(
     async () => {
       let status = await queryMaster(config.root, oldPid);
       if (status === undefined) throw new UndoIncomplete(`old master ${oldPid} does not answer`);
+      graceS = status.gracefulTimeout ?? graceS;
       if (status.canary === true) {
         await controlRequest(controlSocketPath(config.root, oldPid), { cmd: 'canary', on: false });
       }
@@ -91,7 +95,7 @@ export async function undoUpgrade(
       'stop-new',
       `QUIT new master ${newPid} (TERM, then KILL, if it lingers)`,
       async () => {
-        const stoppedBy = await stopProcess(newPid, masterStopPlan(config.gracefulTimeout), {
+        const stoppedBy = await stopProcess(newPid, masterStopPlan(graceS), {
           onEscalate: (next, previous) =>
             reporter.info(
               `new master ${newPid} still running after ${previous.signal.slice(3)}: sending ${next.signal.slice(3)}`,

@@ -43,6 +43,7 @@ export function statusReport(source: ReportSource): MasterStatus {
     upgradeError: upgrade.error ?? null,
     pidfile: upgrade.pidfile,
     heartbeatTimeout: config.timeout,
+    gracefulTimeout: config.gracefulTimeout,
     preforkVersion: PREFORK_VERSION,
     node: { version: process.version, path: parts.command.execPath },
     workerIdentity: parts.identity ?? null,

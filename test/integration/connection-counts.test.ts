@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot } from '../helpers/app-root.js';
@@ -232,5 +233,62 @@ describe('--keep-alive-min-timeout: how long an idle connection that cannot move
     // The quiet one: not before the minimum quiet time (the drain looks every 50 ms).
     expect((await quietClosed) - drainStart).toBeGreaterThanOrEqual(minTimeoutMs);
     expect((await master.proc.exited).code).toBe(0);
+  });
+});
+
+describe("the graceful timeout a QUIT waits out is the master's own", () => {
+  it("a deploy waits out the old master's own graceful timeout, not its own setting: a long request on the old release is answered", async () => {
+    root = makeAppRoot();
+    // Answers /slow 14 s after its worker's drain began: past what the deploy's own setting
+    // (0.5 s, + 10 s for the master to exit) would wait after its QUIT, which comes at least
+    // the verify window (1 s) after the drain began, and well within the master's own 30 s.
+    const slowRelease = (name: string) => ({
+      'package.json': { name: `test-${name}`, version: '1.0.0', type: 'module', main: 'index.js' },
+      'index.js': `import http from 'node:http';
+const waiting = [];
+export default http.createServer((req, res) => {
+  if (req.url === '/slow') waiting.push(res);
+  else res.end('ok');
+});
+export function drain() {
+  setTimeout(() => { for (const res of waiting) res.end('slow ok'); }, 14_000);
+}
+`,
+    });
+    root.addRelease('slow-a', slowRelease('slow-a'));
+    // The root's configuration says 0.5 s; the master was started with 30 on its command line,
+    // which wins for it (and for the new master USR2 starts with its arguments).
+    writeFileSync(root.path('prefork.config.json'), JSON.stringify({ gracefulTimeout: 0.5 }));
+    root.addRelease('slow-b', slowRelease('slow-b'));
+    const master = await startMaster(root.dir, ['releases/slow-a', '--graceful-timeout', '30'], {
+      workers: 1,
+    });
+    const slow = await open(master.port, 'GET /slow HTTP/1.1\r\nHost: t\r\n\r\n', undefined);
+    let answer = '';
+    slow.on('data', (data) => {
+      answer += data;
+    });
+    await waitFor('the request in a heartbeat', async () => {
+      const [worker] = await workersOf(root.dir);
+      return worker?.connections?.byKind.http1_busy === 1;
+    });
+    const started = Date.now();
+    const deployed = await runPrefork([
+      'deploy',
+      'releases/slow-b',
+      '--root',
+      root.dir,
+      '--verify-window',
+      '1',
+    ]);
+    expect(deployed.code, deployed.stdout + deployed.stderr).toBe(0);
+    track(readPid(root.path('prefork.pid')));
+    // It waited for the old master to finish its request, and sent it no TERM.
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n(7\r\n)?slow ok/);
+    expect(deployed.stdout).not.toContain('SIGTERM');
+    expect(deployed.stdout).toContain(
+      `old master ${master.pid}: every connection finished before the graceful timeout`,
+    );
+    expect(Date.now() - started).toBeGreaterThan(14_000);
   });
 });

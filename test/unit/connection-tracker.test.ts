@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -150,6 +151,73 @@ describe('the drain of an HTTPS worker', () => {
     // Closed by the idle rule (2 s for a connection with no byte yet), not held to the
     // graceful timeout (10 s).
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+describe('the drain of an HTTP/2-over-TLS worker', () => {
+  it('sends a GOAWAY to a session whose handshake finishes after the drain began, not waiting for the graceful timeout', async () => {
+    const server = http2.createSecureServer(
+      {
+        key: readFileSync(join(TLS_DIR, 'key.pem')),
+        cert: readFileSync(join(TLS_DIR, 'cert.pem')),
+      },
+      (_req, res) => setTimeout(() => res.end('ok'), 2),
+    );
+    const tracker = new ConnectionTracker(server, () => {});
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { duplex, release } = heldConnection(portOf(server));
+    const socket = tls.connect({
+      socket: duplex,
+      ALPNProtocols: ['h2'],
+      rejectUnauthorized: false,
+    });
+    sockets.push(socket);
+    // TLS 1.3: the client has the server's whole flight; its Finished is held back.
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    expect(tracker.counts()).toEqual({ byKind: { tls_handshake: 1 }, streams: 0 });
+
+    const started = Date.now();
+    const drain = drainOf(server, tracker);
+    release();
+    // A client as browsers and gRPC channels are: a request in flight at all times, on this
+    // session until it is told to go away.
+    const session = http2.connect('https://localhost', { createConnection: () => socket });
+    const goaway = new Promise<number>((resolve) => session.once('goaway', resolve));
+    session.on('error', () => {});
+    let answered = 0;
+    let refused = 0;
+    const failures: string[] = [];
+    const lane = async (): Promise<void> => {
+      while (!session.closed && !session.destroyed) {
+        await new Promise<void>((resolve) => {
+          const stream = session.request({ ':path': '/' });
+          stream.on('response', () => {});
+          stream.resume();
+          stream.on('end', () => {
+            answered += 1;
+            resolve();
+          });
+          stream.on('error', () => {
+            if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) refused += 1;
+            else failures.push(`rst ${stream.rstCode}`);
+            resolve();
+          });
+          stream.end();
+        });
+      }
+    };
+    const lanes = Promise.all([lane(), lane()]);
+    expect(await goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    await drain;
+    await lanes;
+    // Told to go away (NO_ERROR) and let go of the session once its streams were done: well
+    // inside the graceful timeout (10 s), which held the drain when only the sessions open at
+    // its start were told.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(failures).toEqual([]);
+    expect(answered + refused).toBeGreaterThan(0);
+    expect(tracker.size).toBe(0);
   });
 });
 

@@ -69,7 +69,11 @@ export function registerSignalCommands(program: Command): void {
     // One signal, no escalation: a stop that takes too long is for a person to look at.
     const step: StopStep = options.quick
       ? { signal: 'SIGTERM', waitMs: MASTER_TERM_MS }
-      : { signal: 'SIGQUIT', waitMs: config.gracefulTimeout * 1000 + MASTER_QUIT_MARGIN_MS };
+      : {
+          signal: 'SIGQUIT',
+          // Its workers drain by its own graceful timeout, whatever this command's setting says.
+          waitMs: (master.gracefulTimeout ?? config.gracefulTimeout) * 1000 + MASTER_QUIT_MARGIN_MS,
+        };
     if ((await stopProcess(master.pid, [step])) === undefined) {
       throw new PreforkError(
         `master ${master.pid} is still running ${step.waitMs / 1000} s after ${step.signal.slice(3)}: look at its log; "prefork stop --quick" stops it without draining`,

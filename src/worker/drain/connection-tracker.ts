@@ -108,6 +108,10 @@ export class ConnectionTracker {
       const state = this.track(session);
       state.kind = 'http2';
       state.session = session;
+      // Accepted before the drain, its TLS handshake done after it began: told to go away as
+      // the sessions open at the start were, or its client, never short of a stream in flight,
+      // would hold the drain to the graceful timeout (test/unit/connection-tracker.test.ts).
+      if (this.draining) closeSessionSoon(session);
     });
     server.prependListener('stream', (stream: ServerHttp2Stream) => {
       const state = this.connections.get(stream.session as Http2Session);
