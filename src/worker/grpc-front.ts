@@ -38,6 +38,11 @@ export function isGrpcServer(value: unknown): value is Partial<GrpcServer> {
  * grpc-js server, which speaks HTTP/2 on it — TLS first with secure credentials.
  */
 export class GrpcFront extends net.Server {
+  /** When the drain's graceful timeout ends (`Date.now()` ms), once a drain began. */
+  private drainDeadline: number | undefined;
+  /** When grpc-js was last asked to drain. */
+  private drainAskedAt = 0;
+
   constructor(
     private readonly injector: ConnectionInjector,
     /** The credentials are secure: the connections speak TLS (h2 by ALPN). */
@@ -52,9 +57,30 @@ export class GrpcFront extends net.Server {
    * it transparently), and cancels what is still open after `graceMs`.
    */
   drainSessions(graceMs: number): void {
+    this.drainAskedAt = Date.now();
+    this.drainDeadline = this.drainAskedAt + graceMs;
     this.injector.drain(graceMs);
   }
+
+  /**
+   * Over TLS, asks grpc-js again (at most every {@link REDRAIN_MS}) to close its sessions: a
+   * connection accepted before the drain whose handshake finished after it has a session
+   * grpc-js made since, which the first ask did not reach and whose client, never short of a
+   * call, would hold the drain to the graceful timeout. grpc-js keeps its sessions to itself,
+   * so prefork cannot tell it one by one (as it does its own HTTP/2 sessions); asking again
+   * leaves the closed ones as they are, and each ask cancels what is left at the same deadline.
+   * Without TLS a session is made as its connection is injected, before any drain.
+   */
+  drainLateSessions(now: number = Date.now()): void {
+    if (!this.secure || this.drainDeadline === undefined) return;
+    if (now - this.drainAskedAt < REDRAIN_MS) return;
+    this.drainAskedAt = now;
+    this.injector.drain(Math.max(0, this.drainDeadline - now));
+  }
 }
+
+/** How often a drain over TLS asks grpc-js again to close the sessions made since. */
+const REDRAIN_MS = 250;
 
 /**
  * Puts `server`, a grpc-js server the release exported unbound, in front of prefork's sockets,

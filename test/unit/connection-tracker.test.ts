@@ -6,10 +6,12 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectionTracker } from '../../src/worker/drain/connection-tracker.js';
 import { drainConnections } from '../../src/worker/drain/drain.js';
+import { grpcFront } from '../../src/worker/grpc-front.js';
 import { waitFor } from '../helpers/processes.js';
 import { TLS_DIR } from '../helpers/repo.js';
 
@@ -185,35 +187,122 @@ describe('the drain of an HTTP/2-over-TLS worker', () => {
     const session = http2.connect('https://localhost', { createConnection: () => socket });
     const goaway = new Promise<number>((resolve) => session.once('goaway', resolve));
     session.on('error', () => {});
-    let answered = 0;
-    let refused = 0;
-    const failures: string[] = [];
-    const lane = async (): Promise<void> => {
-      while (!session.closed && !session.destroyed) {
-        await new Promise<void>((resolve) => {
-          const stream = session.request({ ':path': '/' });
-          stream.on('response', () => {});
-          stream.resume();
-          stream.on('end', () => {
-            answered += 1;
-            resolve();
-          });
-          stream.on('error', () => {
-            if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) refused += 1;
-            else failures.push(`rst ${stream.rstCode}`);
-            resolve();
-          });
-          stream.end();
-        });
-      }
-    };
-    const lanes = Promise.all([lane(), lane()]);
-    expect(await goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    const lanes = keepBusy(session, 2, { ':path': '/' });
+    // Told before the drain ended, not cut at its deadline.
+    expect(await Promise.race([goaway, drain.then(() => 'the drain ended first')])).toBe(
+      http2.constants.NGHTTP2_NO_ERROR,
+    );
     await drain;
-    await lanes;
+    const { answered, refused, failures } = await lanes;
     // Told to go away (NO_ERROR) and let go of the session once its streams were done: well
     // inside the graceful timeout (10 s), which held the drain when only the sessions open at
     // its start were told.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(failures).toEqual([]);
+    expect(answered + refused).toBeGreaterThan(0);
+    expect(tracker.size).toBe(0);
+  });
+});
+
+/**
+ * A client that keeps `lanes` requests in flight on `session` until it is told to go away:
+ * resolves with what was answered, what was refused unprocessed (to retry) and what failed.
+ */
+async function keepBusy(
+  session: http2.ClientHttp2Session,
+  lanes: number,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+): Promise<{ answered: number; refused: number; failures: string[] }> {
+  const seen = { answered: 0, refused: 0, failures: [] as string[] };
+  const lane = async (): Promise<void> => {
+    while (!session.closed && !session.destroyed) {
+      await new Promise<void>((resolve) => {
+        const stream = session.request(headers);
+        stream.resume();
+        stream.on('end', () => {
+          seen.answered += 1;
+          resolve();
+        });
+        stream.on('error', () => {
+          if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) seen.refused += 1;
+          else seen.failures.push(`rst ${stream.rstCode}`);
+          resolve();
+        });
+        stream.end(body);
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: lanes }, lane));
+  return seen;
+}
+
+describe('the drain of a gRPC-over-TLS worker (grpc-js behind prefork)', () => {
+  it('has grpc-js send a GOAWAY to a session whose handshake finishes after the drain began, not waiting for the graceful timeout', async () => {
+    const key = readFileSync(join(TLS_DIR, 'key.pem'));
+    const cert = readFileSync(join(TLS_DIR, 'cert.pem'));
+    const grpcServer = new grpc.Server();
+    const raw = (b: Buffer) => b;
+    grpcServer.addService(
+      {
+        Say: {
+          path: '/test.Echo/Say',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: raw,
+          requestDeserialize: raw,
+          responseSerialize: raw,
+          responseDeserialize: raw,
+        },
+      },
+      {
+        Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) =>
+          setTimeout(() => callback(null, call.request), 2),
+      },
+    );
+    const credentials = grpc.ServerCredentials.createSsl(null, [
+      { private_key: key, cert_chain: cert },
+    ]);
+    const front = await grpcFront(
+      grpcServer as Parameters<typeof grpcFront>[0],
+      'test',
+      credentials,
+    );
+    servers.push(front);
+    const tracker = new ConnectionTracker(front, () => {});
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const { duplex, release } = heldConnection(portOf(front));
+    const socket = tls.connect({
+      socket: duplex,
+      ALPNProtocols: ['h2'],
+      rejectUnauthorized: false,
+    });
+    sockets.push(socket);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    expect(tracker.counts().byKind).toEqual({ grpc: 1 });
+
+    const started = Date.now();
+    const drain = drainOf(front, tracker);
+    release();
+    const session = http2.connect('https://localhost', { createConnection: () => socket });
+    const goaway = new Promise<number>((resolve) => session.once('goaway', resolve));
+    session.on('error', () => {});
+    // A unary call: its message framed as gRPC frames it (no compression, 4-byte length).
+    const message = Buffer.from('hi');
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+    const headers = {
+      ':method': 'POST',
+      ':path': '/test.Echo/Say',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    };
+    const seen = keepBusy(session, 2, headers, frame);
+    // Told before the drain ended, not cut at its deadline.
+    expect(await Promise.race([goaway, drain.then(() => 'the drain ended first')])).toBe(
+      http2.constants.NGHTTP2_NO_ERROR,
+    );
+    await drain;
+    const { answered, refused, failures } = await seen;
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(failures).toEqual([]);
     expect(answered + refused).toBeGreaterThan(0);

@@ -73,6 +73,7 @@ export async function drainConnections(
   const drained = await pollUntil(
     () => {
       if (mover !== undefined) tracker.moveIdle(mover, true);
+      if (app.server instanceof GrpcFront) app.server.drainLateSessions();
       tracker.closeIdle(keepAliveMinTimeoutMs);
       return tracker.size === 0 && (mover?.pending ?? 0) === 0;
     },
