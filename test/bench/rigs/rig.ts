@@ -46,7 +46,8 @@ export function run(
       stderr += chunk;
     });
     child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': the output may still be in flight when the process exits.
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
