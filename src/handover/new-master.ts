@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { messageOf } from '../errors/index.js';
+import { deliverHandlelessMessages } from '../process/handleless-messages.js';
 import { oldbinPath } from '../protocol/files.js';
 import type { ReadyMessage } from '../protocol/handover.js';
 import type { PeerHooks } from '../protocol/moves.js';
@@ -184,6 +185,7 @@ export class NewMaster {
 /** Hooks `peer` to the IPC channel of the new master `child`. */
 function linkPeer(child: ChildProcess, pid: number, peer: PeerHooks | undefined): void {
   if (peer === undefined || typeof child.send !== 'function') return;
+  deliverHandlelessMessages(child); // a connection whose fd did not arrive: refused
   child.on('message', (raw, handle) => peer.onMessage(raw, handle));
   child.once('disconnect', () => peer.onGone());
   peer.onLink({

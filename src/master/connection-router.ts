@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { deliverHandlelessMessages } from '../process/handleless-messages.js';
 import {
   type ConnAnswer,
   type ConnMessage,
@@ -278,6 +279,7 @@ export function movesConnections(worker: WorkerRecord): boolean {
 export function linkParent(oldMasterPid: number | undefined, peer: PeerHooks): void {
   if (oldMasterPid === undefined || process.ppid !== oldMasterPid) return;
   if (typeof process.send !== 'function') return; // an old master of an earlier prefork
+  deliverHandlelessMessages(process); // a connection whose fd did not arrive: refused
   process.on('message', (raw, handle) => peer.onMessage(raw, handle));
   process.once('disconnect', () => peer.onGone());
   peer.onLink({

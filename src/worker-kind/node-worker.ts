@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
 import { sendSignal } from '../process/alive.js';
+import { deliverHandlelessMessages } from '../process/handleless-messages.js';
 import { ENV_WORKER_OPTIONS } from '../protocol/env.js';
 import { type MasterMessage, WorkerMessageSchema, type WorkerOptions } from '../protocol/ipc.js';
 import { describeIssues } from '../protocol/issues.js';
@@ -34,6 +35,8 @@ function spawnNodeWorker(options: SpawnWorkerOptions): WorkerRecord {
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn a worker process');
+  // A connection whose fd this master could not receive (out of fds) still comes: refused.
+  deliverHandlelessMessages(child);
   // The app shares the channel (its own `process.send`): only prefork's messages count.
   child.on('message', (raw, handle) => {
     const message = v.safeParse(WorkerMessageSchema, raw);

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import * as v from 'valibot';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
+import { deliverHandlelessMessages } from '../process/handleless-messages.js';
 import { ENV_WORKER_OPTIONS } from '../protocol/env.js';
 import {
   CANARY_CONNECTION_MS,
@@ -187,6 +188,8 @@ function setCanary(on: boolean): void {
 
 // The master asks how this worker's app answers (a deploy verifying the new release), tells it
 // to drain, or hands it a connection (or answers for one it offered).
+// A connection whose fd could not be received (out of fds) still comes, without it: refused.
+deliverHandlelessMessages(process);
 process.on('message', (raw: unknown, handle: unknown) => {
   const parsed = v.safeParse(MasterMessageSchema, raw);
   if (!parsed.success) return; // none of prefork's: nothing for the worker to do

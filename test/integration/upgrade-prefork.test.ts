@@ -10,7 +10,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type AppRoot, makeAppRoot, REPO } from '../helpers/app-root.js';
 import { type InstallCopy, installCopy } from '../helpers/install-copy.js';
 import { startLoad } from '../helpers/load.js';
@@ -84,24 +84,36 @@ function replaceInstall(copy: InstallCopy): void {
   setInstalledVersion(copy, '9.9.9-next');
 }
 
+/** Each earlier commit's build, made once per file run (a tsc compile costs seconds). */
+const builds = new Map<string, string>();
+
+afterAll(() => {
+  for (const dir of builds.values()) rmSync(dir, { recursive: true, force: true });
+});
+
 /**
  * prefork as it was at `commit`, built and laid out like an install: its files from git, this
  * checkout's node_modules (the same dependencies, and more), compiled with its own tsconfig.
+ * Each call gets its own copy of the commit's one build (tests replace an install's files).
  */
 function earlierInstall(commit: string): InstallCopy {
+  let build = builds.get(commit);
+  if (build === undefined) {
+    build = mkdtempSync(join(tmpdir(), 'prefork-earlier-build-'));
+    const tar = execFileSync('git', ['-C', REPO, 'archive', '--format=tar', commit], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    execFileSync('tar', ['-x', '-C', build], { input: tar });
+    symlinkSync(join(REPO, 'node_modules'), join(build, 'node_modules'));
+    execFileSync(
+      process.execPath,
+      [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'],
+      { cwd: build },
+    );
+    builds.set(commit, build);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'prefork-earlier-'));
-  const tar = execFileSync('git', ['-C', REPO, 'archive', '--format=tar', commit], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  execFileSync('tar', ['-x', '-C', dir], { input: tar });
-  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
-  execFileSync(
-    process.execPath,
-    [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'],
-    {
-      cwd: dir,
-    },
-  );
+  cpSync(build, dir, { recursive: true, verbatimSymlinks: true });
   return {
     dir,
     bin: join(dir, 'bin', 'prefork'),

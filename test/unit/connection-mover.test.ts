@@ -1,21 +1,80 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ConnAnswer, ConnMessage } from '../../src/protocol/moves.js';
+import { type ConnAnswer, type ConnMessage, MOVE_EXPIRES_MS } from '../../src/protocol/moves.js';
 import { ConnectionMover } from '../../src/worker/drain/connection-mover.js';
 import { ConnectionTracker } from '../../src/worker/drain/connection-tracker.js';
 import { waitFor } from '../helpers/processes.js';
+import { REPO } from '../helpers/repo.js';
 
 const servers: http.Server[] = [];
 const agents: http.Agent[] = [];
 
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+
 afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   for (const agent of agents.splice(0)) agent.destroy();
   for (const server of servers.splice(0)) {
     server.closeAllConnections();
     server.close();
   }
 });
+
+/**
+ * `count` kept-alive clients on `port`, each sending its next request as soon as it has an
+ * answer; what they saw is counted until `stop()`.
+ */
+function startClients(port: number, count: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: count });
+  agents.push(agent);
+  const state = { answered: 0, toldToClose: 0, slowestMs: 0, errors: [] as string[] };
+  let stopped = false;
+  const client = async () => {
+    while (!stopped) {
+      const sent = Date.now();
+      await new Promise<void>((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port, agent }, (res) => {
+          if (res.headers.connection === 'close') state.toldToClose += 1;
+          res.resume();
+          res.on('end', () => {
+            state.answered += 1;
+            state.slowestMs = Math.max(state.slowestMs, Date.now() - sent);
+            resolve();
+          });
+        });
+        req.setTimeout(5000, () => req.destroy(new Error('no answer in 5 s')));
+        req.on('error', (error: NodeJS.ErrnoException) => {
+          state.errors.push(`${error.code ?? ''} ${error.message}`);
+          resolve();
+        });
+      });
+    }
+  };
+  const clients = Array.from({ length: count }, client);
+  return Object.assign(state, {
+    async stop() {
+      stopped = true;
+      await Promise.all(clients);
+    },
+  });
+}
+
+/** Drains `tracker` as a worker told to move does: offers its idle connections through `mover`. */
+function drainMoving(tracker: ConnectionTracker, mover: ConnectionMover): NodeJS.Timeout {
+  tracker.startDraining(true);
+  mover.onRoom = () => tracker.moveIdle(mover);
+  return setInterval(() => {
+    tracker.moveIdle(mover, true);
+    tracker.closeIdle(250);
+  }, 50);
+}
 
 describe('a move the next generation refuses', () => {
   it('serves the connection here again: the request its client sent meanwhile is answered, with Connection: close', async () => {
@@ -38,52 +97,103 @@ describe('a move the next generation refuses', () => {
 
     // Six kept-alive clients, each sending its next request as soon as it has an answer: their
     // requests arrive while their connections are offered.
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 6 });
-    agents.push(agent);
-    const errors: string[] = [];
-    let answered = 0;
-    let toldToClose = 0;
-    let stop = false;
-    const client = async () => {
-      while (!stop) {
-        await new Promise<void>((resolve) => {
-          const req = http.get({ host: '127.0.0.1', port, agent }, (res) => {
-            if (res.headers.connection === 'close') toldToClose += 1;
-            res.resume();
-            res.on('end', () => {
-              answered += 1;
-              resolve();
-            });
-          });
-          req.setTimeout(5000, () => req.destroy(new Error('no answer in 5 s')));
-          req.on('error', (error: NodeJS.ErrnoException) => {
-            errors.push(`${error.code ?? ''} ${error.message}`);
-            resolve();
-          });
-        });
-      }
-    };
-    const clients = Array.from({ length: 6 }, client);
-    await waitFor('traffic', () => answered > 100);
+    const load = startClients(port, 6);
+    await waitFor('traffic', () => load.answered > 100);
 
-    tracker.startDraining(true);
-    mover.onRoom = () => tracker.moveIdle(mover);
-    const poll = setInterval(() => {
-      tracker.moveIdle(mover, true);
-      tracker.closeIdle(250);
-    }, 50);
+    const poll = drainMoving(tracker, mover);
     try {
       await waitFor('offers refused', () => mover.outcomes.refused >= 12, 10_000);
     } finally {
       clearInterval(poll);
-      stop = true;
-      await Promise.all(clients);
+      await load.stop();
     }
-    expect(errors).toEqual([]);
+    expect(load.errors).toEqual([]);
     // Every refused connection answered its next request, saying `Connection: close` (but for
     // up to one per client, refused once its client had stopped sending).
-    expect(toldToClose).toBeGreaterThanOrEqual(mover.outcomes.refused - 6);
-    expect(toldToClose).toBeLessThanOrEqual(mover.outcomes.refused);
+    expect(load.toldToClose).toBeGreaterThanOrEqual(mover.outcomes.refused - 6);
+    expect(load.toldToClose).toBeLessThanOrEqual(mover.outcomes.refused);
     expect(mover.outcomes.taken + mover.outcomes.lost).toBe(0);
+  });
+});
+
+describe('a move to a process out of file descriptors', () => {
+  it('is refused at once, not when the offer expires: its connection is served on here, nothing lost', async () => {
+    // The receiver: a process at its fd limit (64), taking connections as a worker does. The
+    // kernel cannot give it a moved fd; Node drops such a message but for an internal event.
+    const dir = mkdtempSync(join(tmpdir(), 'prefork-fd-full-'));
+    dirs.push(dir);
+    const script = join(dir, 'receiver.mjs');
+    writeFileSync(
+      script,
+      `import { openSync } from 'node:fs';
+import { deliverHandlelessMessages } from ${JSON.stringify(join(REPO, 'dist/process/handleless-messages.js'))};
+import { ConnectionMover } from ${JSON.stringify(join(REPO, 'dist/worker/drain/connection-mover.js'))};
+const mover = new ConnectionMover((message) => {
+  process.send(message);
+  return true;
+}, () => {
+  process.send({ type: 'served' }); // a connection arrived after all: this test fails
+});
+deliverHandlelessMessages(process);
+process.on('message', (message, handle) => {
+  if (message.type === 'conn') mover.take(message, handle, true);
+});
+const held = [];
+try {
+  for (;;) held.push(openSync('/dev/null', 'r'));
+} catch (error) {
+  process.send({ type: 'full', code: error.code, held: held.length });
+}
+`,
+    );
+    const receiver = spawn(
+      '/bin/sh',
+      ['-c', 'ulimit -n 64 && exec "$0" "$@"', process.execPath, script],
+      {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    );
+    children.push(receiver);
+    const heard: { type: string; code?: string }[] = [];
+
+    const server = http.createServer((_req, res) => res.end('ok'));
+    servers.push(server);
+    const tracker = new ConnectionTracker(server, () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const mover = new ConnectionMover(
+      // As a worker sends: true while the channel is open (Node queues what waits for an ack).
+      (message, handle) => {
+        if (!receiver.connected) return false;
+        receiver.send(message, handle as never, {}, () => {});
+        return true;
+      },
+      (socket, handedIn) => tracker.adopt(socket, handedIn),
+    );
+    receiver.on('message', (message: { type: string; code?: string }) => {
+      heard.push(message);
+      if (message.type === 'conn-answer') mover.onAnswer(message as ConnAnswer);
+    });
+    await waitFor('the receiver out of fds', () => heard.some((m) => m.type === 'full'));
+    expect(heard[0]?.code).toBe('EMFILE');
+
+    const load = startClients(port, 6);
+    await waitFor('traffic', () => load.answered > 100);
+    const poll = drainMoving(tracker, mover);
+    const started = Date.now();
+    try {
+      // Without the handleless message delivered, none is answered before the offer's 5 s
+      // (then 7 s: lost, closed here).
+      await waitFor('offers refused', () => mover.outcomes.refused >= 12, 10_000);
+    } finally {
+      clearInterval(poll);
+      await load.stop();
+    }
+    await waitFor('every offer answered', () => mover.pending === 0, 10_000);
+    expect(Date.now() - started).toBeLessThan(MOVE_EXPIRES_MS);
+    expect(load.errors).toEqual([]);
+    expect(load.slowestMs).toBeLessThan(MOVE_EXPIRES_MS);
+    expect(mover.outcomes.taken + mover.outcomes.lost).toBe(0);
+    expect(heard.filter((m) => m.type === 'served')).toEqual([]);
   });
 });
