@@ -348,6 +348,9 @@ export async function deploy(request: DeployRequest): Promise<void> {
     }
     try {
       await upgrade(ctx);
+      // The last look before the old master is told to quit, which cannot be taken back.
+      const newPid = newPidOf(ctx);
+      if (!isAlive(newPid)) throw new Error(`the new master ${newPid} is gone (killed?)`);
     } catch (error) {
       await undoFailedDeploy(ctx, error);
     }

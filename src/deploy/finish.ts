@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { controlRequest, controlSocketPath, queryMaster } from '../control/client.js';
 import { EXIT, messageOf, PreforkError } from '../errors/index.js';
-import { appendHistory, countOutcome, journalStep } from '../journal/journal.js';
+import { appendHistory, countOutcome, journalStep, writeJournal } from '../journal/journal.js';
+import { isAlive } from '../process/alive.js';
 import { masterStopPlan, stopProcess } from '../process/stop.js';
 import { oldbinPath } from '../protocol/files.js';
 import { movesSince } from '../protocol/moves.js';
@@ -10,6 +11,7 @@ import { takeExitReport } from '../state/exit-report.js';
 import { PIDFILE_SETTLE_MS } from '../wait/timeouts.js';
 import { poll } from '../wait/wait.js';
 import { type DeployContext, newPidOf, step } from './context.js';
+import { describeState } from './undo-upgrade.js';
 
 /**
  * The last step and the record: QUIT the old master (TERM, then KILL, lose nothing: WINCH
@@ -40,6 +42,9 @@ export async function finish(ctx: DeployContext): Promise<void> {
       () => new Error(`${oldbin} was left behind`),
     );
   });
+  // The new master may have died while the old one quit (a QUIT cannot be taken back): then
+  // nothing serves, and the deploy must not say it is done.
+  if (!isAlive(newPid)) await newMasterDiedAtQuit(ctx, newPid);
   reportDrain(ctx, old.pid);
   const serving = await queryMaster(config.root, newPid);
   ctx.preforkVersion = serving?.preforkVersion;
@@ -70,6 +75,23 @@ export async function finish(ctx: DeployContext): Promise<void> {
     // A counter for the dashboard: the deploy itself is done and recorded.
     ctx.reporter.info(`cannot count the deploy in .prefork/deploys.json: ${messageOf(error)}`);
   }
+}
+
+/** Records and reports a deploy whose new master died while its old master quit: exit 3. */
+async function newMasterDiedAtQuit(ctx: DeployContext, newPid: number): Promise<never> {
+  const { config, journal, old } = ctx;
+  journal.error = `quit-old: the new master ${newPid} died while the old master ${old.pid} quit`;
+  journal.outcome = 'rollback-incomplete';
+  try {
+    writeJournal(config.root, journal);
+    countOutcome(config.root, 'rollback-incomplete');
+  } catch (error) {
+    ctx.reporter.info(`cannot write the deploy journal: ${messageOf(error)}`);
+  }
+  throw new PreforkError(
+    `${ctx.release.name} failed at quit-old: the new master ${newPid} died (killed?) while the old master ${old.pid} quit, so no master serves now. State: ${await describeState(config)}. Start a master with the options the old one had: "prefork start" serves ${ctx.release.name} (current points at it), "prefork start releases/${old.release}" the previous release`,
+    EXIT.rollbackIncomplete,
+  );
 }
 
 /**

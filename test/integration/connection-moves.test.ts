@@ -305,10 +305,16 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     ).workers();
     for (const w of newWorkers) track(w);
     const newBaseline = fds(newPid);
-    // Connections on their way to a new worker hold an fd in the new master until it answers.
+    // Connections on their way to a new worker hold an fd in the new master until it answers;
+    // they cross it as the old workers are retired and WINCHed, before the old master is told
+    // to quit (a kill after that is the next test's).
     await waitFor(
-      'connections crossing the new master',
-      () => fds(newPid) > newBaseline + 20,
+      'connections crossing the new master before quit-old',
+      () => {
+        if (deploy.stdout.includes('"step":"quit-old"'))
+          throw new Error('no connection seen crossing the new master before quit-old');
+        return fds(newPid) > newBaseline + 5;
+      },
       30_000,
     );
     const served = (await clients.report()).requests;
@@ -346,6 +352,39 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     console.log(
       `new master killed mid-move: ${result.opened - count} of ${count} clients reconnected, ${result.failed} requests failed; deploy steps: ${steps.map((x) => x.split('"')[3]).join(' ')}`,
     );
+  }, 300_000);
+
+  it('the new master SIGKILLed while the old one quits: the deploy exits 3 saying no master serves and how to start one', async () => {
+    root = makeAppRoot();
+    const master = await startMaster(root.dir, ['releases/v1']);
+    const clients = await startIdleClients(master.url, 200);
+    const deploy = new PreforkProcess(
+      ['deploy', 'releases/v2', '--root', root.dir, '--json', '--verify-window', '1'],
+      { cwd: root.dir },
+    );
+    await waitFor(
+      'quit-old',
+      () => deploy.stdout.includes('"step":"quit-old","status":"start"'),
+      60_000,
+    );
+    const newPid = readPid(root.path('prefork.pid')) as number;
+    expect(newPid).not.toBe(master.pid);
+    process.kill(newPid, 'SIGKILL');
+    const exit = await deploy.exited;
+    // Before: "deployed v2: master N serves" and exit 0, with no master left.
+    expect(exit.code, deploy.stdout + deploy.stderr).toBe(3);
+    expect(deploy.stderr).toMatch(
+      new RegExp(
+        `the new master ${newPid} died \\(killed\\?\\) while the old master ${master.pid} quit, so no master serves now`,
+      ),
+    );
+    expect(deploy.stderr).toContain('"prefork start releases/v1" the previous release');
+    expect(deploy.stdout).not.toMatch(/deployed v2/);
+    await waitFor('the old master gone', () => !alive(master.pid), 60_000);
+    await clients.stop();
+    // The journal says so: a status or the next deploy sees a deploy that did not complete.
+    const journal = JSON.parse(readFileSync(root.path('.prefork', 'deploy.json'), 'utf8'));
+    expect(journal).toMatchObject({ outcome: 'rollback-incomplete', release: 'v2' });
   }, 300_000);
 
   it.each([
