@@ -5,7 +5,7 @@ import { sendSignal } from '../process/alive.js';
 import { oldbinPath } from '../protocol/files.js';
 import { readPidfile } from '../state/pidfile.js';
 import type { Libc } from './libc.js';
-import { childrenOf, isMasterEntry, liveDescendants, readEntry } from './process-tree.js';
+import { isMasterEntry, liveDescendants, ownChildren } from './process-tree.js';
 
 /** What TERM to the init does: docker stop, Kubernetes, `systemctl stop` (docs/containers.md). */
 export type StopMode = 'graceful' | 'quick';
@@ -178,7 +178,10 @@ export class Init {
         sendSignal(pid, this.stopSignal);
       }
     }
-    if (live.length === 0 && this.firstMaster !== undefined) this.finish();
+    // Looked at twice: one look may catch a master adopted from an old one mid-move (each
+    // process's stat is read in turn), the next sees it adopted.
+    if (live.length === 0 && this.firstMaster !== undefined && this.liveMasters().length === 0)
+      this.finish();
   }
 
   /**
@@ -204,10 +207,9 @@ export class Init {
    * zombie is left; the first master is libuv's to reap (its `exit` event).
    */
   private reapAdopted(): void {
-    for (const pid of childrenOf('self')) {
-      if (pid === this.firstMaster) continue;
-      const entry = readEntry(pid);
-      if (entry?.state !== 'Z') continue;
+    for (const entry of ownChildren()) {
+      const { pid } = entry;
+      if (pid === this.firstMaster || entry.state !== 'Z') continue;
       const code = this.options.libc.reap(pid);
       if (code === undefined) continue;
       if (this.masters.has(pid) || isMasterEntry(entry)) this.masterExited(pid, code);
