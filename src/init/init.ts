@@ -61,6 +61,18 @@ export class Init {
   private firstMaster: number | undefined;
   /** The exit status of the master that exited last. */
   private lastMasterCode = 0;
+  /**
+   * The first master's exit has been handled (libuv reaped it). Until then it counts as alive,
+   * zombie or not: this process's own SIGCHLD listener can run before libuv's, and would see no
+   * master left and exit 0 before the first master's status is known.
+   */
+  private firstMasterGone = false;
+  /**
+   * Whether the first master became ready is known (its ready pipe answered or closed). Until
+   * then this process does not exit: a master that failed to boot has its failure logged and
+   * `current` put back first (`onBootFailure`), however its exit and its pipe's end are ordered.
+   */
+  private bootKnown = false;
   /** Masters seen alive (by title or pidfile), so their exits count as masters' exits. */
   private readonly masters = new Set<number>();
   /** The stop signal passed to masters once a stop began; masters seen later get it too. */
@@ -95,6 +107,7 @@ export class Init {
     this.masters.add(pid);
     logger.info({ master: pid }, `init: started master ${pid}`);
     spawned.process.on('exit', (code, signal) => {
+      this.firstMasterGone = true;
       this.masterExited(pid, code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
       this.afterChange();
     });
@@ -107,6 +120,8 @@ export class Init {
         );
         this.options.onBootFailure();
       }
+      this.bootKnown = true;
+      this.afterChange();
     });
     this.sweepTimer = setInterval(() => this.afterChange(), SWEEP_MS);
   }
@@ -180,8 +195,8 @@ export class Init {
     }
     // Looked at twice: one look may catch a master adopted from an old one mid-move (each
     // process's stat is read in turn), the next sees it adopted.
-    if (live.length === 0 && this.firstMaster !== undefined && this.liveMasters().length === 0)
-      this.finish();
+    if (live.length > 0 || !this.firstMasterGone || !this.bootKnown) return;
+    if (this.liveMasters().length === 0) this.finish();
   }
 
   /**
