@@ -193,9 +193,9 @@ export class Init {
         sendSignal(pid, this.stopSignal);
       }
     }
+    if (live.length > 0 || !this.firstMasterGone || !this.bootKnown) return;
     // Looked at twice: one look may catch a master adopted from an old one mid-move (each
     // process's stat is read in turn), the next sees it adopted.
-    if (live.length > 0 || !this.firstMasterGone || !this.bootKnown) return;
     if (this.liveMasters().length === 0) this.finish();
   }
 
