@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { messageOf } from '../errors/index.js';
+import { onChannelClosed } from '../process/channel-closed.js';
 import { deliverHandlelessMessages } from '../process/handleless-messages.js';
 import { oldbinPath } from '../protocol/files.js';
 import type { ReadyMessage } from '../protocol/handover.js';
@@ -187,7 +188,7 @@ function linkPeer(child: ChildProcess, pid: number, peer: PeerHooks | undefined)
   if (peer === undefined || typeof child.send !== 'function') return;
   deliverHandlelessMessages(child); // a connection whose fd did not arrive: refused
   child.on('message', (raw, handle) => peer.onMessage(raw, handle));
-  child.once('disconnect', () => peer.onGone());
+  onChannelClosed(child, () => peer.onGone());
   peer.onLink({
     pid,
     send: (message, handle) => {

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { onChannelClosed } from '../process/channel-closed.js';
 import { deliverHandlelessMessages } from '../process/handleless-messages.js';
 import {
   type ConnAnswer,
@@ -281,7 +282,7 @@ export function linkParent(oldMasterPid: number | undefined, peer: PeerHooks): v
   if (typeof process.send !== 'function') return; // an old master of an earlier prefork
   deliverHandlelessMessages(process); // a connection whose fd did not arrive: refused
   process.on('message', (raw, handle) => peer.onMessage(raw, handle));
-  process.once('disconnect', () => peer.onGone());
+  onChannelClosed(process, () => peer.onGone());
   peer.onLink({
     pid: oldMasterPid,
     send: (message, handle) => {

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import * as v from 'valibot';
 import { messageOf } from '../errors/index.js';
 import { createLog } from '../log/logger.js';
+import { onChannelClosed } from '../process/channel-closed.js';
 import { deliverHandlelessMessages } from '../process/handleless-messages.js';
 import { ENV_WORKER_OPTIONS } from '../protocol/env.js';
 import {
@@ -234,10 +235,16 @@ function refuseConnection(id: number, handle: unknown): void {
   (handle as Partial<TcpHandle> | undefined)?.close?.();
 }
 
-// The master is gone (killed?): finish what we hold and leave, never linger as an orphan.
-process.on('disconnect', () => void drain('master disconnected'));
-// It may have gone while this process was still starting, before the listener above existed.
-if (!process.connected) void drain('master disconnected');
+// The master is gone (killed?), or went while this process was still starting: finish what we
+// hold and leave, never linger as an orphan. Offers still out cannot be answered now: their
+// copies close at once, while their clients are likely still quiet (they see a close and
+// reconnect); waiting out the offers' expiry let nearly every one of them send a request into
+// a connection that then closed unread (a reset). Whoever had taken one keeps it: closing this
+// copy does not close the connection.
+onChannelClosed(process, () => {
+  mover?.abandon();
+  void drain('master disconnected');
+});
 
 // Out of file descriptors, libuv accepts each new connection and closes it at once to shed
 // load, reporting nothing: a worker in that state silently drops whatever reaches it. Probe
