@@ -67,7 +67,7 @@ export function addMasterOptions(command: Command): Command {
     )
     .option(
       '--keep-alive-min-timeout <seconds>',
-      'a draining worker closes an idle connection it cannot move only once it has been quiet this long (default: 0.25)',
+      "a draining worker closes an idle connection it cannot move only once it has been quiet this long (default: 5, Node's keep-alive timeout)",
       seconds,
     )
     .option(

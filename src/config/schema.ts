@@ -171,7 +171,7 @@ export function defaults(): Omit<
     timeout: 30,
     gracefulTimeout: 30,
     goodbyeWindow: 5,
-    keepAliveMinTimeout: 0.25,
+    keepAliveMinTimeout: 5,
     bootTimeout: 60,
     logLevel: 'info',
     daemon: false,

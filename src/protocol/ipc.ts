@@ -26,7 +26,10 @@ export const WorkerOptionsSchema = v.object({
   gracefulTimeoutMs: amount,
   /** Goodbyes of the app's `drain` hook are spread over this (`--goodbye-window`). */
   goodbyeWindowMs: v.optional(amount, 5000),
-  /** An idle connection that does not move is closed once quiet this long (`--keep-alive-min-timeout`). */
+  /**
+   * An idle connection that does not move is closed once quiet this long
+   * (`--keep-alive-min-timeout`); absent (an earlier master), the 250 ms workers then used.
+   */
   keepAliveMinTimeoutMs: v.optional(amount, 250),
   heartbeatMs: v.pipe(amount, v.gtValue(0)),
   /** Recycle after this many requests (0 = never). Jitter already applied by the master. */

@@ -94,7 +94,8 @@ describe('faults: processes', () => {
   });
 
   it('a draining worker stopped while its idle kept-alive clients send: resumed, it resets none of their requests', async () => {
-    // A draining worker closes a connection once it has looked idle for 250 ms. Stopped
+    // A draining worker closes a connection once it has looked idle for the minimum quiet time
+    // (250 ms here, `--keep-alive-min-timeout`). Stopped
     // (SIGSTOP: a worker starved of CPU on a busy host) past that while its kept-alive clients
     // send, it wakes to an overdue drain timer and requests not read yet: it must read them
     // before it judges the connections idle. The clients send only while the workers are
@@ -102,7 +103,12 @@ describe('faults: processes', () => {
     // (docs/signals.md), never meets a request here. Moving is off: this is the path of the
     // connections that do not move.
     root = makeAppRoot();
-    const master = await startMaster(root.dir, ['releases/v1', '--no-move-connections']);
+    const master = await startMaster(root.dir, [
+      'releases/v1',
+      '--no-move-connections',
+      '--keep-alive-min-timeout',
+      '0.25',
+    ]);
     const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
     // CLIENTS kept-alive connections to the serving workers, open and idle (those the drained
     // workers held were closed after their answers, which said `Connection: close`).
