@@ -1,10 +1,10 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
-import type { SwarmReport } from './idle-swarm.js';
+import type { Latency, LatencyAsk, SwarmReport } from './idle-swarm.js';
 import { track, waitFor } from './processes.js';
 import { REPO } from './repo.js';
 
-export type { SwarmReport } from './idle-swarm.js';
+export type { Latency, SwarmReport } from './idle-swarm.js';
 
 /** The swarm script, compiled by `npm run build:tools` (part of `npm test`). */
 const SWARM = join(REPO, 'test/.build/test/helpers/idle-swarm.js');
@@ -13,6 +13,8 @@ const SWARM = join(REPO, 'test/.build/test/helpers/idle-swarm.js');
 export interface IdleClients {
   /** What it saw so far. */
   report(): Promise<SwarmReport>;
+  /** The latency of the answered requests sent in `[from, to]` (`Date.now()` ms). */
+  latency(from: number, to: number): Promise<Latency>;
   /** Stops every client once its request in flight is answered; the final report. */
   stop(): Promise<SwarmReport>;
 }
@@ -31,9 +33,11 @@ export async function startIdleClients(
   const child: ChildProcess = fork(SWARM, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   track(child.pid);
   let last: SwarmReport | undefined;
+  let latest: Latency | undefined;
   let exited = false;
-  child.on('message', (message) => {
-    last = message as SwarmReport;
+  child.on('message', (message: SwarmReport | Latency) => {
+    if (message.type === 'latency') latest = message;
+    else last = message;
   });
   child.on('exit', () => {
     exited = true;
@@ -55,6 +59,17 @@ export async function startIdleClients(
   );
   return {
     report: ask,
+    latency: async (from, to) => {
+      latest = undefined;
+      child.send({ type: 'latency', from, to } satisfies LatencyAsk);
+      await waitFor(
+        'latencies from the client swarm',
+        () => exited || latest !== undefined,
+        30_000,
+      );
+      if (latest === undefined) throw new Error('the client swarm exited without latencies');
+      return latest;
+    },
     stop: async () => {
       const before = last;
       child.send('stop');

@@ -4,8 +4,9 @@
  * connection (an agent of one socket), opening a new one only when that one closed. Run as a
  * child process (`fork`, IPC) so thousands of clients do not share the test's event loop.
  *
- * argv: url, count, maxWaitMs[, ca file]. Messages in: 'report', 'stop'. Messages out:
- * {@link SwarmReport} (after 'stop': the final one, then it exits).
+ * argv: url, count, maxWaitMs[, ca file]. Messages in: 'report', 'stop', {@link LatencyAsk}.
+ * Messages out: {@link SwarmReport} (after 'stop': the final one, then it exits), and
+ * {@link Latency} for each {@link LatencyAsk}.
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -36,6 +37,22 @@ export interface SwarmReport {
   late: number;
 }
 
+/** Asks for the latency of the requests sent in `[from, to]` (`Date.now()` ms). */
+export interface LatencyAsk {
+  type: 'latency';
+  from: number;
+  to: number;
+}
+
+/** Answered requests sent in a window: how many, and their time to the whole answer. */
+export interface Latency {
+  type: 'latency';
+  count: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
 const [url = '', countArg = '0', waitArg = '3000', caFile] = process.argv.slice(2);
 const count = Number(countArg);
 const maxWaitMs = Number(waitArg);
@@ -57,6 +74,9 @@ let late = 0;
 const LATE_MS = 4500;
 const failures: string[] = [];
 const byRelease: Record<string, number> = {};
+/** Each answered request: when it was sent (`Date.now()`) and how long its answer took (ms). */
+const sentAt: number[] = [];
+const tookMs: number[] = [];
 const releasesOf = new WeakMap<net.Socket, Set<string>>();
 const agents: http.Agent[] = [];
 
@@ -84,6 +104,8 @@ function request(agent: http.Agent, gapMs: number): Promise<void> {
   const fail = (message: string) =>
     failWith(gapMs > 0 ? `${message} (sent ${gapMs} ms after the previous answer)` : message);
   inFlight += 1;
+  const sent = Date.now();
+  const start = performance.now();
   return new Promise((resolve) => {
     const done = () => {
       inFlight -= 1;
@@ -100,6 +122,8 @@ function request(agent: http.Agent, gapMs: number): Promise<void> {
         if (res.statusCode !== 200) fail(`status ${res.statusCode}`);
         else {
           requests += 1;
+          sentAt.push(sent);
+          tookMs.push(performance.now() - start);
           let release = '?';
           try {
             release = String((JSON.parse(body) as { release?: unknown }).release);
@@ -168,8 +192,20 @@ const starter = setInterval(() => {
   if (started >= count || stopping) clearInterval(starter);
 }, 20);
 
+function latency({ from, to }: LatencyAsk): Latency {
+  const took = tookMs.filter(
+    (_, i) => (sentAt[i] as number) >= from && (sentAt[i] as number) <= to,
+  );
+  took.sort((a, b) => a - b);
+  const at = (q: number) => took[Math.min(took.length - 1, Math.floor(q * took.length))] ?? 0;
+  return { type: 'latency', count: took.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: at(1) };
+}
+
 process.on('message', (message: unknown) => {
   if (message === 'report') process.send?.(report());
+  if ((message as Partial<LatencyAsk>)?.type === 'latency') {
+    process.send?.(latency(message as LatencyAsk));
+  }
   if (message !== 'stop' || stopping) return;
   stopping = true;
   void Promise.all(loops).then(() => {

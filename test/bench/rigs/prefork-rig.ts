@@ -12,6 +12,8 @@ const PREFORK = join(REPO, 'bin/prefork');
 export interface StepTimes {
   steps: Record<string, number>;
   totalMs: number;
+  /** What the old master's drains did with their connections (moved, closed, ...), if it said. */
+  drained?: Record<string, number>;
   /** Undefined when it succeeded; otherwise its exit code and message (a result, not a crash). */
   failed?: string | undefined;
 }
@@ -101,6 +103,7 @@ export class PreforkRig implements Rig {
     const steps: Record<string, number> = {};
     /** Each step's start and end on the `performance.now()` clock. */
     const at: Record<string, number> = {};
+    let drained: Record<string, number> | undefined;
     for (const line of out.trim().split('\n')) {
       if (!line.startsWith('{')) continue;
       const event = JSON.parse(line) as {
@@ -109,7 +112,9 @@ export class PreforkRig implements Rig {
         step?: string;
         ms?: number;
         time?: number;
+        drained?: Record<string, number>;
       };
+      if (event.drained !== undefined) drained = { ...drained, ...event.drained };
       if (event.event !== 'step' || !event.step) continue;
       at[`${event.step} ${event.status}`] = Number(event.time) - performance.timeOrigin;
       if (event.status === 'done') steps[event.step] = Number(event.ms);
@@ -124,7 +129,7 @@ export class PreforkRig implements Rig {
       result.code === 0
         ? undefined
         : `exit ${result.code}: ${result.stderr.trim().split('\n').at(-1)}`;
-    const times = { steps, totalMs: Math.round(ended - started), failed };
+    const times = { steps, totalMs: Math.round(ended - started), drained, failed };
     if (failed !== undefined) {
       PreforkRig.failures.push(`${this.name}: ${command} ${release ?? ''} ${failed}`);
     }
