@@ -91,10 +91,13 @@ async function round(make: () => Rig, count: number): Promise<Row> {
   }
 }
 
+/** BENCH_IDLE_SERVERS (a comma-separated list of the names above) runs only those. */
+const ONLY = process.env.BENCH_IDLE_SERVERS?.split(',');
+
 async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const count of SIZES) {
-    for (const server of servers) {
+    for (const server of servers.filter((s) => ONLY === undefined || ONLY.includes(s.name))) {
       const row = await round(server.make, count);
       rows.push(row);
       process.stderr.write(`${JSON.stringify(row)}\n`);

@@ -241,10 +241,11 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     track(newPid);
     const newBaseline = fds(newPid);
     const oldBaseline = fds(master.pid);
-    // Connections on their way hold an fd in the old master until the new one answers.
+    // Connections on their way hold an fd in the old master until the new one answers: up to 8
+    // (MAX_PENDING_OFFERS) from the retired worker.
     await waitFor(
       'connections crossing the old master',
-      () => fds(master.pid) > oldBaseline + 20,
+      () => fds(master.pid) > oldBaseline + 3,
       30_000,
     );
     const served = (await clients.report()).requests;
@@ -270,9 +271,12 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
       60_000,
     );
     const result = await clients.stop();
-    // Only connections the dead master or its orphaned workers still held could fail or
-    // reconnect; the rest had moved.
-    expect(result.failed, JSON.stringify(result)).toBeLessThan(count / 2);
+    // The orphaned old workers close what they hold the safe way (Connection: close, or once
+    // quiet 5 s) and their offers in flight at once: only a connection on its way (at most 8 per
+    // worker) whose client had sent meanwhile can fail. Before the worker learned of its
+    // master's death (Node emits no 'disconnect' while a sent handle awaits its ACK), 126-255
+    // failed here; in 6 runs since, 0-2.
+    expect(result.failed, JSON.stringify(result)).toBeLessThan(40);
     expect(result.opened - count, JSON.stringify(result)).toBeLessThan(count);
     console.log(
       `old master killed mid-move: ${result.opened - count} of ${count} clients reconnected, ${result.failed} requests failed; first failures: ${result.failures.slice(0, 5).join('; ')}`,
@@ -350,8 +354,10 @@ describe('idle kept-alive connections move to the next generation (SPEC §16)', 
     );
     const result = await clients.stop();
     // Only connections the dead master, its orphaned workers or the way to them held could
-    // fail or reconnect; those that had not moved yet stayed with v1.
-    expect(result.failed, JSON.stringify(result)).toBeLessThan(count / 2);
+    // fail or reconnect; those that had not moved yet stayed with v1. The orphaned new workers
+    // close what they hold the safe way: 97-593 failed here while a drain closed idle
+    // connections after 250 ms of quiet, 0 since it waits 5 s.
+    expect(result.failed, JSON.stringify(result)).toBeLessThan(40);
     expect(result.opened - count, JSON.stringify(result)).toBeLessThan(count);
     const steps = deploy.stdout.match(/"step":"[a-z0-9-]+","status":"start"/g) ?? [];
     console.log(
