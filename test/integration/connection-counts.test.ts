@@ -80,8 +80,12 @@ describe('connections by kind (status, /metrics) and what a drain closes at its 
         'releases/counts',
         '--graceful-timeout',
         String(GRACEFUL_TIMEOUT_S),
-        // What a drain closes, counted: idle connections that would otherwise move.
+        // What a drain closes, counted: idle connections that would otherwise move, once quiet
+        // 250 ms (by default 5 s, past this test's 3 s graceful timeout: they would be closed at
+        // the deadline).
         '--no-move-connections',
+        '--keep-alive-min-timeout',
+        '0.25',
         '--metrics-bind',
         `127.0.0.1:${metricsPort}`,
       ],
