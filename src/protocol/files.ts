@@ -52,6 +52,8 @@ export const HISTORY_FILE = 'history.json';
 export const OUTCOMES_FILE = 'deploys.json';
 /** Under {@link STATE_DIR}: the deploy lock (proper-lockfile). */
 export const LOCK_FILE = 'deploy.lock';
+/** Under {@link STATE_DIR}: the pid of the process holding {@link LOCK_FILE}, beside it. */
+export const LOCK_OWNER_FILE = 'deploy.lock.pid';
 
 /**
  * The two pidfiles of a root: the serving master's, and the old master's while an upgrade is in
