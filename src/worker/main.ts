@@ -316,9 +316,9 @@ try {
   }
   if (options.moveConnections && canMoveConnections(app.server)) {
     mover = new ConnectionMover(
-      (message, handle) => {
+      (message, handle, written) => {
         if (!process.connected) return false;
-        process.send?.(message, handle as never, {}, () => {});
+        process.send?.(message, handle as never, {}, () => written?.());
         return true;
       },
       (socket, handedIn) => connections.adopt(socket, handedIn),

@@ -85,9 +85,10 @@ describe('a move the next generation refuses', () => {
     const { port } = server.address() as AddressInfo;
     // The master's answer to every offer, a few ms later: refused (no worker can take it).
     const mover: ConnectionMover = new ConnectionMover(
-      (message: ConnMessage | ConnAnswer) => {
+      (message: ConnMessage | ConnAnswer, _handle, written) => {
         if (message.type === 'conn') {
           const answer: ConnAnswer = { type: 'conn-answer', id: message.id, outcome: 'refused' };
+          setImmediate(() => written?.());
           setTimeout(() => mover.onAnswer(answer), 5);
         }
         return true;
@@ -163,9 +164,9 @@ try {
     const { port } = server.address() as AddressInfo;
     const mover = new ConnectionMover(
       // As a worker sends: true while the channel is open (Node queues what waits for an ack).
-      (message, handle) => {
+      (message, handle, written) => {
         if (!receiver.connected) return false;
-        receiver.send(message, handle as never, {}, () => {});
+        receiver.send(message, handle as never, {}, () => written?.());
         return true;
       },
       (socket, handedIn) => tracker.adopt(socket, handedIn),
@@ -195,5 +196,60 @@ try {
     expect(load.slowestMs).toBeLessThan(MOVE_EXPIRES_MS);
     expect(mover.outcomes.taken + mover.outcomes.lost).toBe(0);
     expect(heard.filter((m) => m.type === 'served')).toEqual([]);
+  });
+});
+
+describe('offers and the channel they cross', () => {
+  it('sends an offer once the one before it is written, its expires running from then, not from a queue in the worker', async () => {
+    const server = http.createServer((_req, res) => res.end('ok'));
+    servers.push(server);
+    const tracker = new ConnectionTracker(server, () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    // A channel that writes one message every 200 ms, as Node's does with fds on a worker whose
+    // loop turns slowly (each fd waits for the acknowledgement of the one before); the master
+    // refuses every offer 50 ms after it is written.
+    const sent: { id: number; at: number; expires: number }[] = [];
+    let channelFreeAt = 0;
+    const mover: ConnectionMover = new ConnectionMover(
+      (message: ConnMessage | ConnAnswer, _handle, written) => {
+        if (message.type !== 'conn') return true;
+        sent.push({ id: message.id, at: Date.now(), expires: message.expires });
+        channelFreeAt = Math.max(Date.now(), channelFreeAt) + 200;
+        setTimeout(() => {
+          written?.();
+          const answer: ConnAnswer = { type: 'conn-answer', id: message.id, outcome: 'refused' };
+          setTimeout(() => mover.onAnswer(answer), 50);
+        }, channelFreeAt - Date.now());
+        return true;
+      },
+      (socket, handedIn) => tracker.adopt(socket, handedIn),
+    );
+    // Four kept-alive clients, each answered once and then quiet.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    agents.push(agent);
+    await Promise.all(
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            http
+              .get({ host: '127.0.0.1', port, agent }, (res) => res.resume().on('end', resolve))
+              .on('error', reject);
+          }),
+      ),
+    );
+    tracker.startDraining(true);
+    mover.onRoom = () => tracker.moveIdle(mover);
+    expect(tracker.moveIdle(mover)).toBe(4);
+    await waitFor('four offers sent', () => sent.length === 4, 5000);
+    for (const [i, offer] of sent.entries()) {
+      expect(offer.expires - offer.at).toBeGreaterThan(MOVE_EXPIRES_MS - 5);
+      expect(offer.expires - offer.at).toBeLessThanOrEqual(MOVE_EXPIRES_MS);
+      // Sent at once, the fourth would have spent 600 ms of its 5 s in the queue.
+      if (i > 0) expect(offer.at - (sent[i - 1]?.at ?? 0)).toBeGreaterThanOrEqual(190);
+    }
+    await waitFor('every offer answered', () => mover.pending === 0, 5000);
+    expect(mover.outcomes.refused).toBe(4);
   });
 });

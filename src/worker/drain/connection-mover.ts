@@ -64,19 +64,15 @@ export function detachIdle(socket: net.Socket): TcpHandle | undefined {
 /**
  * At most this many offers wait for an answer at once: a worker with thousands of idle
  * connections offers them in a stream rather than all at once, so that no hop holds thousands
- * of fds, and each offer's `expires` runs from when it can actually move. Fewer would cut
- * what idle clients wait (`npm run bench:idle`, 1,000 clients: p99 through the switch 253 ms
- * with 128 in flight, 9–11 ms with 4 or 8), but with 8 or 32 the moves of busy connections
- * stalled under saturating load (test/integration/deploy-busy.test.ts: offers lost or refused,
- * the drain held to the graceful timeout, 37–157 requests failed), not understood yet
- * (docs/connection-moves.md).
+ * of fds, and each offer's `expires` runs from when it can actually move.
  */
 export const MAX_PENDING_OFFERS = 128;
 
 /** What an offered connection is waiting for. */
 interface Offer {
   handle: TcpHandle;
-  timer: NodeJS.Timeout;
+  /** Set once the offer is sent: when it counts as lost. */
+  timer?: NodeJS.Timeout;
 }
 
 /**
@@ -88,14 +84,34 @@ interface Offer {
 export class ConnectionMover {
   private nextId = 1;
   private readonly offers = new Map<number, Offer>();
+  /**
+   * Offers taken from the server and not sent yet, waiting for the channel. Node passes one fd
+   * at a time on a channel (the next waits for the receiver's acknowledgement of the last), so
+   * an offer is sent once the one before it is written: each offer's `expires` then runs from
+   * when it leaves, not from when it joined a queue in this worker. Sent at once, offers
+   * expired (5 s) in Node's queue before they left a busy worker, whose loop turns, and so
+   * the acknowledgements, take about 0.5 s (16 workers on 2 saturated cores): they were
+   * refused or lost (test/integration/deploy-busy.test.ts, docs/connection-moves.md).
+   */
+  private readonly waiting: number[] = [];
+  /** The offer sent and not yet written to the channel. */
+  private inChannel: number | undefined;
+  private sending = false;
   readonly outcomes: Record<MoveOutcome, number> = { taken: 0, refused: 0, lost: 0 };
   /** Called (once per turn of the loop) when offers are answered: there is room for more. */
   onRoom: (() => void) | undefined;
   private roomSoon = false;
 
   constructor(
-    /** Sends a message (with a handle) to the master; false when the channel is closed. */
-    private readonly send: (message: ConnMessage | ConnAnswer, handle?: TcpHandle) => boolean,
+    /**
+     * Sends a message (with a handle) to the master; false when the channel is closed. Calls
+     * `written` once the message is written to the channel (Node's `send` callback).
+     */
+    private readonly send: (
+      message: ConnMessage | ConnAnswer,
+      handle?: TcpHandle,
+      written?: () => void,
+    ) => boolean,
     /** Serves a connection here (a refused one comes back, or one handed to this worker). */
     private readonly serve: (socket: net.Socket, handedIn: boolean) => void,
   ) {}
@@ -116,17 +132,39 @@ export class ConnectionMover {
     if (handle === undefined) return false;
     const id = this.nextId;
     this.nextId += 1;
-    const expires = Date.now() + MOVE_EXPIRES_MS;
-    // No answer by then: the master or a process after it is gone or stuck. Whoever took the
-    // connection keeps it; this copy is closed (serving it again could race the taker).
-    const timer = setTimeout(
-      () => this.settle(id, 'lost'),
-      MOVE_EXPIRES_MS + 2 * MOVE_ANSWER_MARGIN_MS,
-    );
-    timer.unref();
-    this.offers.set(id, { handle, timer });
-    if (!this.send({ type: 'conn', id, expires }, handle)) this.settle(id, 'refused');
+    this.offers.set(id, { handle });
+    this.waiting.push(id);
+    this.sendWaiting();
     return true;
+  }
+
+  /** Sends the waiting offers, one once the one before it is written. */
+  private sendWaiting(): void {
+    if (this.sending) return; // a send's callback ran at once: the loop below goes on
+    this.sending = true;
+    while (this.inChannel === undefined && this.waiting.length > 0) {
+      const id = this.waiting.shift() as number;
+      const offer = this.offers.get(id);
+      if (offer === undefined) continue;
+      // No answer by then: the master or a process after it is gone or stuck. Whoever took the
+      // connection keeps it; this copy is closed (serving it again could race the taker).
+      offer.timer = setTimeout(
+        () => this.settle(id, 'lost'),
+        MOVE_EXPIRES_MS + 2 * MOVE_ANSWER_MARGIN_MS,
+      );
+      offer.timer.unref();
+      this.inChannel = id;
+      const expires = Date.now() + MOVE_EXPIRES_MS;
+      const sent = this.send({ type: 'conn', id, expires }, offer.handle, () => {
+        if (this.inChannel === id) this.inChannel = undefined;
+        this.sendWaiting();
+      });
+      if (!sent) {
+        this.inChannel = undefined;
+        this.settle(id, 'refused');
+      }
+    }
+    this.sending = false;
   }
 
   /** The master's answer for an offer. */
@@ -138,15 +176,14 @@ export class ConnectionMover {
     const offer = this.offers.get(id);
     if (offer === undefined) return;
     this.offers.delete(id);
-    clearTimeout(offer.timer);
+    if (offer.timer !== undefined) clearTimeout(offer.timer);
     this.outcomes[outcome] += 1;
-    if (!this.roomSoon && this.onRoom !== undefined) {
-      this.roomSoon = true;
-      setImmediate(() => {
-        this.roomSoon = false;
-        this.onRoom?.();
-      });
+    if (this.inChannel === id) {
+      // Answered (or lost) before Node said it was written: the next goes now.
+      this.inChannel = undefined;
+      this.sendWaiting();
     }
+    this.roomForMore();
     if (outcome === 'refused') {
       this.serve(socketOf(offer.handle), false);
     } else {
@@ -154,8 +191,23 @@ export class ConnectionMover {
     }
   }
 
-  /** The master is gone, or the deadline came: every offer still out is settled as lost. */
+  /** Calls `onRoom` once this turn of the loop is over (once, however many made room). */
+  private roomForMore(): void {
+    if (this.roomSoon || this.onRoom === undefined) return;
+    this.roomSoon = true;
+    setImmediate(() => {
+      this.roomSoon = false;
+      this.onRoom?.();
+    });
+  }
+
+  /**
+   * The master is gone, or the deadline came: every offer sent is settled as lost; those never
+   * sent are served here again, as refused ones are (no one else has their fd).
+   */
   abandon(): void {
+    const unsent = this.waiting.splice(0);
+    for (const id of unsent) this.settle(id, 'refused');
     for (const id of [...this.offers.keys()]) this.settle(id, 'lost');
   }
 
