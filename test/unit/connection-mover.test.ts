@@ -6,7 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ConnAnswer, type ConnMessage, MOVE_EXPIRES_MS } from '../../src/protocol/moves.js';
-import { ConnectionMover } from '../../src/worker/drain/connection-mover.js';
+import {
+  ConnectionMover,
+  MAX_PENDING_OFFERS,
+  MIN_PENDING_OFFERS,
+  SLOW_TURN_MS,
+} from '../../src/worker/drain/connection-mover.js';
 import { ConnectionTracker } from '../../src/worker/drain/connection-tracker.js';
 import { waitFor } from '../helpers/processes.js';
 import { REPO } from '../helpers/repo.js';
@@ -251,5 +256,43 @@ describe('offers and the channel they cross', () => {
     }
     await waitFor('every offer answered', () => mover.pending === 0, 5000);
     expect(mover.outcomes.refused).toBe(4);
+  });
+
+  it('keeps 8 offers out while the loop turns quickly, and up to 128 once a turn came more than 50 ms late', async () => {
+    const server = http.createServer((_req, res) => res.end('ok'));
+    servers.push(server);
+    const tracker = new ConnectionTracker(server, () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    // The master never answers: what is out stays out.
+    const mover = new ConnectionMover(
+      (_message, _handle, written) => {
+        setImmediate(() => written?.());
+        return true;
+      },
+      (socket, handedIn) => tracker.adopt(socket, handedIn),
+    );
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+    agents.push(agent);
+    await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            http
+              .get({ host: '127.0.0.1', port, agent }, (res) => res.resume().on('end', resolve))
+              .on('error', reject);
+          }),
+      ),
+    );
+    tracker.startDraining(true);
+    expect(tracker.moveIdle(mover)).toBe(MIN_PENDING_OFFERS);
+    mover.loopLate(SLOW_TURN_MS);
+    expect(tracker.moveIdle(mover)).toBe(0);
+    mover.loopLate(SLOW_TURN_MS + 1);
+    expect(tracker.moveIdle(mover)).toBe(20 - MIN_PENDING_OFFERS);
+    expect(mover.pending).toBe(20);
+    expect(MAX_PENDING_OFFERS).toBeGreaterThan(20);
+    mover.abandon();
   });
 });

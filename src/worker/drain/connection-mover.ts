@@ -62,11 +62,26 @@ export function detachIdle(socket: net.Socket): TcpHandle | undefined {
 }
 
 /**
- * At most this many offers wait for an answer at once: a worker with thousands of idle
- * connections offers them in a stream rather than all at once, so that no hop holds thousands
- * of fds, and each offer's `expires` runs from when it can actually move.
+ * How many offers wait for an answer at once while the worker's loop turns quickly: a
+ * connection not offered yet is served here meanwhile, and one offered waits, its client's
+ * next request unread, until a worker of the next generation takes it. Every hop passes one fd
+ * at a time, so the more are out, the longer each waits: at 1,000 idle clients the p99 through
+ * the switch was 60–110 ms with 128 out, 8–13 ms with 8 (`npm run bench:idle`).
+ */
+export const MIN_PENDING_OFFERS = 8;
+
+/**
+ * How many once the worker's loop turns slowly (it serves a heavy load): then every fd it
+ * passes costs one of its long turns, and the connections it still serves keep the turns long.
+ * Offering up to this many at once stops the serving and lets the channel drain; with 8 out,
+ * the moves of 256 saturating connections outlasted the graceful timeout
+ * (test/integration/deploy-busy.test.ts, docs/connection-moves.md). It also bounds what any
+ * hop holds: a worker with thousands of idle connections offers them in a stream.
  */
 export const MAX_PENDING_OFFERS = 128;
+
+/** A drain's poll coming this much later than asked says the worker's loop turns slowly. */
+export const SLOW_TURN_MS = 50;
 
 /** What an offered connection is waiting for. */
 interface Offer {
@@ -97,6 +112,8 @@ export class ConnectionMover {
   /** The offer sent and not yet written to the channel. */
   private inChannel: number | undefined;
   private sending = false;
+  /** How many offers may be out at once: {@link MIN_PENDING_OFFERS} until the loop is slow. */
+  private window = MIN_PENDING_OFFERS;
   readonly outcomes: Record<MoveOutcome, number> = { taken: 0, refused: 0, lost: 0 };
   /** Called (once per turn of the loop) when offers are answered: there is room for more. */
   onRoom: (() => void) | undefined;
@@ -123,7 +140,16 @@ export class ConnectionMover {
 
   /** As many offers as may wait at once are out: offer more once some are answered. */
   get full(): boolean {
-    return this.offers.size >= MAX_PENDING_OFFERS;
+    return this.offers.size >= this.window;
+  }
+
+  /**
+   * The drain saw this worker's loop turn `lateMs` later than it asked: past
+   * {@link SLOW_TURN_MS}, up to {@link MAX_PENDING_OFFERS} go out at once for the rest of the
+   * drain (once slow, the connections still served here would keep it slow).
+   */
+  loopLate(lateMs: number): void {
+    if (lateMs > SLOW_TURN_MS) this.window = MAX_PENDING_OFFERS;
   }
 
   /** Offers `socket` to the master if it is idle; true when it was taken from this server. */

@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { pollUntil } from '../../wait/wait.js';
 import { GrpcFront } from '../grpc-front.js';
@@ -70,9 +71,15 @@ export async function drainConnections(
   // A grpc-js server closes its own sessions; what is open at the deadline is closed below.
   if (app.server instanceof GrpcFront) app.server.drainSessions(gracefulTimeoutMs);
   callDrainHook(app.drain, drainInfo(reason, deadline, goodbyeWindowMs, logger), logger);
+  let lastLook = performance.now();
   const drained = await pollUntil(
     () => {
-      if (mover !== undefined) tracker.moveIdle(mover, true);
+      const now = performance.now();
+      if (mover !== undefined) {
+        mover.loopLate(now - lastLook - DRAIN_POLL_MS);
+        tracker.moveIdle(mover, true);
+      }
+      lastLook = now;
       if (app.server instanceof GrpcFront) app.server.drainLateSessions();
       tracker.closeIdle(keepAliveMinTimeoutMs);
       return tracker.size === 0 && (mover?.pending ?? 0) === 0;
