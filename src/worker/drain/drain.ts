@@ -64,7 +64,8 @@ export async function drainConnections(
   stopAccepting(listeners);
   tracker.startDraining(mover !== undefined);
   if (mover !== undefined) {
-    // Idle connections are offered in a stream: more as answers come (MAX_PENDING_OFFERS).
+    // Idle connections are offered in a stream: more as answers come (MIN_PENDING_OFFERS, then
+    // MAX_PENDING_OFFERS once the loop turns slowly).
     mover.onRoom = () => tracker.moveIdle(mover);
     tracker.moveIdle(mover, true);
   }
