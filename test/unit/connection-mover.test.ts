@@ -204,13 +204,35 @@ try {
   });
 });
 
+/** An HTTP server on loopback whose connections a tracker follows. */
+async function trackedServer(): Promise<{ tracker: ConnectionTracker; port: number }> {
+  const server = http.createServer((_req, res) => res.end('ok'));
+  servers.push(server);
+  const tracker = new ConnectionTracker(server, () => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { tracker, port: (server.address() as AddressInfo).port };
+}
+
+/** `count` kept-alive clients on `port`, each answered once and then quiet. */
+async function idleClients(port: number, count: number): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: count });
+  agents.push(agent);
+  await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          http
+            .get({ host: '127.0.0.1', port, agent }, (res) => res.resume().on('end', resolve))
+            .on('error', reject);
+        }),
+    ),
+  );
+}
+
 describe('offers and the channel they cross', () => {
   it('sends an offer once the one before it is written, its expires running from then, not from a queue in the worker', async () => {
-    const server = http.createServer((_req, res) => res.end('ok'));
-    servers.push(server);
-    const tracker = new ConnectionTracker(server, () => {});
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
+    const { tracker, port } = await trackedServer();
     // A channel that writes one message every 200 ms, as Node's does with fds on a worker whose
     // loop turns slowly (each fd waits for the acknowledgement of the one before); the master
     // refuses every offer 50 ms after it is written.
@@ -230,20 +252,7 @@ describe('offers and the channel they cross', () => {
       },
       (socket, handedIn) => tracker.adopt(socket, handedIn),
     );
-    // Four kept-alive clients, each answered once and then quiet.
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-    agents.push(agent);
-    await Promise.all(
-      Array.from(
-        { length: 4 },
-        () =>
-          new Promise<void>((resolve, reject) => {
-            http
-              .get({ host: '127.0.0.1', port, agent }, (res) => res.resume().on('end', resolve))
-              .on('error', reject);
-          }),
-      ),
-    );
+    await idleClients(port, 4);
     tracker.startDraining(true);
     mover.onRoom = () => tracker.moveIdle(mover);
     expect(tracker.moveIdle(mover)).toBe(4);
@@ -259,11 +268,7 @@ describe('offers and the channel they cross', () => {
   });
 
   it('keeps 8 offers out while the loop turns quickly, and up to 128 once a turn came more than 50 ms late', async () => {
-    const server = http.createServer((_req, res) => res.end('ok'));
-    servers.push(server);
-    const tracker = new ConnectionTracker(server, () => {});
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
+    const { tracker, port } = await trackedServer();
     // The master never answers: what is out stays out.
     const mover = new ConnectionMover(
       (_message, _handle, written) => {
@@ -272,19 +277,7 @@ describe('offers and the channel they cross', () => {
       },
       (socket, handedIn) => tracker.adopt(socket, handedIn),
     );
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
-    agents.push(agent);
-    await Promise.all(
-      Array.from(
-        { length: 20 },
-        () =>
-          new Promise<void>((resolve, reject) => {
-            http
-              .get({ host: '127.0.0.1', port, agent }, (res) => res.resume().on('end', resolve))
-              .on('error', reject);
-          }),
-      ),
-    );
+    await idleClients(port, 20);
     tracker.startDraining(true);
     expect(tracker.moveIdle(mover)).toBe(MIN_PENDING_OFFERS);
     mover.loopLate(SLOW_TURN_MS);
